@@ -1,0 +1,72 @@
+"""The one error hierarchy. Each class carries its HTTP status; handlers turn any of them into
+`{"success": false, "error": ..., "status": N, "request_id": ...}` on both API surfaces."""
+
+
+class BerthError(Exception):
+    status = 500
+    default_message = "internal error"
+
+    def __init__(self, message: str | None = None):
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class BadRequest(BerthError):
+    status = 400
+    default_message = "bad request"
+
+
+class Unauthorized(BerthError):
+    status = 401
+    default_message = "missing or invalid credentials"
+
+
+class Forbidden(BerthError):
+    status = 403
+    default_message = "not allowed"
+
+
+class NotFound(BerthError):
+    status = 404
+    default_message = "not found"
+
+
+class Conflict(BerthError):
+    status = 409
+    default_message = "conflict"
+
+
+class PayloadTooLarge(BerthError):
+    status = 413
+    default_message = "request body too large"
+
+
+class Unprocessable(BerthError):
+    status = 422
+    default_message = "unprocessable request"
+
+
+class TooManyRequests(BerthError):
+    status = 429
+    default_message = "limit reached"
+
+
+class BadGateway(BerthError):
+    status = 502
+    default_message = "upstream failed"
+
+
+class ServiceUnavailable(BerthError):
+    status = 503
+    default_message = "service unavailable"
+
+
+class GatewayTimeout(BerthError):
+    status = 504
+    default_message = "timed out waiting for the runtime"
+
+
+class ConditionFailed(Conflict):
+    """A conditional write lost: the item changed (or exists) since it was read."""
+
+    default_message = "the item changed concurrently; retry"

@@ -1,0 +1,254 @@
+"""The local stack: an embedded moto server standing in for DynamoDB, SQS and KMS, the API on
+uvicorn, the sweeper and dead-letter consumer on timers, and one local worker registered as a
+shared runtime. The end-to-end tests start this same class.
+
+Only endpoints and credentials differ from AWS; they are set in the process environment before
+anything creates a boto3 client, so every code path is the deployed one.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.logs import get_logger, log_event
+
+logger = get_logger("berth.local")
+
+PLATFORM_WORKSPACE = "ws_platform"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class StackOptions:
+    data_dir: Path
+    port: int = 7500
+    moto_port: int = 7566
+    fresh: bool = False
+    worker: bool = True
+    sweep_interval: float = 5.0
+    snapshot_interval: float = 30.0
+    worker_args: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)  # extra BERTH_* settings for API and worker
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions):
+        self.options = options
+        self.state_dir = options.data_dir / "state"
+        self.api_url = f"http://127.0.0.1:{options.port}"
+        self.moto_url = f"http://127.0.0.1:{options.moto_port}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto = None
+        self._uvicorn = None
+        self.worker: subprocess.Popen | None = None
+        self.restored_items = 0
+        self.restore_seconds = 0.0
+
+    # --- environment ------------------------------------------------------------------------
+
+    def aws_environment(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": "berth-local",
+            "AWS_SECRET_ACCESS_KEY": "berth-local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
+
+    def berth_environment(self) -> dict[str, str]:
+        return {
+            "BERTH_MODE": "local",
+            "BERTH_PORT": str(self.options.port),
+            "BERTH_DATA_DIR": str(self.options.data_dir),
+            **self.options.environment,
+        }
+
+    def _apply_environment(self) -> None:
+        os.environ.update(self.aws_environment())
+        os.environ.update(self.berth_environment())
+        from app import aws, queues
+        from app.settings import get_settings
+        from app.store import get_store
+
+        get_settings.cache_clear()
+        get_store.cache_clear()
+        queues.dead_letter_queue_url.cache_clear()
+        queues._dead_letter_queue_arn.cache_clear()
+        aws.reset_clients()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> "LocalStack":
+        if self.options.fresh and self.options.data_dir.exists():
+            shutil.rmtree(self.options.data_dir)
+        self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        self._apply_environment()
+        self._start_moto()
+        self._provision()
+        self._start_api()
+        self._start_timers()
+        if self.options.worker:
+            self.start_worker()
+        return self
+
+    def _start_moto(self) -> None:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
+        self._moto.start()
+        _wait_for_port(self.options.moto_port)
+
+    def _provision(self) -> None:
+        from app import aws, queues
+        from app.local import snapshot
+        from app.settings import get_settings
+        from app.store import get_store
+        from app.store.schema import ensure_table
+
+        settings = get_settings()
+        ensure_table(settings.table_name)
+        queues.ensure_dead_letter_queue()
+        started = time.perf_counter()
+        self.restored_items = snapshot.restore(self.state_dir, settings.table_name)
+        self.restore_seconds = time.perf_counter() - started
+        kms = aws.client("kms")
+        aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
+        if settings.kms_key_alias not in aliases:
+            key_id = kms.create_key(Description="berth provider credentials")["KeyMetadata"]["KeyId"]
+            kms.create_alias(AliasName=settings.kms_key_alias, TargetKeyId=key_id)
+        for runtime in get_store().runtimes.all():  # queues are not in the snapshot: recreate them
+            queues.create_runtime_queues(runtime["runtime_id"])
+        get_store().accounts.ensure_workspace(get_store().accounts.workspace_item(
+            PLATFORM_WORKSPACE, name="berth platform", slug="platform", operator=True, open_jobs=0))
+        if self.restored_items:
+            log_event(logger, "state restored", items=self.restored_items,
+                      seconds=round(self.restore_seconds, 3))
+
+    def _start_api(self) -> None:
+        import uvicorn
+
+        from app.main import create_app
+
+        config = uvicorn.Config(create_app(), host="127.0.0.1", port=self.options.port, log_level="warning",
+                                access_log=False, lifespan="off")
+        self._uvicorn = uvicorn.Server(config)
+        thread = threading.Thread(target=self._uvicorn.run, name="api", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        _wait_for_port(self.options.port)
+
+    def _start_timers(self) -> None:
+        for name, interval, task in (
+            ("sweeper", self.options.sweep_interval, self._sweep_once),
+            ("dead-letters", min(self.options.sweep_interval, 2.0), self._drain_dead_letters),
+            ("snapshot", self.options.snapshot_interval, self.save_state),
+        ):
+            thread = threading.Thread(target=self._every, args=(interval, task), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _every(self, interval: float, task) -> None:
+        while not self._stop.wait(interval):
+            try:
+                task()
+            except Exception:
+                logger.exception("local timer task failed")
+
+    @staticmethod
+    def _sweep_once() -> None:
+        from app.services.sweeper import sweep
+
+        sweep()
+
+    @staticmethod
+    def _drain_dead_letters() -> None:
+        from app import queues
+        from app.services.jobs import dead_letter
+
+        url = queues.dead_letter_queue_url()
+        for message in queues.receive(url, max_messages=10, wait_seconds=0, visibility_seconds=30):
+            dead_letter(message.body, message.receive_count)
+            queues.delete(url, message.receipt)
+
+    def save_state(self) -> int:
+        from app.local import snapshot
+        from app.settings import get_settings
+
+        return snapshot.save(self.state_dir, get_settings().table_name)
+
+    # --- the local worker -----------------------------------------------------------------
+
+    def mint_shared_join_token(self, uses: int = 1) -> str:
+        from app.auth.principal import Principal, Tier
+        from app.schemas.runtimes import JoinTokenCreate
+        from app.services.runtimes import mint_join_token
+
+        operator = Principal(kind="system", workspace_id=PLATFORM_WORKSPACE, subject_id="local-stack",
+                             tier=Tier.admin, credential_digest="", operator=True)
+        secret, _ = mint_join_token(operator, JoinTokenCreate(name="local worker", uses=uses, shared=True,
+                                                              ttl_seconds=3600))
+        return secret
+
+    def worker_command(self, data_dir: Path, join_token: str | None, *extra: str) -> list[str]:
+        command = [sys.executable, "-m", "workers", "--api", self.api_url, "--data-dir", str(data_dir),
+                   "--queue-mode", "sqs", "--name", "local-worker", *self.options.worker_args, *extra]
+        if join_token:
+            command += ["--join-token", join_token]
+        return command
+
+    def worker_environment(self) -> dict[str, str]:
+        return {**os.environ, **self.aws_environment(), **self.berth_environment()}
+
+    def start_worker(self) -> subprocess.Popen:
+        data_dir = self.options.data_dir / "worker"
+        registered = (data_dir / "runtime.json").exists()
+        token = None if registered else self.mint_shared_join_token()
+        self.worker = subprocess.Popen(self.worker_command(data_dir, token), env=self.worker_environment(),
+                                       start_new_session=True)
+        return self.worker
+
+    def stop(self) -> None:
+        if self.worker and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+        self._stop.set()
+        try:
+            self.save_state()
+        except Exception:
+            logger.exception("could not save the local state")
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self._moto is not None:
+            self._moto.stop()
+
+
+def _wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout:g} s")

@@ -1,0 +1,96 @@
+"""Request and response bodies of the accounts and API-key routes."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SignupRequest(_Body):
+    name: str = Field(min_length=1, max_length=100)
+    email: EmailStr
+    password: str = Field(min_length=6, max_length=256)
+    workspace: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class LoginRequest(_Body):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=256)
+
+
+class ForgotRequest(_Body):
+    email: EmailStr
+
+
+class ResetRequest(_Body):
+    token: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=6, max_length=256)
+
+
+class VerifyRequest(_Body):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class AuthUser(BaseModel):
+    id: str
+    name: str
+    email: str
+    role: str
+    workspace: str
+    workspace_slug: str
+    workspace_id: str
+    email_verified: bool = False
+
+
+class AuthResult(BaseModel):
+    token: str = Field(description="Session bearer token")
+    user: AuthUser
+    expires_at: str
+
+
+class MeResponse(BaseModel):
+    user: AuthUser
+    auth: Literal["session", "api_key"]
+
+
+class OkResponse(BaseModel):
+    ok: bool = True
+    message: str = ""
+
+
+class LogoutResponse(BaseModel):
+    ok: bool = True
+    sessions_ended: int
+
+
+class ApiKeyCreate(_Body):
+    name: str = Field(min_length=1, max_length=100)
+    tier: Literal["read", "standard", "admin"] = "standard"
+    expires_at: datetime | None = Field(default=None, description="ISO 8601; omit for a key that does not expire")
+
+
+class ApiKeyView(BaseModel):
+    id: str
+    name: str
+    tier: str
+    prefix: str
+    created_at: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    created_by: str = ""
+
+
+class ApiKeyCreated(BaseModel):
+    success: bool = True
+    key: str = Field(description="The secret: shown only in this response")
+    api_key: ApiKeyView
+
+
+class ApiKeyList(BaseModel):
+    success: bool = True
+    keys: list[ApiKeyView]
+    next_cursor: str | None = None

@@ -1,0 +1,101 @@
+"""Job requests and views, with one payload model per job type."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.errors import Unprocessable
+from app.messages import JobStatus, JobType
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ModelInspectPayload(_Payload):
+    model: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\-]+(/[\w.\-]+)?$")
+    revision: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ModelPullPayload(ModelInspectPayload):
+    allow_patterns: list[str] | None = Field(default=None, max_length=100)
+
+
+class McpServerPayload(_Payload):
+    start_command: str = Field(min_length=1, max_length=4000)
+    runtime: Literal["node", "python"] = "node"
+    transport: Literal["stdio", "http"] = "stdio"
+    env: dict[str, str] = Field(default_factory=dict, max_length=100)
+    entity_id: str | None = Field(default=None, max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+
+class ToolRunPayload(_Payload):
+    session_id: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentRunPayload(_Payload):
+    agent: str = Field(min_length=1, max_length=200)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+PAYLOAD_MODELS: dict[JobType, type[_Payload]] = {
+    JobType.model_inspect: ModelInspectPayload,
+    JobType.model_pull: ModelPullPayload,
+    JobType.model_preload: ModelInspectPayload,
+    JobType.mcp_test: McpServerPayload,
+    JobType.mcp_run: McpServerPayload,
+    JobType.tool_run: ToolRunPayload,
+    JobType.agent_run: AgentRunPayload,
+}
+
+
+def validate_payload(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return PAYLOAD_MODELS[job_type].model_validate(payload).model_dump(exclude_none=True)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"payload.{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}" for item in error.errors()
+        )
+        raise Unprocessable(f"invalid payload for {job_type.value}: {problems}") from error
+
+
+class CreateJobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: JobType
+    ttl_seconds: int | None = Field(default=None, ge=1, description="Defaults to the policy's default TTL")
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreateJobResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+    events_url: str
+
+
+class JobView(BaseModel):
+    job_id: str
+    type: str
+    status: JobStatus
+    created_at: str
+    expires_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    runtime_id: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    cancel_requested: bool = False
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None = None
+
+
+class CancelResponse(BaseModel):
+    ok: bool
+    status: JobStatus

@@ -1,0 +1,375 @@
+"""Jobs: creation, the state machine, claims, events and cancellation.
+
+States follow the spec: queued → running → complete | error | expired | cancelled, plus
+running → queued when a runtime fails and the job is re-dispatched. Every transition is a
+conditional write that names the states it may leave, so nothing ever leaves a final state; a
+final transition also releases the workspace's and the runtime's slot in the same transaction,
+so counts cannot drift.
+"""
+
+import asyncio
+import json
+import time
+
+from app import clock, queues
+from app.auth.principal import Principal
+from app.errors import ConditionFailed, Conflict, NotFound, TooManyRequests, Unprocessable
+from app.ids import new_id
+from app.logs import get_logger, log_event
+from app.messages import (FINAL_JOB_STATUSES, ClaimRequest, ClaimResponse, ControlMessage, EventBatch,
+                          EventBatchResult, EventStatus, JobStatus, JobType)
+from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobView, validate_payload
+from app.services import dispatch
+from app.services.activity import audit, meter
+from app.settings import get_settings
+from app.store import get_store
+from app.store.accounts import workspace_pk
+from app.store.runtimes import SHARED_WORKSPACE
+from app.store.table import Condition, Write
+
+logger = get_logger("berth.jobs")
+
+RETENTION_SECONDS = 30 * 24 * 3600
+_OPEN = [s.value for s in JobStatus if s not in FINAL_JOB_STATUSES]
+_FINAL_EVENT_STATUS = {
+    EventStatus.complete: JobStatus.complete,
+    EventStatus.error: JobStatus.error,
+    EventStatus.cancelled: JobStatus.cancelled,
+    EventStatus.expired: JobStatus.expired,
+}
+
+
+def events_url(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}/events"
+
+
+def view(job: dict) -> JobView:
+    return JobView(
+        job_id=job["job_id"], type=job["type"], status=job["status"], created_at=job["created_at"],
+        expires_at=clock.iso(job["deadline"]), started_at=job.get("started_at"), finished_at=job.get("finished_at"),
+        runtime_id=job.get("runtime_id"), payload=_redacted_payload(job), result=job.get("result"),
+        error=job.get("error"), cancel_requested=bool(job.get("cancel_requested")),
+    )
+
+
+def _redacted_payload(job: dict) -> dict:
+    """Environment values may be secrets: they go to the worker but are never shown back."""
+    payload = dict(job.get("payload", {}))
+    if isinstance(payload.get("env"), dict):
+        payload["env"] = {name: "***" for name in payload["env"]}
+    return payload
+
+
+# --- creation and reads ---------------------------------------------------------------------------
+
+
+def create(principal: Principal, request: CreateJobRequest, *, extra: dict | None = None) -> dict:
+    settings = get_settings()
+    payload = validate_payload(request.type, request.payload)
+    ttl = request.ttl_seconds or settings.default_ttl_seconds
+    if request.type == JobType.mcp_run and request.ttl_seconds is None:
+        ttl = settings.max_ttl_seconds  # long-lived servers run to the policy's limit
+    if ttl > settings.max_ttl_seconds:
+        raise Unprocessable(f"ttl_seconds {ttl} exceeds the policy's max_ttl_seconds {settings.max_ttl_seconds}")
+    store = get_store()
+    now = clock.now()
+    job_id = new_id("job")
+    job = store.jobs.item(
+        principal.workspace_id, job_id, int(now * 1000), type=request.type.value, status=JobStatus.queued.value,
+        payload=payload, ttl_seconds=ttl, created_at=clock.iso(now), created_epoch=now, deadline=now + ttl,
+        dispatch=0, created_by=principal.subject_id, **(extra or {}),
+    )
+    queued_event = store.jobs.event_item(principal.workspace_id, job_id, 1, step="job", status="queued",
+                                         message="job accepted", data={}, at=clock.iso(now))
+    limit = settings.max_concurrent_jobs
+    writes = [
+        store.jobs.create_write(job),
+        store.jobs.event_write(queued_event),
+        Write.update(workspace_pk(principal.workspace_id), "WORKSPACE", add={"open_jobs": 1},
+                     condition=Condition(below={"open_jobs": limit})),
+    ]
+    try:
+        store.table.transact(writes)
+    except ConditionFailed as error:
+        raise TooManyRequests(f"the workspace already has {limit} unfinished jobs (policy max_concurrent_jobs)") from error
+    audit(principal.workspace_id, "job.create", actor=principal.subject_id, target=job_id,
+          detail={"type": request.type.value})
+    meter(principal.workspace_id, "jobs", request.type.value)
+    dispatch.dispatch(job)
+    return store.jobs.get(principal.workspace_id, job_id) or job
+
+
+def accepted(job: dict) -> CreateJobResponse:
+    return CreateJobResponse(job_id=job["job_id"], status=job["status"], events_url=events_url(job["job_id"]))
+
+
+def get(principal: Principal, job_id: str) -> dict:
+    job = get_store().jobs.get(principal.workspace_id, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def list_jobs(principal: Principal, *, limit: int, cursor: str | None, status: JobStatus | None,
+              job_type: JobType | None) -> tuple[list[JobView], str | None]:
+    page = get_store().jobs.page(principal.workspace_id, limit=limit, cursor=cursor,
+                                 status=status.value if status else None,
+                                 job_type=job_type.value if job_type else None)
+    return [view(job) for job in page.items], page.cursor
+
+
+# --- transitions ----------------------------------------------------------------------------------
+
+
+def _append_event(job: dict, step: str, status: EventStatus, message: str, data: dict | None = None) -> Write:
+    seq = get_store().jobs.last_seq(job["workspace_id"], job["job_id"]) + 1
+    return get_store().jobs.event_write(get_store().jobs.event_item(
+        job["workspace_id"], job["job_id"], seq, step=step, status=status.value, message=message, data=data or {},
+        at=clock.iso()))
+
+
+def _release_writes(job: dict) -> list[Write]:
+    writes = [Write.update(workspace_pk(job["workspace_id"]), "WORKSPACE", add={"open_jobs": -1})]
+    if job.get("runtime_id"):
+        writes.append(Write.update(workspace_pk(job["runtime_workspace"]), f"RT#{job['runtime_id']}",
+                                   add={"active_jobs": -1}))
+    return writes
+
+
+def finish(job: dict, status: JobStatus, *, from_statuses: list[str], fields: dict | None = None,
+           event: Write | None = None, claim_id: str | None = None) -> bool:
+    """Move a job to a final status in one transaction; False if it had already left `from_statuses`."""
+    now = clock.now()
+    # The slot released below is the one held now: the job must still be on that runtime.
+    conditions = Condition(in_={"status": from_statuses})
+    if claim_id:
+        conditions.equals["claim_id"] = claim_id
+    if job.get("runtime_id"):
+        conditions.equals["runtime_id"] = job["runtime_id"]
+    else:
+        conditions.missing = ("runtime_id",)
+    writes = [get_store().jobs.finish_write(job["workspace_id"], job["job_id"], status,
+                                            {"finished_at": clock.iso(now), **(fields or {})}, conditions,
+                                            int(now) + RETENTION_SECONDS)]
+    writes += _release_writes(job)
+    if event is not None:
+        writes.append(event)
+    try:
+        get_store().table.transact(writes)
+    except ConditionFailed:
+        return False
+    started = job.get("started_epoch")
+    if started:
+        meter(job["workspace_id"], "runtime_seconds", job["type"], round(now - started, 3))
+    log_event(logger, "job finished", job_id=job["job_id"], status=status.value)
+    return True
+
+
+def cancel(principal: Principal, job_id: str, *, wait_seconds: float = 3.0) -> CancelResponse:
+    job = get(principal, job_id)
+    status = JobStatus(job["status"])
+    if status in FINAL_JOB_STATUSES:
+        return CancelResponse(ok=True, status=status)
+    audit(principal.workspace_id, "job.cancel", actor=principal.subject_id, target=job_id)
+    if status == JobStatus.queued and not job.get("claim_id"):
+        event = _append_event(job, "job", EventStatus.cancelled, "cancelled before it started")
+        if finish(job, JobStatus.cancelled, from_statuses=[JobStatus.queued.value], event=event):
+            return CancelResponse(ok=True, status=JobStatus.cancelled)
+        job = get(principal, job_id)  # it started meanwhile: stop it on its worker instead
+    return _cancel_on_worker(job, wait_seconds)
+
+
+def _cancel_on_worker(job: dict, wait_seconds: float) -> CancelResponse:
+    store = get_store()
+    try:
+        job = store.jobs.update(job["workspace_id"], job["job_id"], set={"cancel_requested": True},
+                                condition=Condition(in_={"status": _OPEN}))
+    except ConditionFailed:
+        job = store.jobs.get(job["workspace_id"], job["job_id"])
+        return CancelResponse(ok=True, status=job["status"])
+    runtime = store.runtimes.get(job["runtime_workspace"], job["runtime_id"]) if job.get("runtime_id") else None
+    if runtime is not None:
+        queues.send(runtime["control_queue_url"], ControlMessage(
+            request_id=new_id("ctl"), workspace_id=job["workspace_id"], job_id=job["job_id"], action="cancel",
+            deadline=clock.now() + 60))
+    deadline = clock.now() + wait_seconds
+    while clock.now() < deadline:
+        current = store.jobs.get(job["workspace_id"], job["job_id"])
+        if current["status"] in {s.value for s in FINAL_JOB_STATUSES}:
+            return CancelResponse(ok=True, status=current["status"])
+        time.sleep(0.1)
+    return CancelResponse(ok=True, status=store.jobs.get(job["workspace_id"], job["job_id"])["status"])
+
+
+# --- the runtime's side: claims, leases, events ---------------------------------------------------
+
+
+def runtime_job(runtime: Principal, workspace_id: str, job_id: str) -> dict:
+    """A job as a runtime may see it: in its own workspace, or any workspace for a shared runtime."""
+    if runtime.workspace_id not in (workspace_id, SHARED_WORKSPACE):
+        raise NotFound(f"no job {job_id}")
+    job = get_store().jobs.get(workspace_id, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def claim(runtime: Principal, workspace_id: str, job_id: str, request: ClaimRequest) -> ClaimResponse:
+    store = get_store()
+    job = runtime_job(runtime, workspace_id, job_id)
+    status = JobStatus(job["status"])
+    if status in FINAL_JOB_STATUSES:
+        return ClaimResponse(claimed=False, status=status, reason=f"job is {status.value}")
+    if job.get("runtime_id") != runtime.subject_id or job.get("dispatch") != request.dispatch:
+        return ClaimResponse(claimed=False, status=status, reason="job was dispatched elsewhere")
+    now = clock.now()
+    claim_id = new_id("clm")
+    condition = Condition(equals={"runtime_id": runtime.subject_id, "dispatch": request.dispatch},
+                          in_={"status": _OPEN})
+    if job.get("claim_id"):
+        # Re-claim only a lapsed lease: the previous claimant stopped renewing, so it is gone.
+        if job.get("lease_until", 0) > now:
+            return ClaimResponse(claimed=False, status=status, reason="job is claimed by a live worker")
+        condition.equals["claim_id"] = job["claim_id"]
+    else:
+        condition.missing = ("claim_id",)
+    changes = {"status": JobStatus.running.value, "claim_id": claim_id, "claimed_by": request.worker_id,
+               "lease_until": now + request.lease_seconds}
+    if not job.get("started_at"):
+        changes.update(started_at=clock.iso(now), started_epoch=now)
+    try:
+        store.jobs.update(workspace_id, job_id, set=changes, add={"claims": 1}, condition=condition)
+    except ConditionFailed:
+        current = store.jobs.get(workspace_id, job_id)
+        return ClaimResponse(claimed=False, status=current["status"], reason="claimed concurrently")
+    return ClaimResponse(claimed=True, status=JobStatus.running, claim_id=claim_id,
+                         next_seq=store.jobs.last_seq(workspace_id, job_id) + 1)
+
+
+def renew_lease(runtime: Principal, workspace_id: str, job_id: str, claim_id: str, lease_seconds: int) -> bool:
+    """Extend a claim; returns whether cancellation was requested. Conflict when the claim is stale."""
+    try:
+        job = get_store().jobs.update(
+            workspace_id, job_id, set={"lease_until": clock.now() + lease_seconds},
+            condition=Condition(equals={"claim_id": claim_id}, in_={"status": _OPEN}))
+    except ConditionFailed as error:
+        raise Conflict("stale claim: the job is finished or owned by another worker") from error
+    runtime_job(runtime, workspace_id, job_id)
+    return bool(job.get("cancel_requested"))
+
+
+def ingest_events(runtime: Principal, workspace_id: str, job_id: str, batch: EventBatch) -> EventBatchResult:
+    store = get_store()
+    job = runtime_job(runtime, workspace_id, job_id)
+    if job.get("claim_id") != batch.claim_id or job["status"] in {s.value for s in FINAL_JOB_STATUSES}:
+        raise Conflict("stale claim: the job is finished or owned by another worker")
+    accepted = duplicates = 0
+    final: tuple[JobStatus, dict] | None = None
+    for event in batch.events:
+        item = store.jobs.event_item(workspace_id, job_id, event.seq, step=event.step, status=event.status.value,
+                                     message=event.message, data=event.data, at=clock.iso())
+        if event.step == "job" and event.status in _FINAL_EVENT_STATUS:
+            final = (_FINAL_EVENT_STATUS[event.status], _final_fields(event))
+            final_write = store.jobs.event_write(item)
+            continue
+        try:
+            store.table.put(item, must_not_exist=True)
+            accepted += 1
+        except ConditionFailed:
+            duplicates += 1
+    status = JobStatus(job["status"])
+    if final is not None:
+        final_status, fields = final
+        if finish(job, final_status, from_statuses=_OPEN, fields=fields, event=final_write, claim_id=batch.claim_id):
+            accepted += 1
+            status = final_status
+        else:
+            current = store.jobs.get(workspace_id, job_id)
+            status = JobStatus(current["status"])
+            duplicates += 1
+    else:
+        store.jobs.update(workspace_id, job_id, set={"last_event_at": clock.iso()},
+                          condition=Condition(equals={"claim_id": batch.claim_id}))
+    return EventBatchResult(accepted=accepted, duplicates=duplicates, job_status=status,
+                            cancel_requested=bool(job.get("cancel_requested")))
+
+
+def _final_fields(event) -> dict:
+    if event.status == EventStatus.complete:
+        return {"result": event.data.get("result", event.data)}
+    return {"error": event.message or event.status.value}
+
+
+# --- the sweeper's side ---------------------------------------------------------------------------
+
+
+def expire(job: dict) -> bool:
+    event = _append_event(job, "job", EventStatus.expired, f"job passed its TTL of {job['ttl_seconds']} s")
+    if not finish(job, JobStatus.expired, from_statuses=_OPEN, fields={"error": "expired"}, event=event):
+        return False
+    if job.get("runtime_id"):
+        runtime = get_store().runtimes.get(job["runtime_workspace"], job["runtime_id"])
+        if runtime is not None:
+            queues.send(runtime["control_queue_url"], ControlMessage(
+                request_id=new_id("ctl"), workspace_id=job["workspace_id"], job_id=job["job_id"], action="cancel",
+                deadline=clock.now() + 60))
+    return True
+
+
+def requeue(job: dict, reason: str) -> bool:
+    """Take a job back from a runtime that went silent so it can be dispatched again."""
+    store = get_store()
+    writes = [
+        store.jobs.requeue_write(job["workspace_id"], job["job_id"], job["runtime_id"], _OPEN),
+        Write.update(workspace_pk(job["runtime_workspace"]), f"RT#{job['runtime_id']}", add={"active_jobs": -1}),
+        _append_event(job, "dispatch", EventStatus.queued, reason),
+    ]
+    try:
+        store.table.transact(writes)
+    except ConditionFailed:
+        return False
+    requeued = store.jobs.get(job["workspace_id"], job["job_id"])
+    dispatch.dispatch(requeued)
+    return True
+
+
+def dead_letter(raw_body: str, receive_count: int) -> bool:
+    """A message that kept failing: end its job as `error` with the reason."""
+    try:
+        message = json.loads(raw_body).get("message", {})
+        workspace_id, job_id = message["workspace_id"], message["job_id"]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        log_event(logger, "dead letter without a job reference dropped", size=len(raw_body))
+        return False
+    job = get_store().jobs.get(str(workspace_id), str(job_id))
+    if job is None or job["status"] in {s.value for s in FINAL_JOB_STATUSES}:
+        return False
+    reason = f"the job's message failed {receive_count} deliveries and was dead-lettered"
+    event = _append_event(job, "job", EventStatus.error, reason)
+    return finish(job, JobStatus.error, from_statuses=_OPEN, fields={"error": reason}, event=event)
+
+
+async def stream_events(workspace_id: str, job_id: str, after_seq: int, window_seconds: float,
+                        poll_seconds: float = 0.1):
+    """Yield SSE frames from `after_seq` on; ends when the job is final and drained, or at the window."""
+    store = get_store()
+    deadline = clock.now() + window_seconds
+    yield "retry: 1000\n\n"
+    while True:
+        events = await asyncio.to_thread(store.jobs.events_after, workspace_id, job_id, after_seq)
+        for event in events:
+            after_seq = event["seq"]
+            body = {"seq": event["seq"], "step": event["step"], "status": event["status"],
+                    "message": event.get("message", ""), "data": event.get("data", {}), "at": event.get("at")}
+            yield f"id: {event['seq']}\nevent: {event['status']}\ndata: {json.dumps(body)}\n\n"
+        if not events:
+            job = await asyncio.to_thread(store.jobs.get, workspace_id, job_id)
+            if job is None or job["status"] in {s.value for s in FINAL_JOB_STATUSES}:
+                tail = await asyncio.to_thread(store.jobs.events_after, workspace_id, job_id, after_seq)
+                if not tail:
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                continue
+            if clock.now() >= deadline:
+                return  # the client reconnects with Last-Event-ID
+            await asyncio.sleep(poll_seconds)

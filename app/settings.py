@@ -1,0 +1,83 @@
+"""The one settings object. Every value comes from a `BERTH_`-prefixed environment variable.
+
+AWS endpoints and credentials are deliberately *not* here: boto3 reads them from the standard
+environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the local stack and AWS run the same code.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BERTH_", extra="ignore")
+
+    mode: Literal["local", "aws"] = "local"
+    host: str = "127.0.0.1"
+    port: int = 7500
+    public_url: str = ""  # base URL clients use; derived from host/port when empty
+    data_dir: Path = Path.home() / ".berth"
+
+    table_name: str = "berth"
+    queue_prefix: str = "berth"  # runtime queues are <prefix>-rt-<runtime id>
+    dead_letter_queue_name: str = "berth-dead-letters"
+    kms_key_alias: str = "alias/berth"
+
+    # Identity of this build, surfaced by /v1/version and /v1/health.
+    build_commit: str = "dev"
+    build_date: str = ""
+
+    # Request handling.
+    max_body_bytes: int = 1_048_576
+    page_size_default: int = 50
+    page_size_max: int = 200
+
+    # Accounts.
+    session_ttl_seconds: int = 7 * 24 * 3600
+    reset_token_ttl_seconds: int = 3600
+    verify_token_ttl_seconds: int = 3 * 24 * 3600
+    mailer: Literal["file", "ses"] = "file"
+    mail_from: str = "berth <no-reply@berth.local>"
+    operator_emails: list[str] = Field(default_factory=list)
+
+    # Runtimes and jobs.
+    heartbeat_interval_seconds: int = 15
+    job_visibility_seconds: int = 60
+    job_max_receives: int = 5
+    dispatch_stale_seconds: int = 60
+    sse_window_seconds: float = 25.0  # under API Gateway's 29 s cut
+    sweep_interval_seconds: float = 5.0
+
+    # Policy: the guardrails /v1/policies reports and the workers enforce.
+    max_ttl_seconds: int = 3600
+    default_ttl_seconds: int = 600
+    max_concurrent_jobs: int = 16
+    sandbox_memory_mb: int = 512
+    sandbox_cpu_seconds: int = 120
+    sandbox_max_processes: int = 64
+    sandbox_max_open_files: int = 256
+    sandbox_network: bool = False
+    command_allowlist: list[str] = Field(
+        default_factory=lambda: ["node", "npx", "python", "python3", "uv", "uvx", "bash", "sh"]
+    )
+    command_denylist: list[str] = Field(
+        default_factory=lambda: ["rm -rf /", "mkfs", "shutdown", "reboot", "dd if=", ":(){", "curl", "wget"]
+    )
+    tool_call_timeout_seconds: float = 20.0
+    matrixshell_enabled: bool = True
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,102 @@
+"""A small MCP server for the sandbox tests: plain tools, plus tools that probe the sandbox.
+
+Speaks stdio, or streamable HTTP on 127.0.0.1:$PORT when PORT is set.
+"""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+server = MCPServer("echo")
+
+# Every process forks forever; once the process limit stops it, it keeps trying.
+FORK_BOMB = """
+import os, time
+while True:
+    try:
+        os.fork()
+    except OSError:
+        time.sleep(0.01)
+"""
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Return the text unchanged."""
+    return text
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@server.tool()
+def fail() -> str:
+    """Always fail with a tool error."""
+    raise ToolError("this tool always fails")
+
+
+@server.tool()
+async def sleep(seconds: float) -> str:
+    """Sleep, then say so."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}s"
+
+
+@server.tool()
+def read_file(path: str) -> str:
+    """Return a file's text."""
+    try:
+        with open(path) as file:
+            return file.read()
+    except OSError as exc:
+        raise ToolError(f"cannot read {path}: {exc}") from None
+
+
+@server.tool()
+def net_probe(host: str, port: int) -> str:
+    """Open a TCP connection to host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return f"connected to {host}:{port}"
+    except OSError as exc:
+        raise ToolError(f"cannot connect to {host}:{port}: {exc}") from None
+
+
+@server.tool()
+def fork_bomb(seconds: float = 10.0) -> str:
+    """Start a fork bomb, then report whether this server can still start a process."""
+    subprocess.Popen([sys.executable, "-c", FORK_BOMB])
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            subprocess.run(["true"], check=True)
+        except OSError as exc:
+            return f"process limit reached: {exc}"
+        time.sleep(0.05)
+    return "process limit never reached"
+
+
+@server.tool()
+def hog_memory(mb: int) -> str:
+    """Allocate and touch mb megabytes."""
+    try:
+        block = bytearray(mb * 1024 * 1024)
+    except MemoryError:
+        raise ToolError(f"out of memory allocating {mb} MB") from None
+    return f"allocated {len(block) // (1024 * 1024)} MB"
+
+
+if __name__ == "__main__":
+    if "PORT" in os.environ:
+        server.run("streamable-http", host="127.0.0.1", port=int(os.environ["PORT"]))
+    else:
+        server.run()

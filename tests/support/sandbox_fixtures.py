@@ -1,0 +1,105 @@
+"""Fixtures for the sandbox tests: sandboxes of the real test servers, and direct clients of
+the same servers without a sandbox, to compare against."""
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from workers.sandbox.isolation import bubblewrap_available
+from workers.sandbox.policy import SandboxPolicy
+from workers.sandbox.session import SandboxSession
+
+MCP_SERVERS = Path(__file__).parent / "mcp_servers"
+ECHO_SERVER = MCP_SERVERS / "echo_server.py"
+# A server published by others, from the npm registry; pinned so results stay comparable.
+EVERYTHING_PACKAGE = "@modelcontextprotocol/server-everything@2026.8.31"
+EVERYTHING_ENTRY = "node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+
+StartSandbox = Callable[..., Awaitable[SandboxSession]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the worker runs on asyncio; sessions use asyncio tasks
+
+
+@pytest.fixture
+def require_bubblewrap() -> None:
+    assert bubblewrap_available(), (
+        "bubblewrap (bwrap) is not installed, so sandboxes are not isolated: "
+        "install it (apt-get install -y bubblewrap) to run the isolation tests"
+    )
+
+
+@pytest.fixture(scope="session")
+def everything_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """server-everything installed from npm once per test run; its node_modules dir."""
+    assert shutil.which("npm"), "npm is needed to install the published test server"
+    prefix = tmp_path_factory.mktemp("npm")
+    subprocess.run(
+        ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--prefer-offline",
+         EVERYTHING_PACKAGE],
+        check=True, capture_output=True, timeout=300,
+    )
+    return prefix / "node_modules"
+
+
+@pytest.fixture
+async def start_sandbox(tmp_path: Path):
+    """start_sandbox(command, policy=..., env=..., files=[...], name=...) -> a started session
+    whose work directory holds `files`; every session is stopped after the test."""
+    sessions: list[SandboxSession] = []
+
+    async def start(
+        command: str = "python echo_server.py",
+        policy: SandboxPolicy | None = None,
+        env: dict[str, str] | None = None,
+        files: tuple[Path, ...] = (ECHO_SERVER,),
+        name: str = "sandbox",
+        transport: str = "stdio",
+    ) -> SandboxSession:
+        workdir = tmp_path / name
+        workdir.mkdir()
+        for source in files:
+            copy = shutil.copytree if source.is_dir() else shutil.copy
+            copy(source, workdir / source.name)
+        session = SandboxSession()
+        sessions.append(session)
+        await session.start(command, env or {}, str(workdir), policy or SandboxPolicy(), transport=transport)
+        return session
+
+    yield start
+    for session in sessions:
+        await session.stop()
+
+
+async def call_directly(command: list[str], tool: str, arguments: dict) -> dict:
+    """Call a tool on a server run without any sandbox, in the shape SandboxSession returns."""
+    params = StdioServerParameters(command=command[0], args=command[1:], cwd=os.getcwd())
+    async with stdio_client(params) as (read_stream, write_stream):
+        async with ClientSession(read_stream, write_stream) as client:
+            await client.initialize()
+            result = await client.call_tool(tool, arguments)
+    return result.model_dump(
+        mode="json", by_alias=True, exclude_none=True, include={"content", "structured_content", "is_error"}
+    )
+
+
+def python_command(script: Path) -> list[str]:
+    return [sys.executable, str(script)]
+
+
+def running(pid: int) -> bool:
+    """Whether a process still runs (a zombie waiting to be reaped does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,218 @@
+"""The sandbox runtime against real MCP servers: our echo server and one published on npm."""
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
+    ECHO_SERVER,
+    EVERYTHING_ENTRY,
+    anyio_backend,
+    call_directly,
+    everything_server,
+    python_command,
+    require_bubblewrap,
+    running,
+    start_sandbox,
+)
+from workers.sandbox.policy import SandboxPolicy, SandboxRejected, check_command
+from workers.sandbox.session import SandboxStartFailed
+
+pytestmark = pytest.mark.anyio
+
+SAFETY_TIMEOUT = 20  # seconds; a bound on waiting, never an assertion about speed
+
+
+async def wait_until(condition) -> None:
+    async with asyncio.timeout(SAFETY_TIMEOUT):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("", "empty"),
+        ("python 'unclosed", "cannot be parsed"),
+        ("curl http://example.com", "'curl' is not allowed"),
+        ("/tmp/evil/python server.py", "by name, not by path"),
+        ("bash -c 'sudo id'", "'sudo'"),
+    ],
+)
+def test_policy_rejects_commands_it_does_not_allow(command, reason):
+    with pytest.raises(SandboxRejected, match=reason):
+        check_command(command, SandboxPolicy())
+
+
+def test_policy_accepts_an_allowed_command():
+    assert check_command("npx -y '@scope/server' --flag", SandboxPolicy()) == ["npx", "-y", "@scope/server", "--flag"]
+
+
+async def test_tools_and_results_match_a_direct_client(start_sandbox):
+    session = await start_sandbox()
+
+    tools = {tool["name"]: tool for tool in await session.list_tools()}
+
+    assert {"echo", "add", "fail", "sleep", "read_file", "net_probe", "fork_bomb", "hog_memory"} <= set(tools)
+    assert tools["add"]["input_schema"]["required"] == ["a", "b"]
+    assert tools["echo"]["description"] == "Return the text unchanged."
+    for tool, arguments in [("echo", {"text": "héllo"}), ("add", {"a": 2, "b": 40})]:
+        direct = await call_directly(python_command(ECHO_SERVER), tool, arguments)
+        assert await session.call_tool(tool, arguments) == {"ok": True, "result": direct}
+    assert (await session.call_tool("add", {"a": 2, "b": 40}))["result"]["structuredContent"] == {"result": 42}
+
+
+async def test_failures_are_results_not_exceptions(start_sandbox):
+    session = await start_sandbox()
+
+    tool_error = await session.call_tool("fail", {})
+    unknown = await session.call_tool("no_such_tool", {})
+    invalid = await session.call_tool("add", {"a": "two", "b": 1})
+    too_slow = await session.call_tool("sleep", {"seconds": 30}, timeout=0.5)
+
+    assert tool_error["ok"] is False and "this tool always fails" in tool_error["error"]
+    assert tool_error["result"]["isError"] is True
+    assert unknown["ok"] is False and "Unknown tool: no_such_tool" in unknown["error"]
+    assert invalid == {"ok": False, "error": "invalid arguments for add: a: 'two' is not of type 'integer'"}
+    assert too_slow["ok"] is False and "timed out" in too_slow["error"]
+    assert (await session.call_tool("echo", {"text": "still here"}))["ok"] is True
+
+
+async def test_a_server_that_cannot_start_reports_its_stderr(start_sandbox):
+    with pytest.raises(SandboxStartFailed, match="exited during start: .*no such module here"):
+        await start_sandbox("python -c 'import sys; sys.exit(\"no such module here\")'")
+
+
+async def test_a_crashed_server_marks_the_session_dead(start_sandbox):
+    session = await start_sandbox()
+    server = session.processes()[-1]
+
+    os.kill(server, 9)
+    result = await session.call_tool("echo", {"text": "anyone?"})
+    await wait_until(lambda: not session.alive)
+
+    assert result["ok"] is False and "sandbox server exited" in result["error"]
+    assert session.stop_reason.startswith("server exited")
+
+
+async def test_ttl_expiry_stops_the_session(start_sandbox):
+    session = await start_sandbox(policy=SandboxPolicy(ttl_seconds=1))
+    processes = session.processes()
+
+    await wait_until(lambda: not session.alive)
+
+    assert session.stop_reason == "ttl of 1s expired"
+    await wait_until(lambda: not any(running(pid) for pid in processes))
+    assert (await session.call_tool("echo", {"text": "late"})) == {
+        "ok": False, "error": "sandbox is not running: ttl of 1s expired"}
+
+
+async def test_stop_kills_the_whole_tree(start_sandbox):
+    session = await start_sandbox()
+    processes = session.processes()
+    assert len(processes) >= 2 and all(running(pid) for pid in processes)
+    assert session.rss_bytes() > 0
+
+    await session.stop()
+
+    assert not session.alive and session.stop_reason == "stopped"
+    assert [pid for pid in processes if running(pid)] == []
+
+
+async def test_http_transport(start_sandbox):
+    session = await start_sandbox(policy=SandboxPolicy(network=True), transport="http")
+
+    assert (await session.call_tool("add", {"a": 1, "b": 2}))["result"]["structuredContent"] == {"result": 3}
+
+
+async def test_http_transport_needs_network(start_sandbox):
+    with pytest.raises(SandboxRejected, match="needs a policy with network access"):
+        await start_sandbox(transport="http")
+
+
+async def test_published_npm_server_matches_a_direct_client(start_sandbox, everything_server, require_bubblewrap):
+    session = await start_sandbox(
+        f"node {EVERYTHING_ENTRY} stdio", files=(everything_server,), env={"GREETING": "hi"}
+    )
+
+    tools = {tool["name"] for tool in await session.list_tools()}
+    arguments = {"a": 2, "b": 3}
+    direct = await call_directly(["node", str(everything_server.parent / EVERYTHING_ENTRY), "stdio"],
+                                 "get-sum", arguments)
+    environment = await session.call_tool("get-env", {})
+
+    assert {"echo", "get-sum", "get-env"} <= tools
+    assert session.isolation == "bubblewrap"
+    assert await session.call_tool("get-sum", arguments) == {"ok": True, "result": direct}
+    # Only what the sandbox was given, plus PATH, HOME and LANG: nothing of the worker's.
+    assert set(json.loads(environment["result"]["content"][0]["text"])) == {"GREETING", "PATH", "HOME", "LANG"}
+
+
+async def test_cannot_read_the_worker_data_dir(start_sandbox, tmp_path, require_bubblewrap):
+    data_dir = tmp_path / "worker-data"
+    data_dir.mkdir()
+    token = data_dir / "runtime-token"
+    token.write_text("secret-runtime-token")
+    token.chmod(0o600)
+    session = await start_sandbox()
+
+    stolen = await session.call_tool("read_file", {"path": str(token)})
+    own_file = await session.call_tool("read_file", {"path": "echo_server.py"})
+
+    assert session.isolation == "bubblewrap"
+    assert stolen["ok"] is False and "secret" not in str(stolen)
+    assert own_file["ok"] is True
+
+
+async def test_cannot_read_another_sandboxs_workdir(start_sandbox, require_bubblewrap):
+    first = await start_sandbox(name="first")
+    second = await start_sandbox(name="second")
+    neighbours_file = Path(second.workdir) / "echo_server.py"
+
+    neighbour = await first.call_tool("read_file", {"path": str(neighbours_file)})
+
+    assert neighbour["ok"] is False and "No such file" in neighbour["error"]
+    assert (await second.call_tool("read_file", {"path": "echo_server.py"}))["ok"] is True
+
+
+async def test_network_is_cut_unless_the_policy_allows_it(start_sandbox, require_bubblewrap):
+    listener = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        offline = await start_sandbox(name="offline")
+        online = await start_sandbox(name="online", policy=SandboxPolicy(network=True))
+
+        blocked = await offline.call_tool("net_probe", {"host": "127.0.0.1", "port": port})
+        reached = await online.call_tool("net_probe", {"host": "127.0.0.1", "port": port})
+
+    assert blocked["ok"] is False and "cannot connect" in blocked["error"]
+    assert reached["ok"] is True
+
+
+async def test_a_fork_bomb_is_contained(start_sandbox, require_bubblewrap):
+    policy = SandboxPolicy(max_processes=16)
+    session = await start_sandbox(policy=policy)
+
+    bomb = await session.call_tool("fork_bomb", {"seconds": 10}, timeout=30)
+    processes = session.processes()
+
+    assert bomb["ok"] is True and "process limit reached" in bomb["result"]["content"][0]["text"]
+    # bwrap's two processes run as the worker, outside the sandbox uid's count.
+    assert len(processes) <= policy.max_processes + 2
+    assert subprocess.run(["true"]).returncode == 0  # the worker can still start processes
+    await session.stop()
+    assert [pid for pid in processes if running(pid)] == []
+
+
+async def test_a_memory_hog_is_contained(start_sandbox, require_bubblewrap):
+    session = await start_sandbox(policy=SandboxPolicy(memory_mb=256))
+
+    hog = await session.call_tool("hog_memory", {"mb": 1024})
+    modest = await session.call_tool("hog_memory", {"mb": 32})
+
+    assert hog["ok"] is False and "out of memory" in hog["error"]
+    assert modest["ok"] is True and session.alive

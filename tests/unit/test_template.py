@@ -1,0 +1,233 @@
+"""template.yaml, checked offline: cfn-lint is clean, and the template agrees with the code.
+
+cfn-lint runs the SAM transform itself, so this needs no AWS account and no `sam` CLI.
+"""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+from cfnlint.api import ManualArgs, lint_file
+from cfnlint.decode import decode
+
+from app.settings import Settings
+from app.store.schema import table_definition
+from app.store.table import OPEN_INDEX, TTL_ATTRIBUTE
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+FUNCTIONS = ("ApiFunction", "SweeperFunction", "DeadLetterFunction")
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    # cfn-lint's decoder understands the short intrinsic tags (!Ref, !Sub, !GetAtt, ...).
+    loaded, errors = decode(str(TEMPLATE))
+    assert not errors, [str(e) for e in errors]
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def resources(template) -> dict:
+    return template["Resources"]
+
+
+def _environment(template: dict) -> dict:
+    """Every environment variable a function sees: Globals plus each function's own."""
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for name in FUNCTIONS:
+        own = template["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {})
+        variables.update(own)
+    return variables
+
+
+def _statements(resources: dict, policy: str) -> list[dict]:
+    return resources[policy]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _actions(statement: dict) -> set[str]:
+    action = statement["Action"]
+    return {action} if isinstance(action, str) else set(action)
+
+
+# --- lint ------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_reports_nothing():
+    """No errors and no warnings (E and W rules), in a few regions."""
+    matches = lint_file(TEMPLATE, config=ManualArgs(regions=["us-east-1", "eu-west-1", "ap-southeast-2"]))
+    assert matches == [], "\n".join(f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches)
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def _defines_handler(source: str) -> bool:
+    """True when a module defines or imports a top-level name `handler` (no import needed)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "handler":
+            return True
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "handler" for t in node.targets
+        ):
+            return True
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "handler":
+            return True
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+            (alias.asname or alias.name) == "handler" for alias in node.names
+        ):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("function", "module"),
+    [
+        ("ApiFunction", "functions/api"),
+        ("SweeperFunction", "functions/sweeper"),
+        ("DeadLetterFunction", "functions/dead_letters"),
+    ],
+)
+def test_handlers_exist_on_disk(resources, function, module):
+    handler = resources[function]["Properties"]["Handler"]
+    assert handler == f"{module}.handler"
+    path = ROOT / f"{module}.py"
+    assert path.is_file(), f"{function} points at {handler} but {path.relative_to(ROOT)} does not exist"
+    assert _defines_handler(path.read_text()), f"{path.relative_to(ROOT)} has no top-level `handler`"
+
+
+# --- table -----------------------------------------------------------------------------------
+
+
+def test_table_matches_the_local_definition(resources):
+    """The table the local stack creates (app.store.schema) is the one CloudFormation creates."""
+    props = resources["Table"]["Properties"]
+    local = table_definition("berth")
+
+    assert props["BillingMode"] == local["BillingMode"] == "PAY_PER_REQUEST"
+    assert sorted(props["AttributeDefinitions"], key=json.dumps) == sorted(
+        local["AttributeDefinitions"], key=json.dumps
+    )
+    assert props["KeySchema"] == local["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert props["GlobalSecondaryIndexes"] == local["GlobalSecondaryIndexes"]
+
+
+def test_table_index_ttl_and_protection(resources):
+    table = resources["Table"]
+    props = table["Properties"]
+    assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == [OPEN_INDEX]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_only_the_sweeper_reads_the_open_index(resources):
+    index_arn = {"Fn::Sub": f"${{Table.Arn}}/index/{OPEN_INDEX}"}
+    for policy in ("ApiFunctionPolicy", "SweeperFunctionPolicy", "DeadLetterFunctionPolicy"):
+        uses_index = any(s["Resource"] == index_arn for s in _statements(resources, policy))
+        assert uses_index == (policy == "SweeperFunctionPolicy"), policy
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def test_every_berth_variable_is_a_setting(template):
+    fields = set(Settings.model_fields)
+    names = [k for k in _environment(template) if k.startswith("BERTH_")]
+    assert names, "no BERTH_ variables found"
+    unknown = [k for k in names if k.removeprefix("BERTH_").lower() not in fields]
+    assert not unknown, f"not fields of app.settings.Settings: {unknown}"
+
+
+def test_literal_values_parse_as_settings(template, monkeypatch):
+    """The plain values in the template are valid for their settings (e.g. mode=aws, mailer=ses)."""
+    for key, value in _environment(template).items():
+        if key.startswith("BERTH_") and isinstance(value, str):
+            monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.mode == "aws"
+    assert settings.mailer == "ses"
+    assert str(settings.data_dir) == "/tmp/berth"
+
+
+def test_operator_emails_render_as_json_lists(template, monkeypatch):
+    value = _environment(template)["BERTH_OPERATOR_EMAILS"]
+    condition, when_set, otherwise = value["Fn::If"]
+    pattern, substitutions = when_set["Fn::Sub"]
+    assert condition == "HasOperatorEmails"
+    separator = substitutions["Emails"]["Fn::Join"][0]
+    rendered = pattern.replace("${Emails}", separator.join(["a@example.com", "b@example.com"]))
+    monkeypatch.setenv("BERTH_OPERATOR_EMAILS", rendered)
+    assert Settings().operator_emails == ["a@example.com", "b@example.com"]
+    monkeypatch.setenv("BERTH_OPERATOR_EMAILS", otherwise)
+    assert Settings().operator_emails == []
+
+
+# --- queues and IAM --------------------------------------------------------------------------
+
+
+def test_runtime_queue_pattern_follows_the_queue_prefix(template, resources):
+    prefix = template["Globals"]["Function"]["Environment"]["Variables"]["BERTH_QUEUE_PREFIX"]["Fn::Sub"]
+    pattern = f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{prefix}-rt-*"
+    api = [s for s in _statements(resources, "ApiFunctionPolicy") if s.get("Sid") == "RuntimeQueues"]
+    assert api and api[0]["Resource"] == {"Fn::Sub": pattern}
+    assert _actions(api[0]) == {
+        "sqs:CreateQueue",
+        "sqs:SendMessage",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueUrl",
+        "sqs:GetQueueAttributes",
+        "sqs:SetQueueAttributes",
+        "sqs:DeleteQueue",
+    }
+    worker = resources["WorkerTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert [s["Resource"] for s in worker] == [{"Fn::Sub": pattern}]
+    assert set().union(*map(_actions, worker)) == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueUrl",
+    }
+
+
+def test_no_wildcard_resources_in_function_policies(resources):
+    for policy in ("ApiFunctionPolicy", "SweeperFunctionPolicy", "DeadLetterFunctionPolicy"):
+        for statement in _statements(resources, policy):
+            assert statement["Resource"] != "*", (policy, statement.get("Sid"))
+            assert not any(a.endswith(":*") for a in _actions(statement)), (policy, statement.get("Sid"))
+
+
+def test_only_the_api_sends_mail_and_uses_the_key(resources):
+    for policy in ("ApiFunctionPolicy", "SweeperFunctionPolicy", "DeadLetterFunctionPolicy"):
+        actions = set().union(*map(_actions, _statements(resources, policy)))
+        is_api = policy == "ApiFunctionPolicy"
+        assert ("ses:SendEmail" in actions) == is_api, policy
+        assert any(a.startswith("kms:") for a in actions) == is_api, policy
+
+
+def test_dead_letter_consumer(resources):
+    queue = resources["DeadLetterQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue["SqsManagedSseEnabled"] is True
+    event = resources["DeadLetterFunction"]["Properties"]["Events"]["DeadLetters"]
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert event["Properties"]["BatchSize"] == 10
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_outputs(template):
+    assert set(template["Outputs"]) == {
+        "ApiUrl",
+        "TableName",
+        "DeadLetterQueueUrl",
+        "KmsKeyArn",
+        "WorkerTaskRoleArn",
+    }

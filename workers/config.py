@@ -1,0 +1,138 @@
+"""The worker's settings, its saved registration, and its JSON-line logs.
+
+Settings come from keyword arguments (the CLI) over `BERTH_WORKER_*` environment variables
+over defaults. The registration (`runtime.json`) holds the runtime token, so it is written with
+mode 0600 and only ever read back by this process; neither token is ever logged.
+"""
+
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.messages import RegisterResponse
+
+RUNTIME_FILE_MODE = 0o600
+_SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+class WorkerConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BERTH_WORKER_", extra="forbid")
+
+    api_url: str
+    join_token: SecretStr | None = None  # needed only when there is no saved registration
+    name: str = Field(default_factory=lambda: socket.gethostname()[:100] or "runtime", min_length=1, max_length=100)
+    data_dir: Path = Path.home() / ".berth" / "worker"
+    max_concurrent_jobs: int = Field(default=2, ge=1, le=256)
+    queue_mode: Literal["sqs", "lease"] = "lease"
+    labels: dict[str, str] = Field(default_factory=dict)
+    # Overrides of what registration returns; end-to-end tests set them small.
+    heartbeat_interval_seconds: int | None = Field(default=None, ge=1)
+    visibility_seconds: int | None = Field(default=None, ge=5, le=3600)
+    poll_wait_seconds: int = Field(default=10, ge=0, le=20)  # long-poll wait on both queues
+    stop_grace_seconds: float = Field(default=30.0, ge=0)  # running jobs may finish this long after SIGTERM
+    cancel_grace_seconds: float = Field(default=10.0, ge=0)  # an executor has this long to honour ctx.cancelled
+    flush_timeout_seconds: float = Field(default=10.0, ge=0)  # spool delivery attempts while stopping
+    retry_max_seconds: float = Field(default=30.0, gt=0)  # cap of the backoff while the API is unreachable
+    log_level: str = "INFO"
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.data_dir / "runtime.json"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    def job_work_dir(self, job_id: str) -> Path:
+        return self.data_dir / "jobs" / safe_path_component(job_id)
+
+
+def safe_path_component(value: str) -> str:
+    """`value` itself if it is safe as one file name (ids are); ValueError otherwise."""
+    if not _SAFE_COMPONENT.match(value) or value in {".", ".."}:
+        raise ValueError(f"not usable as a file name: {value!r}")
+    return value
+
+
+class RuntimeIdentity(RegisterResponse):
+    """A registration as saved in `runtime.json`: the API's answer plus where and how it was made."""
+
+    api_url: str
+    queue_mode: Literal["sqs", "lease"]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = path.with_name(path.name + ".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, RUNTIME_FILE_MODE)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(self.model_dump_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode != RUNTIME_FILE_MODE:
+            raise PermissionError(f"{path} has mode {oct(mode)}, expected {oct(RUNTIME_FILE_MODE)}")
+
+    @classmethod
+    def load(cls, path: Path) -> "RuntimeIdentity | None":
+        if not path.exists():
+            return None
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode != RUNTIME_FILE_MODE:
+            # Someone widened it; the token inside is still ours, so narrow it back and say so.
+            logging.getLogger("berth.worker").warning(
+                "runtime file had mode %s; reset to %s", oct(mode), oct(RUNTIME_FILE_MODE)
+            )
+            os.chmod(path, RUNTIME_FILE_MODE)
+        return cls.model_validate_json(path.read_text())
+
+
+# --- logs -------------------------------------------------------------------------------------
+
+# Runtime (brt_) and join (bjt_) tokens, and any bearer header, as a last line of defence.
+_SECRET_PATTERN = re.compile(r"\b(brt|bjt)_[A-Za-z0-9_\-]{8,}|(?i:bearer)\s+[A-Za-z0-9_\-.=]{8,}")
+
+
+def redact(text: str) -> str:
+    return _SECRET_PATTERN.sub("[redacted]", text)
+
+
+class JsonLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(time.time(), 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key, value in getattr(record, "fields", {}).items():
+            entry[key] = redact(value) if isinstance(value, str) else value
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    # Their per-request lines would drown the worker's own.
+    for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log(logger: logging.Logger, level: int, message: str, exc_info: bool = False, **fields) -> None:
+    """One log line with structured fields (ids, counts; never a token)."""
+    logger.log(level, message, exc_info=exc_info, extra={"fields": fields})

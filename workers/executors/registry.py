@@ -1,0 +1,105 @@
+"""What this host can do: the job types it can run, the control actions it answers, and the facts
+about the host a runtime advertises when it registers and heartbeats.
+
+An executor module exports `JOB_TYPE` and `EXECUTOR`, and imports what it needs at module level,
+so a host that lacks a dependency (say `huggingface_hub`) simply does not advertise that type.
+"""
+
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from app.messages import ControlMessage, GpuInfo, JobType
+from workers.config import log
+from workers.executors.base import Executor
+
+EXECUTOR_MODULES = ("workers.executors.model_inspect",)
+
+logger = logging.getLogger("berth.worker.registry")
+
+
+def available() -> dict[str, Executor]:
+    """Job type -> executor, for every executor whose module (and dependencies) import here."""
+    executors: dict[str, Executor] = {}
+    for module_name in EXECUTOR_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            log(logger, logging.WARNING, "executor not available on this host", module=module_name, reason=str(exc))
+            continue
+        executors[JobType(module.JOB_TYPE).value] = module.EXECUTOR
+    return executors
+
+
+# --- control actions ------------------------------------------------------------------------
+
+# Answers a control message with a result dict, or raises ExecutorError with a reason to show.
+ControlHandler = Callable[[ControlMessage], Awaitable[dict[str, Any]]]
+_control_handlers: dict[str, ControlHandler] = {}
+
+
+def register_control_handler(action: str, handler: ControlHandler) -> None:
+    """Called by the module that serves `action` (the sandbox module for tools.*, proxy, exec)."""
+    _control_handlers[action] = handler
+
+
+def control_handler(action: str) -> ControlHandler | None:
+    return _control_handlers.get(action)
+
+
+# --- host facts -----------------------------------------------------------------------------
+
+
+def detect_runtimes() -> dict[str, bool]:
+    return {
+        "node": shutil.which("node") is not None,
+        "python": shutil.which("python3") is not None or shutil.which("python") is not None,
+        "ollama": shutil.which("ollama") is not None,
+        "vllm": shutil.which("vllm") is not None or importlib.util.find_spec("vllm") is not None,
+        "sglang": importlib.util.find_spec("sglang") is not None,
+    }
+
+
+def detect_gpus() -> list[GpuInfo]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        output = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        log(logger, logging.WARNING, "nvidia-smi failed; advertising no GPUs", reason=str(exc))
+        return []
+    gpus = []
+    for line in output.splitlines():
+        name, _, memory = line.rpartition(",")
+        try:
+            gpus.append(GpuInfo(name=name.strip()[:200], memory_mb=int(float(memory))))
+        except ValueError:
+            log(logger, logging.WARNING, "unreadable nvidia-smi line", line=line)
+    return gpus
+
+
+def sandbox_driver() -> str:
+    """`bubblewrap` where `bwrap` can isolate sandboxes; otherwise they get rlimits only."""
+    return "bubblewrap" if shutil.which("bwrap") else "rlimits"
+
+
+def free_disk_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return None

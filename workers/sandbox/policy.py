@@ -1,0 +1,48 @@
+"""What a sandbox may do, and the check a start command must pass before anything runs."""
+
+import os
+import shlex
+
+from pydantic import BaseModel, Field
+
+
+class SandboxRejected(Exception):
+    """The request breaks the sandbox policy; the message says how, for the user to fix."""
+
+
+class SandboxPolicy(BaseModel):
+    memory_mb: int = Field(512, gt=0, description="private memory per process (RLIMIT_DATA)")
+    cpu_seconds: int = Field(300, gt=0, description="CPU time per process (RLIMIT_CPU)")
+    max_processes: int = Field(64, gt=0, description="processes of the sandbox (RLIMIT_NPROC)")
+    max_open_files: int = Field(256, gt=0, description="descriptors per process (RLIMIT_NOFILE)")
+    network: bool = False
+    command_allowlist: list[str] = Field(
+        default_factory=lambda: ["node", "npx", "python", "python3", "uv", "uvx", "bash", "sh"],
+        description="executable names a start command may run",
+    )
+    command_denylist: list[str] = Field(
+        default_factory=lambda: ["sudo", "/dev/tcp", "/proc/", "mkfs", "rm -rf /"],
+        description="substrings no start command may contain",
+    )
+    ttl_seconds: int = Field(900, gt=0, description="wall-clock life of a session")
+
+
+def check_command(start_command: str, policy: SandboxPolicy) -> list[str]:
+    """Split the start command into argv, or raise SandboxRejected saying what is not allowed."""
+    try:
+        argv = shlex.split(start_command)
+    except ValueError as exc:
+        raise SandboxRejected(f"start command cannot be parsed: {exc}") from None
+    if not argv:
+        raise SandboxRejected("start command is empty")
+    for denied in policy.command_denylist:
+        if denied and denied in start_command:
+            raise SandboxRejected(f"start command contains {denied!r}, which the sandbox policy denies")
+    executable = argv[0]
+    if "/" in executable:
+        # A path could name any binary that merely shares an allowed basename.
+        raise SandboxRejected(f"give the executable by name, not by path: {os.path.basename(executable)!r}")
+    if executable not in policy.command_allowlist:
+        allowed = ", ".join(policy.command_allowlist) or "none"
+        raise SandboxRejected(f"executable {executable!r} is not allowed in a sandbox (allowed: {allowed})")
+    return argv
