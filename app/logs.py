@@ -13,7 +13,26 @@ import sys
 import time
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-workspace_var: contextvars.ContextVar[str] = contextvars.ContextVar("workspace", default="-")
+# A mutable holder, so a workspace found inside a threadpool route is seen by the access log too.
+_request_fields: contextvars.ContextVar[dict] = contextvars.ContextVar("request_fields")
+
+
+def begin_request(request_id: str) -> None:
+    request_id_var.set(request_id)
+    _request_fields.set({"workspace": "-"})
+
+
+def set_workspace(workspace_id: str) -> None:
+    fields = _request_fields.get(None)
+    if fields is None:
+        _request_fields.set({"workspace": workspace_id})
+    else:
+        fields["workspace"] = workspace_id
+
+
+def current_workspace() -> str:
+    fields = _request_fields.get(None)
+    return fields["workspace"] if fields else "-"
 
 _SECRET_PATTERN = re.compile(r"\b(bst|bak|brt|bjt|brs|bvt|bpx)_[A-Za-z0-9_\-]{8,}")
 
@@ -30,7 +49,7 @@ class JsonLineFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
             "request_id": request_id_var.get(),
-            "workspace": workspace_var.get(),
+            "workspace": current_workspace(),
         }
         extra = getattr(record, "fields", None)
         if extra:
@@ -40,11 +59,23 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (it is swapped under test capture)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonLineFormatter) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonLineFormatter())
     root.addHandler(handler)
     root.setLevel(level)

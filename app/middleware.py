@@ -9,7 +9,7 @@ import time
 
 from starlette.exceptions import HTTPException
 
-from app.logs import get_logger, log_event, request_id_var, workspace_var
+from app.logs import begin_request, get_logger, log_event
 
 logger = get_logger("berth.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -32,8 +32,7 @@ class RequestContextMiddleware:
         headers = dict(scope.get("headers") or [])
         offered = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = offered if _REQUEST_ID.match(offered) else new_id("req")
-        request_id_var.set(request_id)
-        workspace_var.set("-")
+        begin_request(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status_seen = 0

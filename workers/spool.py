@@ -235,8 +235,8 @@ class EventSender:
             if not self._wake.is_set():  # nothing was spooled while the last check ran
                 self._drained.set()
 
-    async def flush(self, timeout: float) -> bool:
-        """Wait until nothing is pending (True) or `timeout` passes (False)."""
+    async def flush(self, timeout: float | None) -> bool:
+        """Wait until nothing is pending (True) or `timeout` passes (False); None waits as long as it takes."""
         self.notify()
         try:
             await asyncio.wait_for(self._drained.wait(), timeout)

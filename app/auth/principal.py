@@ -6,7 +6,7 @@ from enum import Enum
 
 from app.errors import Forbidden, Unauthorized
 from app.ids import hash_secret
-from app.logs import workspace_var
+from app.logs import set_workspace
 from app.store import get_store
 
 
@@ -56,7 +56,7 @@ def resolve(secret: str | None, *, kinds: tuple[str, ...]) -> Principal:
         raise Unauthorized("invalid, expired or revoked credentials")
     if credential.expires_epoch is not None and credential.expires_epoch <= time.time():
         raise Unauthorized("credentials expired")
-    workspace_var.set(credential.workspace_id)
+    set_workspace(credential.workspace_id)
     user_id = credential.subject_id if credential.kind == "session" else credential.attributes.get("user_id", "")
     return Principal(
         kind=credential.kind,

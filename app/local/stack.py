@@ -134,7 +134,10 @@ class LocalStack:
             key_id = kms.create_key(Description="berth provider credentials")["KeyMetadata"]["KeyId"]
             kms.create_alias(AliasName=settings.kms_key_alias, TargetKeyId=key_id)
         for runtime in get_store().runtimes.all():  # queues are not in the snapshot: recreate them
-            queues.create_runtime_queues(runtime["runtime_id"])
+            jobs_url, control_url = queues.create_runtime_queues(runtime["runtime_id"])
+            if (jobs_url, control_url) != (runtime.get("jobs_queue_url"), runtime.get("control_queue_url")):
+                get_store().runtimes.update(runtime["workspace_id"], runtime["runtime_id"],
+                                            set={"jobs_queue_url": jobs_url, "control_queue_url": control_url})
         get_store().accounts.ensure_workspace(get_store().accounts.workspace_item(
             PLATFORM_WORKSPACE, name="berth platform", slug="platform", operator=True, open_jobs=0))
         if self.restored_items:

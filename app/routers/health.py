@@ -16,4 +16,4 @@ def health() -> dict:
 @router.get("/status")
 def status() -> dict:
     """Service, sandbox driver, table, queues and storage."""
-    return system.status_report(runtimes.all_runtimes_for_status())
+    return system.status_report(runtimes.all_runtimes_for_status)

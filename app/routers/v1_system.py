@@ -17,7 +17,7 @@ def health() -> dict:
 @router.get("/ready")
 def ready() -> JSONResponse:
     """Core checks (table, queues, key, storage) and warnings; 503 when a core check fails."""
-    is_ready, report = system.readiness(runtimes.all_runtimes_for_status())
+    is_ready, report = system.readiness(runtimes.all_runtimes_for_status)
     return JSONResponse(report, status_code=200 if is_ready else 503)
 
 

@@ -98,9 +98,18 @@ def _ensure_dir(path: Path) -> Path:
     return path
 
 
-def readiness(runtimes: list[dict]) -> tuple[bool, dict]:
+def _load_runtimes(load_runtimes, warnings: list[str]) -> list[dict]:
+    try:
+        return load_runtimes()
+    except Exception as error:  # reported as a warning; the table check says why
+        warnings.append(f"could not list runtimes: {type(error).__name__}")
+        return []
+
+
+def readiness(load_runtimes) -> tuple[bool, dict]:
     checks = core_checks()
-    warnings = []
+    warnings: list[str] = []
+    runtimes = _load_runtimes(load_runtimes, warnings)
     if not any(r["status"] == "online" for r in runtimes):
         warnings.append("no runtime is online: jobs will wait in the queue until one registers")
     ready = all(check["ok"] for check in checks)
@@ -115,8 +124,10 @@ def sandbox_driver(runtimes: list[dict]) -> dict:
     return {"driver": drivers[0] if len(drivers) == 1 else "mixed", "runtimes": drivers}
 
 
-def status_report(runtimes: list[dict]) -> dict:
+def status_report(load_runtimes) -> dict:
     checks = {check["name"]: check for check in core_checks()}
+    warnings: list[str] = []
+    runtimes = _load_runtimes(load_runtimes, warnings)
     return {
         "success": True,
         "service": {"name": "berth", "version": __version__, "mode": get_settings().mode, "status": "ok"},
@@ -125,6 +136,7 @@ def status_report(runtimes: list[dict]) -> dict:
         "queues": {"dead_letter": checks["dead_letter_queue"], "runtimes": len(runtimes)},
         "kms": checks["kms_key"],
         "storage": storage(),
+        "warnings": warnings,
     }
 
 

@@ -80,16 +80,19 @@ async def start_sandbox(tmp_path: Path):
         await session.stop()
 
 
-async def call_directly(command: list[str], tool: str, arguments: dict) -> dict:
-    """Call a tool on a server run without any sandbox, in the shape SandboxSession returns."""
+async def call_directly(command: list[str], calls: list[tuple[str, dict]]) -> list[dict]:
+    """Call tools on a server run without any sandbox; results in the shape SandboxSession gives."""
     params = StdioServerParameters(command=command[0], args=command[1:], cwd=os.getcwd())
+    results = []
     async with stdio_client(params) as (read_stream, write_stream):
         async with ClientSession(read_stream, write_stream) as client:
             await client.initialize()
-            result = await client.call_tool(tool, arguments)
-    return result.model_dump(
-        mode="json", by_alias=True, exclude_none=True, include={"content", "structured_content", "is_error"}
-    )
+            for tool, arguments in calls:
+                result = await client.call_tool(tool, arguments)
+                results.append(result.model_dump(
+                    mode="json", by_alias=True, exclude_none=True, include={"content", "structured_content", "is_error"}
+                ))
+    return results
 
 
 def python_command(script: Path) -> list[str]:

@@ -60,9 +60,10 @@ async def test_tools_and_results_match_a_direct_client(start_sandbox):
     assert {"echo", "add", "fail", "sleep", "read_file", "net_probe", "fork_bomb", "hog_memory"} <= set(tools)
     assert tools["add"]["input_schema"]["required"] == ["a", "b"]
     assert tools["echo"]["description"] == "Return the text unchanged."
-    for tool, arguments in [("echo", {"text": "héllo"}), ("add", {"a": 2, "b": 40})]:
-        direct = await call_directly(python_command(ECHO_SERVER), tool, arguments)
-        assert await session.call_tool(tool, arguments) == {"ok": True, "result": direct}
+    calls = [("echo", {"text": "héllo"}), ("add", {"a": 2, "b": 40})]
+    direct = await call_directly(python_command(ECHO_SERVER), calls)
+    sandboxed = [await session.call_tool(tool, arguments) for tool, arguments in calls]
+    assert sandboxed == [{"ok": True, "result": result} for result in direct]
     assert (await session.call_tool("add", {"a": 2, "b": 40}))["result"]["structuredContent"] == {"result": 42}
 
 
@@ -141,8 +142,8 @@ async def test_published_npm_server_matches_a_direct_client(start_sandbox, every
 
     tools = {tool["name"] for tool in await session.list_tools()}
     arguments = {"a": 2, "b": 3}
-    direct = await call_directly(["node", str(everything_server.parent / EVERYTHING_ENTRY), "stdio"],
-                                 "get-sum", arguments)
+    [direct] = await call_directly(["node", str(everything_server.parent / EVERYTHING_ENTRY), "stdio"],
+                                   [("get-sum", arguments)])
     environment = await session.call_tool("get-env", {})
 
     assert {"echo", "get-sum", "get-env"} <= tools
@@ -169,8 +170,7 @@ async def test_cannot_read_the_worker_data_dir(start_sandbox, tmp_path, require_
 
 
 async def test_cannot_read_another_sandboxs_workdir(start_sandbox, require_bubblewrap):
-    first = await start_sandbox(name="first")
-    second = await start_sandbox(name="second")
+    first, second = await asyncio.gather(start_sandbox(name="first"), start_sandbox(name="second"))
     neighbours_file = Path(second.workdir) / "echo_server.py"
 
     neighbour = await first.call_tool("read_file", {"path": str(neighbours_file)})
@@ -183,8 +183,9 @@ async def test_network_is_cut_unless_the_policy_allows_it(start_sandbox, require
     listener = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     async with listener:
-        offline = await start_sandbox(name="offline")
-        online = await start_sandbox(name="online", policy=SandboxPolicy(network=True))
+        offline, online = await asyncio.gather(
+            start_sandbox(name="offline"), start_sandbox(name="online", policy=SandboxPolicy(network=True))
+        )
 
         blocked = await offline.call_tool("net_probe", {"host": "127.0.0.1", "port": port})
         reached = await online.call_tool("net_probe", {"host": "127.0.0.1", "port": port})

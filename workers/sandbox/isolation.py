@@ -26,6 +26,15 @@ Why these choices:
 - The sandbox environment travels under ENV_PREFIX and is unpacked by the launcher, so the
   values are never on bwrap's command line (visible to `ps`) and a variable such as LD_PRELOAD
   cannot act on bwrap or the launcher, which run with the worker's privileges.
+- Stopping: bwrap runs the server as the init of a PID namespace, with --die-with-parent, so
+  killing the bwrap process the SDK holds takes down everything inside.
+
+Inside bubblewrap the server sees /usr (and the /bin, /lib… links), a few files of /etc, this
+Python's and node's installation, its work directory as /sandbox (also HOME and the working
+directory), and private /proc, /dev, /tmp: not the worker's data directory nor other
+sandboxes. Without bubblewrap ("rlimits" isolation) only the limits, the clean environment
+and, for a root worker, the sandbox uid's file permissions apply; the interpreter and the work
+directory must then be reachable by that uid.
 """
 
 from __future__ import annotations
@@ -116,13 +125,14 @@ def build_launch(
     visible_dirs, search_path = _runtime_dirs(argv[0])
     home = SANDBOX_HOME if bwrap else workdir
     sandbox_env = {**env, "PATH": ":".join(search_path), "HOME": home, "LANG": "C.UTF-8"}
-    spec = json.dumps({"rlimits": _rlimits(policy), "uid": uid, "cwd": home})
+    # Without bwrap the process is spawned in the work directory already.
+    spec = json.dumps({"rlimits": _rlimits(policy), "uid": uid, "cwd": SANDBOX_HOME if bwrap else None})
     launcher = LAUNCHER_IN_SANDBOX if bwrap else os.path.abspath(__file__)
     command = [sys.executable, "-I", "-S", launcher, spec, "--", *argv]
     spawn_env = {ENV_PREFIX + name: value for name, value in sandbox_env.items()}
     if bwrap is None:
         return Launch(command, spawn_env, workdir, "rlimits")
-    wrapper = [bwrap, *_namespace_args(policy, uid), *_filesystem_args(workdir, visible_dirs), "--"]
+    wrapper = [bwrap, *_namespace_args(policy, uid), *_filesystem_args(workdir, visible_dirs, policy), "--"]
     return Launch(wrapper + command, spawn_env, workdir, "bubblewrap")
 
 
@@ -141,7 +151,7 @@ def _namespace_args(policy: SandboxPolicy, uid: int | None) -> list[str]:
     if uid is None:
         # Unprivileged worker: a user namespace, with no nested ones inside it.
         network = ["--share-net"] if policy.network else []
-        return [*common, "--unshare-all", *network, "--disable-userns"]
+        return [*common, "--unshare-all", "--unshare-user", *network, "--disable-userns"]
     # Root worker: no user namespace (see the module docstring); the launcher only needs to
     # switch uid, so it keeps just that capability until it does.
     network = [] if policy.network else ["--unshare-net"]
@@ -149,7 +159,7 @@ def _namespace_args(policy: SandboxPolicy, uid: int | None) -> list[str]:
             "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
 
 
-def _filesystem_args(workdir: str, runtime_dirs: list[str]) -> list[str]:
+def _filesystem_args(workdir: str, runtime_dirs: list[str], policy: SandboxPolicy) -> list[str]:
     mounts = _Mounts()
     mounts.ro_bind("/usr")
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
@@ -163,7 +173,11 @@ def _filesystem_args(workdir: str, runtime_dirs: list[str]) -> list[str]:
     for directory in sorted(runtime_dirs):  # a parent before anything inside it
         mounts.ro_bind(directory)
     mounts.ro_bind(os.path.abspath(__file__), LAUNCHER_IN_SANDBOX)
-    mounts.args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+    # /tmp and /dev/shm are memory: each bounded like a process's memory.
+    tmpfs_size = str(policy.memory_mb * 1024 * 1024)
+    mounts.args += ["--proc", "/proc", "--dev", "/dev",
+                    "--perms", "1777", "--size", tmpfs_size, "--tmpfs", "/tmp",
+                    "--perms", "1777", "--size", tmpfs_size, "--tmpfs", "/dev/shm",
                     "--bind", workdir, SANDBOX_HOME]
     return mounts.args
 
@@ -239,8 +253,8 @@ def _launch(spec: dict, command: list[str]) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    # Only now: the work directory is private to the sandbox uid.
-    os.chdir(spec["cwd"])
+    if spec["cwd"]:
+        os.chdir(spec["cwd"])  # only now: the work directory is private to the sandbox uid
     # Python ignores these; exec would pass that on to the server.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)

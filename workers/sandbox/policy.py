@@ -21,7 +21,7 @@ class SandboxPolicy(BaseModel):
         description="executable names a start command may run",
     )
     command_denylist: list[str] = Field(
-        default_factory=lambda: ["sudo", "/dev/tcp", "/proc/", "mkfs", "rm -rf /"],
+        default_factory=lambda: ["sudo", "/dev/tcp", "mkfs"],
         description="substrings no start command may contain",
     )
     ttl_seconds: int = Field(900, gt=0, description="wall-clock life of a session")

@@ -22,6 +22,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED
 
 from workers.sandbox.isolation import Launch, build_launch, claim_sandbox_uid, prepare_workdir, release_sandbox_uid
 from workers.sandbox.policy import SandboxPolicy, SandboxRejected, check_command
@@ -46,12 +47,13 @@ class SandboxSession:
         self.workdir: str | None = None
         self.stop_reason: str | None = None
         self._client: ClientSession | None = None
-        self._validators: dict[str, Any] = {}
+        self._validators: dict[str, Any] = {}  # tool name -> jsonschema validator
         self._runner: asyncio.Task | None = None
         self._stop_requested = asyncio.Event()
         self._stderr = tempfile.TemporaryFile("w+")
         self._uid: int | None = None
         self._tree_at_stop: set[tuple[int, str]] = set()
+        self._final_stderr = ""
 
     @property
     def alive(self) -> bool:
@@ -71,6 +73,8 @@ class SandboxSession:
         Raises SandboxRejected for a command or transport the policy does not allow, and
         SandboxStartFailed when the server does not come up within `start_timeout`.
         """
+        if self._runner is not None:
+            raise RuntimeError("a SandboxSession starts once; make a new one")
         argv = check_command(start_command, policy)
         if transport not in ("stdio", "http"):
             raise SandboxRejected(f"unknown transport {transport!r}: use stdio or http")
@@ -80,19 +84,27 @@ class SandboxSession:
         port = _free_port() if transport == "http" else None
         self.workdir = os.path.abspath(workdir)
         self._uid = claim_sandbox_uid()
-        prepare_workdir(self.workdir, self._uid)
-        launch = build_launch(argv, env | ({"PORT": str(port)} if port else {}), workdir, policy, self._uid)
+        try:
+            prepare_workdir(self.workdir, self._uid)
+            launch = build_launch(argv, env | ({"PORT": str(port)} if port else {}), workdir, policy, self._uid)
+        except BaseException:
+            release_sandbox_uid(self._uid)
+            raise
         self.isolation = launch.isolation
         ready = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._run(launch, port, policy.ttl_seconds, start_timeout, ready))
-        await ready
+        try:
+            await ready
+        except asyncio.CancelledError:
+            self._runner.cancel()  # the runner cleans up whatever it had started
+            raise
 
     async def list_tools(self) -> list[dict]:
         """The server's tools as name, description and input_schema."""
         if self._client is None:
             raise SandboxNotRunning(f"sandbox is not running: {self.stop_reason}")
         tools = (await self._client.list_tools()).tools
-        self._validators = {tool.name: _validator(tool.input_schema) for tool in tools}
+        self._validators = {tool.name: validator for tool in tools if (validator := _validator(tool.input_schema))}
         return [{"name": t.name, "description": t.description or "", "input_schema": t.input_schema} for t in tools]
 
     async def call_tool(self, name: str, arguments: dict | None = None, timeout: float = 60.0) -> dict:
@@ -110,7 +122,7 @@ class SandboxSession:
         try:
             result = await client.call_tool(name, arguments, read_timeout_seconds=timeout)
         except MCPError as exc:
-            if not self._server_running():
+            if exc.code == CONNECTION_CLOSED or not self._server_running():
                 return _failure(f"sandbox server exited: {self._stderr_tail()}")
             return _failure(f"{name} failed: {exc.message}")
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -138,7 +150,9 @@ class SandboxSession:
         """Resident memory of the whole process tree."""
         return sum(_rss_bytes(pid) for pid in self.processes())
 
-    async def _run(self, launch: Launch, port: int | None, ttl: float, start_timeout: float, ready) -> None:
+    async def _run(
+        self, launch: Launch, port: int | None, ttl: float, start_timeout: float, ready: asyncio.Future
+    ) -> None:
         try:
             async with AsyncExitStack() as stack:
                 transport = self._http(launch, port, start_timeout) if port else self._stdio(launch)
@@ -150,10 +164,9 @@ class SandboxSession:
                     await self.list_tools()
                 ready.set_result(None)
                 self.stop_reason = await self._wait_for_end(ttl)
-                self._client = None
+                self._client = None  # no new calls while the server goes down
                 self._tree_at_stop = _identities(self.processes())
         except Exception as exc:
-            self._client = None
             if not ready.done():
                 ready.set_exception(self._start_failure(exc, start_timeout))
             self.stop_reason = self.stop_reason or f"failed: {exc}"
@@ -164,6 +177,7 @@ class SandboxSession:
             with anyio.CancelScope(shield=True):
                 await self._kill_remaining()
             release_sandbox_uid(self._uid)
+            self._final_stderr = self._stderr_tail()
             self._stderr.close()
 
     @asynccontextmanager
@@ -188,14 +202,16 @@ class SandboxSession:
         finally:
             with anyio.CancelScope(shield=True):
                 await terminate_posix_process_tree(process, GRACE_SECONDS)
+                await process.aclose()
 
     def _start_failure(self, exc: Exception, start_timeout: float) -> SandboxStartFailed:
-        if not self._server_running():
-            return SandboxStartFailed(f"server exited during start: {self._stderr_tail()}")
-        if isinstance(exc, TimeoutError):
-            return SandboxStartFailed(f"server did not initialize within {start_timeout:g}s: {self._stderr_tail()}")
         while isinstance(exc, ExceptionGroup):
             exc = exc.exceptions[0]
+        # The transport is already shut down here, so the process is gone whatever happened.
+        if isinstance(exc, TimeoutError):
+            return SandboxStartFailed(f"server did not initialize within {start_timeout:g}s: {self._stderr_tail()}")
+        if isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED:
+            return SandboxStartFailed(f"server exited during start: {self._stderr_tail()}")
         return SandboxStartFailed(f"server did not start ({type(exc).__name__}: {exc}): {self._stderr_tail()}")
 
     async def _wait_for_end(self, ttl: float) -> str:
@@ -228,6 +244,8 @@ class SandboxSession:
         return self.pid is not None and _running(self.pid)
 
     def _stderr_tail(self) -> str:
+        if self._stderr.closed:
+            return self._final_stderr
         fd = self._stderr.fileno()
         size = os.fstat(fd).st_size
         # pread leaves the offset alone, which the server shares for its writes.
@@ -263,7 +281,13 @@ def _failure(message: str) -> dict:
 
 
 def _validator(schema: dict) -> Any:
-    return jsonschema.validators.validator_for(schema)(schema)
+    """A validator for a tool's input schema; None for a broken schema (the server judges)."""
+    validator_class = jsonschema.validators.validator_for(schema)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.exceptions.SchemaError:
+        return None
+    return validator_class(schema)
 
 
 def _free_port() -> int:
@@ -295,8 +319,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def _running(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
+    return _identity(pid) is not None
 
 
 def _identity(pid: int) -> tuple[int, str] | None:

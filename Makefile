@@ -1,0 +1,40 @@
+# The two commands: `make run` starts the local stack, `make test` runs the whole suite.
+# Both install what they need into .venv first (and system packages where the host allows).
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: run test install system-packages bench lint-template clean
+
+run: install
+	$(BIN)/berth up
+
+test: install system-packages
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# bubblewrap isolates sandboxes; node runs MCP servers published on npm.
+system-packages:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap >/dev/null; \
+	  else echo "install bubblewrap (apt-get install bubblewrap) for the sandbox isolation tests" >&2; exit 1; fi; }
+	@command -v node >/dev/null || { echo "node (20+) and npm are needed for the sandbox tests" >&2; exit 1; }
+
+bench: install
+	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/dispatch_latency.py
+
+lint-template: install
+	$(BIN)/cfn-lint template.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .cache
