@@ -59,7 +59,9 @@ class RequestRejected(ApiError):
 
 
 class RuntimeApiClient:
-    def __init__(self, base_url: str, runtime_token: str | None = None, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self, base_url: str, runtime_token: str | None = None, transport: httpx.AsyncBaseTransport | None = None
+    ):
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=REQUEST_TIMEOUT_SECONDS, transport=transport
         )

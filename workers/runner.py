@@ -146,7 +146,8 @@ async def _registration(
         request = await asyncio.to_thread(_register_request, config, executors)
     except ValidationError as exc:
         # Without the inputs: one of them is the join token.
-        log(logger, logging.ERROR, "invalid registration settings", errors=exc.errors(include_input=False, include_url=False))
+        problems = exc.errors(include_input=False, include_url=False)
+        log(logger, logging.ERROR, "invalid registration settings", errors=problems)
         return None
     backoff = Backoff(config.retry_max_seconds)
     while not shutdown.requested.is_set():
@@ -241,14 +242,17 @@ class FinalEvent:
 class Worker:
     """One registration's worth of work: the loops, the running jobs and their delivery."""
 
-    def __init__(self, config: WorkerConfig, identity: RuntimeIdentity, api: RuntimeApiClient, executors: dict[str, Executor]):
+    def __init__(
+        self, config: WorkerConfig, identity: RuntimeIdentity, api: RuntimeApiClient, executors: dict[str, Executor]
+    ):
         self.config = config
         self.identity = identity
         self.api = api
         self.executors = executors
         self.worker_id = str(uuid.uuid4())
-        self.visibility_seconds = config.visibility_seconds or identity.visibility_seconds
-        self.lease_seconds = min(max(self.visibility_seconds, RELEASE_LEASE_SECONDS), MAX_CLAIM_LEASE_SECONDS)
+        # One period for both the claim lease and message visibility (plus the margin).
+        visibility = config.visibility_seconds or identity.visibility_seconds
+        self.lease_seconds = min(max(visibility, RELEASE_LEASE_SECONDS), MAX_CLAIM_LEASE_SECONDS)
         self.heartbeat_seconds = config.heartbeat_interval_seconds or identity.heartbeat_interval_seconds
         self.transport: QueueTransport = (
             SqsTransport(identity.jobs_queue_url, identity.control_queue_url)
@@ -310,7 +314,8 @@ class Worker:
             await job_loop  # it ends after its in-flight receive, releasing whatever that returned
         executing = [run for run in self.runs.values() if not run.executed.is_set()]
         if executing and not revoked:
-            log(logger, logging.INFO, "waiting for running jobs", jobs=len(executing), grace_seconds=self.config.stop_grace_seconds)
+            log(logger, logging.INFO, "waiting for running jobs", jobs=len(executing),
+                grace_seconds=self.config.stop_grace_seconds)
             await _wait_first(
                 asyncio.gather(*(run.executed.wait() for run in executing)),
                 shutdown.hurry.wait(),
@@ -368,7 +373,7 @@ class Worker:
             slot = _Slot(self.slots)
             try:
                 messages = await self.transport.receive(
-                    "jobs", 1, self.config.poll_wait_seconds, self.visibility_seconds
+                    "jobs", 1, self.config.poll_wait_seconds, self.lease_seconds + VISIBILITY_MARGIN_SECONDS
                 )
             except QueueError as exc:
                 slot.release()
@@ -422,8 +427,11 @@ class Worker:
             await self._change_visibility(received, POISON_VISIBILITY_SECONDS)
             return None
         except ApiError as exc:
-            # Unreachable (or 401/409 on a claim): the message comes back when its visibility lapses.
-            log(logger, logging.WARNING, "could not claim job; leaving its message", job_id=message.job_id, error=str(exc))
+            # Unreachable (or 401/409): the claim may still have been granted with the answer lost,
+            # so the message stays hidden until such a lease would have lapsed.
+            log(logger, logging.WARNING, "could not claim job; leaving its message", job_id=message.job_id,
+                error=str(exc))
+            await self._change_visibility(received, self.lease_seconds + VISIBILITY_MARGIN_SECONDS)
             return None
         if not claim.claimed:
             log(logger, logging.INFO, "job not claimed; dropping its message", job_id=message.job_id,
@@ -432,7 +440,10 @@ class Worker:
             return None
         return claim
 
-    async def _run_claimed(self, received: ReceivedMessage, message: JobMessage, claim: ClaimResponse, slot: _Slot) -> None:
+    async def _run_claimed(
+        self, received: ReceivedMessage, message: JobMessage, claim: ClaimResponse, slot: _Slot
+    ) -> None:
+        await self._change_visibility(received, self.lease_seconds + VISIBILITY_MARGIN_SECONDS)
         run = JobRun(
             received=received,
             message=message,
@@ -453,7 +464,6 @@ class Worker:
         spool_claim = SpoolClaim(claim_id=claim.claim_id, workspace_id=message.workspace_id, job_id=message.job_id)
         await asyncio.to_thread(self.spool.open, spool_claim, claim.next_seq)
         self.runs[claim.claim_id] = run
-        await self._change_visibility(received, self.lease_seconds + VISIBILITY_MARGIN_SECONDS)
         keeper = asyncio.create_task(self._keep(run), name=f"keeper-{message.job_id}")
         log(logger, logging.INFO, "job claimed", job_id=message.job_id, type=message.type.value,
             attempt=received.receive_count, next_seq=claim.next_seq)
@@ -478,7 +488,7 @@ class Worker:
                 await self._delete(received)
                 log(logger, logging.INFO, "job finished", job_id=message.job_id, status=final.status)
             else:
-                log(logger, logging.WARNING, "job taken over by another worker; its message is left alone",
+                log(logger, logging.WARNING, "job's claim is no longer ours; its message is left alone",
                     job_id=message.job_id)
         finally:
             keeper.cancel()
@@ -549,7 +559,7 @@ class Worker:
                     return
                 run.lease_deadline = time.monotonic() + self.lease_seconds
                 if renewed.cancel_requested:
-                    run.stop(StopReason.cancelled)
+                    self._stop_run(run.claim_id, StopReason.cancelled)
             await self._change_visibility(run.received, self.lease_seconds + VISIBILITY_MARGIN_SECONDS)
 
     async def _lost_claim(self, run: JobRun, reason: str) -> None:
@@ -581,7 +591,7 @@ class Worker:
         while True:
             try:
                 messages = await self.transport.receive(
-                    "control", 10, self.config.poll_wait_seconds, self.visibility_seconds
+                    "control", 10, self.config.poll_wait_seconds, self.lease_seconds
                 )
             except QueueError as exc:
                 log(logger, logging.WARNING, "receiving control messages failed; backing off", error=str(exc))

@@ -69,7 +69,9 @@ class EventSpool:
             self._write(entry)
             self._logs[claim.claim_id] = entry
 
-    def append(self, claim_id: str, step: str, status: str, message: str = "", data: dict[str, Any] | None = None) -> EventIn:
+    def append(
+        self, claim_id: str, step: str, status: str, message: str = "", data: dict[str, Any] | None = None
+    ) -> EventIn:
         """Assign the claim's next sequence number and make the event durable; returns it."""
         with self._lock:
             entry = self._logs.get(claim_id)

@@ -7,11 +7,13 @@ message's visibility lapse.
 """
 
 import asyncio
+import os
 import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.messages import LeaseRequest, ReceiptRequest
@@ -49,7 +51,9 @@ class SqsTransport:
 
     def __init__(self, jobs_queue_url: str, control_queue_url: str):
         self._urls: dict[str, str] = {"jobs": jobs_queue_url, "control": control_queue_url}
-        self._sqs = boto3.client("sqs", region_name=_region(jobs_queue_url))
+        # Retries ride out SQS throttling; the pool serves both long polls and the keepers at once.
+        config = Config(retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=32)
+        self._sqs = boto3.session.Session().client("sqs", region_name=_region(jobs_queue_url), config=config)
 
     async def receive(
         self, queue: QueueName, max_messages: int, wait_seconds: int, visibility_seconds: int
@@ -93,8 +97,9 @@ class SqsTransport:
 
 
 def _region(queue_url: str) -> str | None:
-    """The region boto3 would pick, else the one in an AWS queue URL (local URLs carry none)."""
-    configured = boto3.session.Session().region_name
+    """The region boto3 would pick, else AWS_REGION (which ECS and Lambda set, and botocore does not
+    read), else the one in an AWS queue URL (local URLs carry none)."""
+    configured = boto3.session.Session().region_name or os.environ.get("AWS_REGION")
     if configured:
         return configured
     match = re.search(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com", queue_url)

@@ -53,6 +53,7 @@ class LocalStack:
         self._threads: list[threading.Thread] = []
         self._moto = None
         self._uvicorn = None
+        self._api_thread: threading.Thread | None = None
         self.worker: subprocess.Popen | None = None
         self.restored_items = 0
         self.restore_seconds = 0.0
@@ -152,10 +153,20 @@ class LocalStack:
         config = uvicorn.Config(create_app(), host="127.0.0.1", port=self.options.port, log_level="warning",
                                 access_log=False, lifespan="off")
         self._uvicorn = uvicorn.Server(config)
-        thread = threading.Thread(target=self._uvicorn.run, name="api", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self._api_thread = threading.Thread(target=self._uvicorn.run, name="api", daemon=True)
+        self._api_thread.start()
         _wait_for_port(self.options.port)
+
+    def stop_api(self) -> None:
+        """Take the API down (the rest keeps running): what a worker sees in an outage."""
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+            self._api_thread.join(timeout=10)
+            self._uvicorn = None
+
+    def start_api(self) -> None:
+        if self._uvicorn is None:
+            self._start_api()
 
     def _start_timers(self) -> None:
         for name, interval, task in (
@@ -239,8 +250,7 @@ class LocalStack:
             self.save_state()
         except Exception:
             logger.exception("could not save the local state")
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
+        self.stop_api()
         for thread in self._threads:
             thread.join(timeout=10)
         if self._moto is not None:

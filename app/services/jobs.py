@@ -261,8 +261,11 @@ def renew_lease(runtime: Principal, workspace_id: str, job_id: str, claim_id: st
 def ingest_events(runtime: Principal, workspace_id: str, job_id: str, batch: EventBatch) -> EventBatchResult:
     store = get_store()
     job = runtime_job(runtime, workspace_id, job_id)
-    if job.get("claim_id") != batch.claim_id or job["status"] in {s.value for s in FINAL_JOB_STATUSES}:
-        raise Conflict("stale claim: the job is finished or owned by another worker")
+    if job.get("claim_id") != batch.claim_id:
+        raise Conflict("stale claim: the job is owned by another worker")
+    if job["status"] in {s.value for s in FINAL_JOB_STATUSES}:
+        # The claimant that finished the job is retrying a batch whose answer it lost.
+        return EventBatchResult(accepted=0, duplicates=len(batch.events), job_status=job["status"])
     accepted = duplicates = 0
     final: tuple[JobStatus, dict] | None = None
     for event in batch.events:

@@ -14,7 +14,7 @@ from app.store.runtimes import SHARED_WORKSPACE
 from app.store.table import Condition, Write
 
 _PUBLIC_FIELDS = ("runtime_id", "name", "shared", "capabilities", "runtimes", "labels", "gpus",
-                  "max_concurrent_jobs", "active_jobs", "free_disk_bytes", "version", "queue_mode",
+                  "max_concurrent_jobs", "active_jobs", "free_disk_bytes", "software_version", "queue_mode",
                   "registered_at", "last_heartbeat_at")
 
 
@@ -110,7 +110,7 @@ def register(request: RegisterRequest) -> RegisterResponse:
         workspace_id, runtime_id, name=request.name, shared=shared, capabilities=[c.value for c in request.capabilities],
         runtimes={kind: bool(v) for kind, v in request.runtimes.items()}, labels=labels,
         gpus=[g.model_dump() for g in request.gpus], max_concurrent_jobs=request.max_concurrent_jobs,
-        free_disk_bytes=request.free_disk_bytes, version=request.version, queue_mode=request.queue_mode,
+        free_disk_bytes=request.free_disk_bytes, software_version=request.version, queue_mode=request.queue_mode,
         jobs_queue_url=jobs_url, control_queue_url=control_url, registered_at=clock.iso(now),
         last_heartbeat=now, last_heartbeat_at=clock.iso(now), status="online", active_jobs=0,
         minted_by_workspace=join.workspace_id, token_digest=hash_secret(secret),

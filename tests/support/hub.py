@@ -23,6 +23,7 @@ import json
 import math
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -276,6 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
             token=authorization.removeprefix("Bearer ").strip() or None,
             range=self.headers.get("Range"),
         )
+        self.server.hub._wait_latency(unquote(url.path))
         response = self.server.hub._handle(request)
         self.server.hub._record(RecordedRequest(self.command, unquote(url.path), request.range, response.status))
         self.send_response(response.status)
@@ -316,6 +318,7 @@ class LocalHub:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._interruptions: dict[tuple[str, str], int] = {}
+        self._latency: dict[str, float] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -424,6 +427,18 @@ class LocalHub:
         """Make the next GET of this file drop the connection after `after_bytes` body bytes."""
         with self._lock:
             self._interruptions[(repo_id, path)] = after_bytes
+
+    def set_latency(self, repo_id: str, seconds: float) -> None:
+        """Answer every request about `repo_id` only after `seconds` (0 restores): a slow hub, so
+        tests can act while a job is mid-flight."""
+        with self._lock:
+            self._latency[repo_id] = seconds
+
+    def _wait_latency(self, path: str) -> None:
+        with self._lock:
+            delays = [seconds for repo_id, seconds in self._latency.items() if f"/{repo_id}/" in f"{path}/"]
+        if delays:
+            time.sleep(max(delays))
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:

@@ -1,11 +1,9 @@
 """Fixtures for the sandbox tests: sandboxes of the real test servers, and direct clients of
 the same servers without a sandbox, to compare against."""
 
-import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -21,9 +19,6 @@ ECHO_SERVER = MCP_SERVERS / "echo_server.py"
 # A server published by others, from the npm registry; pinned so results stay comparable.
 EVERYTHING_PACKAGE = "@modelcontextprotocol/server-everything@2026.8.31"
 EVERYTHING_ENTRY = "node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-
-StartSandbox = Callable[..., Awaitable[SandboxSession]]
-
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -68,8 +63,8 @@ async def start_sandbox(tmp_path: Path):
         workdir = tmp_path / name
         workdir.mkdir()
         for source in files:
-            copy = shutil.copytree if source.is_dir() else shutil.copy
-            copy(source, workdir / source.name)
+            # cp, not shutil.copytree: a node_modules tree has thousands of files.
+            subprocess.run(["cp", "-r", str(source), str(workdir / source.name)], check=True)
         session = SandboxSession()
         sessions.append(session)
         await session.start(command, env or {}, str(workdir), policy or SandboxPolicy(), transport=transport)
@@ -82,7 +77,7 @@ async def start_sandbox(tmp_path: Path):
 
 async def call_directly(command: list[str], calls: list[tuple[str, dict]]) -> list[dict]:
     """Call tools on a server run without any sandbox; results in the shape SandboxSession gives."""
-    params = StdioServerParameters(command=command[0], args=command[1:], cwd=os.getcwd())
+    params = StdioServerParameters(command=command[0], args=command[1:])
     results = []
     async with stdio_client(params) as (read_stream, write_stream):
         async with ClientSession(read_stream, write_stream) as client:

@@ -90,7 +90,7 @@ async def test_a_server_that_cannot_start_reports_its_stderr(start_sandbox):
 
 async def test_a_crashed_server_marks_the_session_dead(start_sandbox):
     session = await start_sandbox()
-    server = session.processes()[-1]
+    server = session.processes()[-1]  # the deepest process: the server, below bwrap and its init
 
     os.kill(server, 9)
     result = await session.call_tool("echo", {"text": "anyone?"})
@@ -202,8 +202,7 @@ async def test_a_fork_bomb_is_contained(start_sandbox, require_bubblewrap):
     processes = session.processes()
 
     assert bomb["ok"] is True and "process limit reached" in bomb["result"]["content"][0]["text"]
-    # bwrap's two processes run as the worker, outside the sandbox uid's count.
-    assert len(processes) <= policy.max_processes + 2
+    assert len(processes) <= policy.max_processes + 2  # plus bwrap and its init
     assert subprocess.run(["true"]).returncode == 0  # the worker can still start processes
     await session.stop()
     assert [pid for pid in processes if running(pid)] == []

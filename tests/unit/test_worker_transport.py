@@ -133,7 +133,7 @@ def test_lease_transport_speaks_the_lease_routes():
     fake = FakeLeaseApi()
 
     async def scenario():
-        api = RuntimeApiClient("http://api.test", runtime_token="brt_runtime-token", transport=httpx.MockTransport(fake))
+        api = RuntimeApiClient("http://api.test", "brt_runtime-token", transport=httpx.MockTransport(fake))
         transport = LeaseTransport(api)
         try:
             messages = await transport.receive("control", 5, 20, 90)
@@ -163,7 +163,7 @@ def test_lease_transport_reports_an_unreachable_api_as_a_queue_error():
     fake = FakeLeaseApi(status=503)
 
     async def scenario():
-        api = RuntimeApiClient("http://api.test", runtime_token="brt_runtime-token", transport=httpx.MockTransport(fake))
+        api = RuntimeApiClient("http://api.test", "brt_runtime-token", transport=httpx.MockTransport(fake))
         try:
             await LeaseTransport(api).receive("jobs", 1, 0, 30)
         finally:

@@ -127,6 +127,8 @@ class SandboxSession:
             return _failure(f"{name} failed: {exc.message}")
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             return _failure(f"sandbox is not running: {self.stop_reason or 'connection closed'}")
+        except Exception as exc:  # e.g. an answer the SDK cannot parse: still a result, as promised
+            return _failure(f"{name} failed: {type(exc).__name__}: {exc}")
         dumped = result.model_dump(
             mode="json", by_alias=True, exclude_none=True, include={"content", "structured_content", "is_error"}
         )

@@ -1,0 +1,209 @@
+"""The real local stack (embedded moto server, uvicorn, sweeper, dead-letter consumer) with real
+worker processes and a local Hugging Face hub; tests speak HTTP to it."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.local.stack import LocalStack, StackOptions, free_port
+from tests.support.hub import make_demo_hub
+
+# Small periods so failures show up in seconds: a runtime silent for 2 s is offline, a message
+# whose worker died is visible again after 5 s, a message failing 3 times is dead-lettered.
+FAST_SETTINGS = {
+    "BERTH_HEARTBEAT_INTERVAL_SECONDS": "1",
+    "BERTH_JOB_VISIBILITY_SECONDS": "5",
+    "BERTH_JOB_MAX_RECEIVES": "3",
+    "BERTH_DISPATCH_STALE_SECONDS": "30",
+    "BERTH_SSE_WINDOW_SECONDS": "3",
+}
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with make_demo_hub() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, hub):
+    options = StackOptions(
+        data_dir=tmp_path_factory.mktemp("stack"), port=free_port(), moto_port=free_port(), worker=False,
+        sweep_interval=0.5, snapshot_interval=3600, environment=dict(FAST_SETTINGS),
+    )
+    running = LocalStack(options).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def api(stack):
+    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+        yield client
+
+
+@dataclass
+class Account:
+    client: httpx.Client
+    token: str
+    workspace_id: str
+    headers: dict = field(default_factory=dict)
+
+    def post(self, path, **kwargs):
+        return self.client.post(path, headers=self.headers, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.client.get(path, headers=self.headers, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.client.delete(path, headers=self.headers, **kwargs)
+
+    def join_token(self, uses: int = 1) -> str:
+        response = self.post("/v1/cloud/join-tokens", json={"uses": uses})
+        assert response.status_code == 201, response.text
+        return response.json()["token"]
+
+    def create_job(self, job_type: str = "model.inspect", payload: dict | None = None, **extra) -> str:
+        response = self.post("/v1/jobs", json={"type": job_type, "payload": payload or {}, **extra})
+        assert response.status_code == 202, response.text
+        return response.json()["job_id"]
+
+    def job(self, job_id: str) -> dict:
+        return self.get(f"/v1/jobs/{job_id}").json()
+
+    def wait_for_status(self, job_id: str, statuses, timeout: float = 60) -> dict:
+        statuses = {statuses} if isinstance(statuses, str) else set(statuses)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} stayed {job['status']}, expected {statuses}")
+
+    def events(self, job_id: str, last_event_id: int | None = None) -> list[dict]:
+        """Read the SSE stream to its end, reconnecting with Last-Event-ID after each window."""
+        seen: list[dict] = []
+        last = last_event_id
+        for _ in range(100):
+            headers = dict(self.headers)
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            ended = False
+            with self.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+                assert response.status_code == 200, response.read()
+                for event in parse_sse(response.iter_lines()):
+                    if event["event"] == "end":
+                        ended = True
+                        break
+                    seen.append(event["data"])
+                    last = int(event["id"])
+            if ended:
+                return seen
+        raise AssertionError("the event stream never ended")
+
+
+def parse_sse(lines):
+    frame: dict = {}
+    for line in lines:
+        if not line:
+            if "data" in frame:
+                frame["data"] = json.loads(frame["data"])
+                yield {"event": frame.get("event", "message"), "id": frame.get("id"), "data": frame["data"]}
+            frame = {}
+            continue
+        name, _, value = line.partition(":")
+        frame[name] = value.strip()
+
+
+_emails = iter(range(10_000))
+
+
+@pytest.fixture
+def account(api) -> Account:
+    return new_account(api)
+
+
+def new_account(api) -> Account:
+    email = f"user{next(_emails)}-{os.getpid()}-{time.monotonic_ns()}@example.com"
+    response = api.post("/v1/auth/signup", json={"name": "Tester", "email": email, "password": "correct-horse"})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Account(api, body["token"], body["user"]["workspace_id"], {"Authorization": f"Bearer {body['token']}"})
+
+
+class WorkerProcess:
+    """A real worker subprocess (`python -m workers`) against the stack."""
+
+    def __init__(self, stack: LocalStack, hub, data_dir: Path, join_token: str | None, *args: str):
+        self.stack = stack
+        self.data_dir = data_dir
+        command = stack.worker_command(data_dir, join_token, "--heartbeat-interval-seconds", "1",
+                                       "--visibility-seconds", "5", "--poll-wait-seconds", "1",
+                                       "--stop-grace-seconds", "5", *args)
+        environment = {**stack.worker_environment(), **hub.environment()}
+        self.log_path = data_dir.with_suffix(".log")
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(command, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    @property
+    def runtime_id(self) -> str:
+        deadline = time.monotonic() + 30
+        path = self.data_dir / "runtime.json"
+        while time.monotonic() < deadline:
+            if path.exists():
+                return json.loads(path.read_text())["runtime_id"]
+            assert self.process.poll() is None, self.log_path.read_text()
+            time.sleep(0.05)
+        raise AssertionError("the worker did not register")
+
+    def signal(self, sig) -> None:
+        os.killpg(self.process.pid, sig)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def workers(stack, hub, tmp_path):
+    started: list[WorkerProcess] = []
+
+    def start(join_token: str | None, *args: str, data_dir: Path | None = None) -> WorkerProcess:
+        worker = WorkerProcess(stack, hub, data_dir or tmp_path / f"worker{len(started)}", join_token, *args)
+        started.append(worker)
+        worker.runtime_id  # wait for registration
+        return worker
+
+    def clone(worker: WorkerProcess) -> Path:
+        """A second data dir holding the same registration: another process of the same runtime."""
+        target = tmp_path / f"worker{len(started)}-clone"
+        target.mkdir()
+        shutil.copy2(worker.data_dir / "runtime.json", target / "runtime.json")
+        return target
+
+    start.clone = clone
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            try:
+                worker.signal(signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        worker.stop()
