@@ -10,7 +10,8 @@ from app.errors import BerthError
 from app.logs import configure as configure_logging
 from app.logs import get_logger
 from app.middleware import RequestContextMiddleware
-from app.routers import api_keys, docs, health, v1_auth, v1_cloud, v1_jobs, v1_system
+from app.routers import (api_keys, api_runtime, api_sandboxes, docs, health, v1_auth, v1_cloud, v1_jobs,
+                         v1_matrixshell, v1_sandbox, v1_system)
 from app.settings import get_settings
 
 logger = get_logger("berth.app")
@@ -74,7 +75,8 @@ def create_app() -> FastAPI:
     )
     _install_error_handlers(app)
     for router in (health.router, v1_system.router, v1_auth.router, v1_jobs.router, v1_cloud.router,
-                   api_keys.router, docs.router):
+                   v1_sandbox.router, v1_matrixshell.router, api_keys.router, api_sandboxes.router,
+                   api_runtime.router, docs.router):
         app.include_router(router)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

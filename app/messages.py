@@ -3,6 +3,12 @@
 Workers import this module and nothing else from `app`; it depends only on pydantic.
 """
 
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shlex
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
@@ -49,6 +55,55 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# --- sandbox policy (set by the API from its settings, enforced by the worker) ----------------
+
+
+class SandboxRejected(Exception):
+    """A request breaks the sandbox policy; the message says how, for the user to fix."""
+
+
+class SandboxPolicy(BaseModel):
+    memory_mb: int = Field(512, gt=0, description="private memory per process (RLIMIT_DATA)")
+    cpu_seconds: int = Field(300, gt=0, description="CPU time per process (RLIMIT_CPU)")
+    max_processes: int = Field(64, gt=0, description="processes of the sandbox (RLIMIT_NPROC)")
+    max_open_files: int = Field(256, gt=0, description="descriptors per process (RLIMIT_NOFILE)")
+    network: bool = False
+    command_allowlist: list[str] = Field(
+        default_factory=lambda: ["node", "npx", "python", "python3", "uv", "uvx", "bash", "sh"],
+        description="executable names a start command may run",
+    )
+    command_denylist: list[str] = Field(
+        default_factory=lambda: ["sudo", "/dev/tcp", "mkfs"],
+        description="substrings no command may contain",
+    )
+    ttl_seconds: int = Field(900, gt=0, description="wall-clock life of a session")
+
+    def check_command(self, command: str) -> list[str]:
+        """Split a start command into argv, or raise SandboxRejected saying what is not allowed."""
+        argv = self.check_denylist(command)
+        executable = argv[0]
+        if "/" in executable:
+            # A path could name any binary that merely shares an allowed basename.
+            raise SandboxRejected(f"give the executable by name, not by path: {os.path.basename(executable)!r}")
+        if executable not in self.command_allowlist:
+            allowed = ", ".join(self.command_allowlist) or "none"
+            raise SandboxRejected(f"executable {executable!r} is not allowed in a sandbox (allowed: {allowed})")
+        return argv
+
+    def check_denylist(self, command: str) -> list[str]:
+        """Split any command (a shell line for MatrixShell too) and refuse denied substrings."""
+        try:
+            argv = shlex.split(command)
+        except ValueError as error:
+            raise SandboxRejected(f"command cannot be parsed: {error}") from None
+        if not argv:
+            raise SandboxRejected("command is empty")
+        for denied in self.command_denylist:
+            if denied and denied in command:
+                raise SandboxRejected(f"command contains {denied!r}, which the sandbox policy denies")
+        return argv
+
+
 # --- queue messages --------------------------------------------------------------------------
 
 
@@ -60,6 +115,7 @@ class JobMessage(_Strict):
     payload: dict[str, Any] = Field(default_factory=dict)
     expires_at: float  # epoch seconds; the worker stops the job at this time
     dispatch: int = 1  # how many times the API has sent this job (re-dispatch after failover)
+    policy: SandboxPolicy | None = None  # for jobs that run sandboxes
 
 
 class ControlMessage(_Strict):
@@ -69,7 +125,8 @@ class ControlMessage(_Strict):
     request_id: str
     workspace_id: str
     job_id: str
-    action: Literal["tools.list", "tools.call", "cancel", "proxy", "exec"]
+    action: Literal["cancel", "tools.list", "tools.call", "sandbox.inspect", "sandbox.stop", "sandbox.start",
+                    "sandbox.restart", "sandbox.update", "proxy"]
     arguments: dict[str, Any] = Field(default_factory=dict)
     deadline: float  # epoch seconds after which the answer is no longer awaited
 
@@ -203,3 +260,64 @@ class ControlReply(_Strict):
     ok: bool
     result: dict[str, Any] = Field(default_factory=dict)
     error: str = ""
+    # Why it failed, so the API can answer with the right status: not_running → 409,
+    # not_found → 404, bad_request → 400, forbidden → 403, failed (or empty) → 502.
+    code: Literal["", "not_running", "not_found", "bad_request", "forbidden", "failed"] = ""
+
+
+# --- control arguments and results (sandboxes) -------------------------------------------------
+
+
+class ToolCallArguments(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=20, gt=0, le=25)
+
+
+class SandboxUpdate(_Strict):
+    """Changes to a running sandbox: a new deadline at once, new env at the next (re)start."""
+
+    expires_at: float | None = None
+    env: dict[str, str] | None = None
+
+
+class ProxyRequest(_Strict):
+    token: str = Field(min_length=1, max_length=4000)  # proxy-auth token, verified by the runtime
+    method: str = Field(pattern=r"^[A-Z]{3,7}$")
+    path: str = Field(max_length=4000)  # below the server's root, without a leading slash
+    query: str = Field(default="", max_length=8000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body_b64: str = ""
+
+
+class ProxyResponse(BaseModel):
+    status: int
+    headers: dict[str, str] = Field(default_factory=dict)
+    body_b64: str = ""
+
+
+# --- proxy-auth tokens -------------------------------------------------------------------------
+# Signed by the API with the SHA-256 digest of the runtime's token (the API stores only that
+# digest; the runtime derives it from its token), so the runtime can check that a proxied request
+# was authorised by the API for this sandbox, without a shared secret of its own.
+
+
+def sign_proxy_token(key: str, claims: dict[str, Any]) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(claims, sort_keys=True).encode()).decode().rstrip("=")
+    signature = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
+    return f"{body}.{signature}"
+
+
+def verify_proxy_token(key: str, token: str, now: float) -> dict[str, Any]:
+    """The token's claims, or SandboxRejected if it is forged, malformed or expired."""
+    body, _, signature = token.partition(".")
+    expected = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
+    if not signature or not hmac.compare_digest(signature, expected):
+        raise SandboxRejected("proxy token signature is invalid")
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError:
+        raise SandboxRejected("proxy token is malformed") from None
+    if not isinstance(claims, dict) or claims.get("exp", 0) <= now:
+        raise SandboxRejected("proxy token has expired")
+    return claims

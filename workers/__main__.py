@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--poll-wait-seconds", type=int)
     parser.add_argument("--stop-grace-seconds", type=float)
     parser.add_argument("--log-level")
+    parser.add_argument("--sandbox-tool-dir", dest="sandbox_tool_dirs", action="append",
+                        help="host directory visible read-only in every sandbox, repeatable")
     return parser
 
 

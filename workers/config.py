@@ -44,6 +44,8 @@ class WorkerConfig(BaseSettings):
     flush_timeout_seconds: float = Field(default=10.0, ge=0)  # spool delivery attempts while stopping
     retry_max_seconds: float = Field(default=30.0, gt=0)  # cap of the backoff while the API is unreachable
     log_level: str = "INFO"
+    # Host directories every sandbox sees read-only at the same path (pre-installed MCP servers).
+    sandbox_tool_dirs: list[Path] = Field(default_factory=list)
 
     @property
     def runtime_file(self) -> Path:

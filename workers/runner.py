@@ -16,6 +16,7 @@ another runtime takes them promptly, flushes the spool and exits 0.
 
 import asyncio
 import functools
+import hashlib
 import importlib.metadata
 import logging
 import math
@@ -250,6 +251,8 @@ class Worker:
         self.api = api
         self.executors = executors
         self.worker_id = str(uuid.uuid4())
+        # The API signs proxy tokens with the digest of our runtime token; we derive the same key.
+        self.proxy_key = hashlib.sha256(identity.runtime_token.encode()).hexdigest()
         # One period for both the claim lease and message visibility (plus the margin).
         visibility = config.visibility_seconds or identity.visibility_seconds
         self.lease_seconds = min(max(visibility, RELEASE_LEASE_SECONDS), MAX_CLAIM_LEASE_SECONDS)
@@ -460,6 +463,9 @@ class Worker:
             expires_at=message.expires_at,
             emit=functools.partial(self._emit_for_executor, run),
             work_dir=str(work_dir),
+            policy=message.policy,
+            proxy_key=self.proxy_key,
+            sandbox_tool_dirs=tuple(str(d) for d in self.config.sandbox_tool_dirs),
         )
         spool_claim = SpoolClaim(claim_id=claim.claim_id, workspace_id=message.workspace_id, job_id=message.job_id)
         await asyncio.to_thread(self.spool.open, spool_claim, claim.next_seq)
@@ -504,13 +510,17 @@ class Worker:
         executor = self.executors.get(message.type.value)
         if executor is None:
             return FinalEvent("error", f"this runtime cannot run {message.type.value} jobs")
-        remaining = message.expires_at - time.time()
-        if remaining <= 0:
+        if message.expires_at <= time.time():
             run.stop(StopReason.expired)
             return _final_for(run, None)
         task = asyncio.create_task(executor(run.ctx), name=f"executor-{message.job_id}")
         try:
-            await _wait_first(task, run.stopped.wait(), timeout=remaining)
+            # The deadline may move while the job runs (a sandbox's TTL is changed): re-arm then.
+            while (remaining := run.ctx.expires_at - time.time()) > 0:
+                run.ctx.deadline_changed.clear()
+                await _wait_first(task, run.stopped.wait(), run.ctx.deadline_changed.wait(), timeout=remaining)
+                if task.done() or run.stopped.is_set():
+                    break
             if not task.done():
                 run.stop(StopReason.expired)  # no-op if a stop reason came first
                 await self._wind_down(task)
@@ -637,7 +647,7 @@ class Worker:
         try:
             return ControlReply(ok=True, result=await handler(message))
         except ExecutorError as exc:
-            return ControlReply(ok=False, error=str(exc))
+            return ControlReply(ok=False, error=str(exc), code=exc.code)
         except Exception as exc:
             log(logger, logging.ERROR, "control action failed", action=message.action, exc_info=True)
             return ControlReply(ok=False, error=f"{message.action} failed unexpectedly ({type(exc).__name__})")
@@ -651,7 +661,7 @@ class Worker:
             and not run.executed.is_set()
         ]
         if not runs:
-            raise ExecutorError(f"job {message.job_id} is not running on this runtime")
+            raise ExecutorError(f"job {message.job_id} is not running on this runtime", code="not_running")
         for run in runs:
             self._stop_run(run.claim_id, StopReason.cancelled)
         return {"job_id": message.job_id, "cancelled": True}

@@ -28,6 +28,7 @@ class McpServerPayload(_Payload):
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
+    builtin: Literal["matrixshell"] | None = Field(default=None, description="a server shipped with the worker")
 
 
 class ToolRunPayload(_Payload):

@@ -8,7 +8,7 @@ import time
 
 from app import clock, queues
 from app.auth.principal import Principal
-from app.errors import ConditionFailed, GatewayTimeout, NotFound
+from app.errors import BadGateway, BadRequest, ConditionFailed, Conflict, Forbidden, GatewayTimeout, NotFound
 from app.ids import new_id
 from app.messages import ControlMessage, ControlReply
 from app.store import get_store
@@ -34,7 +34,18 @@ def request(job: dict, action: str, arguments: dict, timeout: float) -> ControlR
             return ControlReply(ok=reply["ok"], result=reply.get("result", {}), error=reply.get("error", ""))
         time.sleep(pause)
         pause = min(pause * 1.5, 0.05)
-    raise GatewayTimeout(f"the runtime did not answer {action} within {timeout:g} s")
+    raise GatewayTimeout(f"the runtime did not answer {action} within {timeout:g} s; the sandbox is still usable")
+
+
+_FAILURES = {"not_running": Conflict, "not_found": NotFound, "bad_request": BadRequest, "forbidden": Forbidden}
+
+
+def call(job: dict, action: str, arguments: dict, timeout: float) -> dict:
+    """Ask the job's worker and return its result, or raise the error its reply names."""
+    reply = request(job, action, arguments, timeout)
+    if not reply.ok:
+        raise _FAILURES.get(reply.code, BadGateway)(reply.error or f"the runtime could not {action}")
+    return reply.result
 
 
 def store_reply(runtime: Principal, workspace_id: str, request_id: str, reply: ControlReply) -> None:

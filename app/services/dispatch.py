@@ -10,7 +10,7 @@ from app import clock, queues
 from app.errors import ConditionFailed
 from app.logs import get_logger, log_event
 from app.messages import JobMessage, JobStatus, JobType
-from app.services import runtimes
+from app.services import runtimes, system
 from app.store import get_store
 from app.store.jobs import ASSIGNED, WAITING
 from app.store.runtimes import SHARED_WORKSPACE
@@ -25,6 +25,7 @@ def _can_serve(runtime: dict, job: dict, now: float) -> bool:
         and job["type"] in runtime.get("capabilities", [])
         and runtime.get("active_jobs", 0) < runtime.get("max_concurrent_jobs", 0)
         and (runtime["workspace_id"] in (job["workspace_id"], SHARED_WORKSPACE))
+        and job.get("pinned_runtime_id") in (None, runtime["runtime_id"])
     )
 
 
@@ -34,9 +35,14 @@ def _ranked(candidates: list[dict], job: dict) -> list[dict]:
     return sorted(candidates, key=own_first)
 
 
+SANDBOX_JOB_TYPES = (JobType.mcp_test.value, JobType.mcp_run.value, JobType.tool_run.value)
+
+
 def job_message(job: dict) -> JobMessage:
+    policy = system.sandbox_policy(job["ttl_seconds"]) if job["type"] in SANDBOX_JOB_TYPES else None
     return JobMessage(job_id=job["job_id"], workspace_id=job["workspace_id"], type=JobType(job["type"]),
-                      payload=job.get("payload", {}), expires_at=job["deadline"], dispatch=job.get("dispatch", 1))
+                      payload=job.get("payload", {}), expires_at=job["deadline"], dispatch=job.get("dispatch", 1),
+                      policy=policy)
 
 
 def dispatch(job: dict, *, candidates: list[dict] | None = None) -> bool:

@@ -72,6 +72,8 @@ def create(principal: Principal, request: CreateJobRequest, *, extra: dict | Non
     if ttl > settings.max_ttl_seconds:
         raise Unprocessable(f"ttl_seconds {ttl} exceeds the policy's max_ttl_seconds {settings.max_ttl_seconds}")
     store = get_store()
+    if request.type == JobType.tool_run:
+        extra = {**(extra or {}), "pinned_runtime_id": _session_runtime(principal, payload["session_id"])}
     now = clock.now()
     job_id = new_id("job")
     job = store.jobs.item(
@@ -97,6 +99,16 @@ def create(principal: Principal, request: CreateJobRequest, *, extra: dict | Non
     meter(principal.workspace_id, "jobs", request.type.value)
     dispatch.dispatch(job)
     return store.jobs.get(principal.workspace_id, job_id) or job
+
+
+def _session_runtime(principal: Principal, session_id: str) -> str:
+    """A tool.run job runs where its session's server runs."""
+    session = get_store().jobs.get(principal.workspace_id, session_id)
+    if session is None or session["type"] not in (JobType.mcp_test.value, JobType.mcp_run.value):
+        raise NotFound(f"no sandbox session {session_id}")
+    if session["status"] != JobStatus.running.value or not session.get("runtime_id"):
+        raise Conflict(f"sandbox session {session_id} is {session['status']}, not running")
+    return session["runtime_id"]
 
 
 def accepted(job: dict) -> CreateJobResponse:

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from app import __version__, aws
-from app.messages import RUNTIME_KINDS
+from app.messages import RUNTIME_KINDS, SandboxPolicy
 from app.settings import Settings, get_settings
 
 
@@ -48,6 +48,17 @@ def policies(settings: Settings | None = None) -> dict:
         "commands": {"allow": settings.command_allowlist, "deny": settings.command_denylist},
         "matrixshell": {"enabled": settings.matrixshell_enabled},
     }
+
+
+def sandbox_policy(ttl_seconds: int | None = None, settings: Settings | None = None) -> SandboxPolicy:
+    """The policy every sandbox runs under, as the worker receives it with the job."""
+    settings = settings or get_settings()
+    return SandboxPolicy(
+        memory_mb=settings.sandbox_memory_mb, cpu_seconds=settings.sandbox_cpu_seconds,
+        max_processes=settings.sandbox_max_processes, max_open_files=settings.sandbox_max_open_files,
+        network=settings.sandbox_network, command_allowlist=settings.command_allowlist,
+        command_denylist=settings.command_denylist, ttl_seconds=ttl_seconds or settings.default_ttl_seconds,
+    )
 
 
 def _directory_bytes(root: Path) -> tuple[int, int]:

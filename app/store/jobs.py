@@ -89,6 +89,11 @@ class Jobs:
     def events_after(self, workspace_id: str, job_id: str, after_seq: int, limit: int = 500) -> list[dict]:
         return self.table.query(_events_pk(workspace_id, job_id), after=_seq_key(after_seq), limit=limit).items
 
+    def latest_event(self, workspace_id: str, job_id: str, *, step: str, scan: int = 50) -> dict | None:
+        """The newest of the last `scan` events with this step."""
+        page = self.table.query(_events_pk(workspace_id, job_id), prefix="EV#", newest_first=True, limit=scan)
+        return next((event for event in page.items if event.get("step") == step), None)
+
     def last_seq(self, workspace_id: str, job_id: str) -> int:
         page = self.table.query(_events_pk(workspace_id, job_id), prefix="EV#", newest_first=True, limit=1)
         return page.items[0]["seq"] if page.items else 0

@@ -233,3 +233,13 @@ def _runtime_items(stack) -> list[dict]:
     from app.store import get_store
 
     return get_store().runtimes.all()
+
+
+def test_a_worker_without_aws_credentials_leases_its_jobs_through_the_api(account, workers):
+    worker = workers(account.join_token(), "--queue-mode", "lease")
+    listed = account.get("/v1/cloud/runtimes").json()["runtimes"]
+    assert [(r["runtime_id"], r["queue_mode"]) for r in listed] == [(worker.runtime_id, "lease")]
+    job_id = account.create_job(payload={"model": DEMO_LLAMA})
+    job = account.wait_for_status(job_id, "complete")
+    assert job["runtime_id"] == worker.runtime_id and job["result"]["architecture"] == "LlamaForCausalLM"
+    _assert_contiguous(account.events(job_id))

@@ -85,3 +85,26 @@ def test_snapshot_restores_thousands_of_items_and_the_kms_key(tmp_path):
         assert plain == b"provider-token"
     finally:
         restarted.stop()
+
+
+def test_a_new_user_runs_a_job_on_the_stacks_own_shared_worker(tmp_path):
+    from tests.e2e.conftest import new_account
+    from tests.support.hub import DEMO_LLAMA, make_demo_hub
+
+    with make_demo_hub() as hub:
+        options = StackOptions(data_dir=tmp_path, port=free_port(), moto_port=free_port(), worker=True,
+                               environment=hub.environment())
+        stack = LocalStack(options).start()
+        try:
+            with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+                account = new_account(api)
+                job_id = account.create_job(payload={"model": DEMO_LLAMA})
+                events = account.events(job_id)
+                assert [e["status"] for e in events if e["step"] == "job"] == ["queued", "start", "complete"]
+                runtime = account.get("/v1/runtimes").json()["runtimes"][0]
+                assert runtime["shared"] is True and runtime["status"] == "online"
+                assert account.job(job_id)["runtime_id"] == runtime["runtime_id"]
+                assert api.get("/status").json()["sandbox"]["driver"] in ("bubblewrap", "rlimits")
+        finally:
+            stack.stop()
+        assert stack.worker.returncode == 0  # SIGTERM: the worker drained and exited cleanly

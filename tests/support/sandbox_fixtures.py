@@ -11,7 +11,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from workers.sandbox.isolation import bubblewrap_available
-from workers.sandbox.policy import SandboxPolicy
+from app.messages import SandboxPolicy
 from workers.sandbox.session import SandboxSession
 
 MCP_SERVERS = Path(__file__).parent / "mcp_servers"
@@ -19,6 +19,7 @@ ECHO_SERVER = MCP_SERVERS / "echo_server.py"
 # A server published by others, from the npm registry; pinned so results stay comparable.
 EVERYTHING_PACKAGE = "@modelcontextprotocol/server-everything@2026.8.31"
 EVERYTHING_ENTRY = "node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+NPM_PREFIX = Path(__file__).parents[2] / ".cache" / "sandbox-npm"  # gitignored; kept between runs
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -34,16 +35,15 @@ def require_bubblewrap() -> None:
 
 
 @pytest.fixture(scope="session")
-def everything_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """server-everything installed from npm once per test run; its node_modules dir."""
+def everything_server() -> Path:
+    """server-everything installed from npm (a no-op when already there); its node_modules dir."""
     assert shutil.which("npm"), "npm is needed to install the published test server"
-    prefix = tmp_path_factory.mktemp("npm")
     subprocess.run(
-        ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--prefer-offline",
+        ["npm", "install", "--prefix", str(NPM_PREFIX), "--no-audit", "--no-fund", "--prefer-offline",
          EVERYTHING_PACKAGE],
         check=True, capture_output=True, timeout=300,
     )
-    return prefix / "node_modules"
+    return NPM_PREFIX / "node_modules"
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
     running,
     start_sandbox,
 )
-from workers.sandbox.policy import SandboxPolicy, SandboxRejected, check_command
+from app.messages import SandboxPolicy, SandboxRejected
 from workers.sandbox.session import SandboxStartFailed
 
 pytestmark = pytest.mark.anyio
@@ -45,11 +45,11 @@ async def wait_until(condition) -> None:
 )
 def test_policy_rejects_commands_it_does_not_allow(command, reason):
     with pytest.raises(SandboxRejected, match=reason):
-        check_command(command, SandboxPolicy())
+        SandboxPolicy().check_command(command)
 
 
 def test_policy_accepts_an_allowed_command():
-    assert check_command("npx -y '@scope/server' --flag", SandboxPolicy()) == ["npx", "-y", "@scope/server", "--flag"]
+    assert SandboxPolicy().check_command("npx -y '@scope/server' --flag") == ["npx", "-y", "@scope/server", "--flag"]
 
 
 async def test_tools_and_results_match_a_direct_client(start_sandbox):

@@ -10,9 +10,18 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
+from app.messages import SandboxPolicy
+
 
 class ExecutorError(Exception):
-    """A job failed for a reason worth showing to the user (bad model id, gated repo...)."""
+    """A job (or control action) failed for a reason worth showing to the user.
+
+    `code` tells the API how to answer a control action that failed (see ControlReply.code).
+    """
+
+    def __init__(self, message: str, code: str = "failed"):
+        super().__init__(message)
+        self.code = code
 
 
 class Emit(Protocol):
@@ -28,7 +37,16 @@ class JobContext:
     expires_at: float
     emit: Emit
     work_dir: str
+    policy: SandboxPolicy | None = None  # for sandbox jobs: the limits and command lists to enforce
+    proxy_key: str = ""  # verifies proxy tokens the API signed for this runtime
+    sandbox_tool_dirs: tuple[str, ...] = ()  # host directories sandboxes see read-only
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    deadline_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def extend(self, expires_at: float) -> None:
+        """Move the job's deadline (a sandbox's TTL changed); the worker re-arms its timer."""
+        self.expires_at = expires_at
+        self.deadline_changed.set()
 
 
 Executor = Callable[[JobContext], Awaitable[dict[str, Any]]]

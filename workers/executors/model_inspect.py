@@ -197,3 +197,4 @@ async def execute(ctx: JobContext) -> dict[str, Any]:
 
 
 EXECUTOR = execute
+EXECUTORS = {JOB_TYPE: execute}

@@ -1,8 +1,9 @@
 """What this host can do: the job types it can run, the control actions it answers, and the facts
 about the host a runtime advertises when it registers and heartbeats.
 
-An executor module exports `JOB_TYPE` and `EXECUTOR`, and imports what it needs at module level,
-so a host that lacks a dependency (say `huggingface_hub`) simply does not advertise that type.
+An executor module exports `EXECUTORS` (job type -> executor) and, if it answers control
+messages, `CONTROL_HANDLERS` (action -> handler). It imports what it needs at module level, so a
+host that lacks a dependency (say `huggingface_hub`) simply does not advertise those types.
 """
 
 import importlib
@@ -18,7 +19,7 @@ from app.messages import ControlMessage, GpuInfo, JobType
 from workers.config import log
 from workers.executors.base import Executor
 
-EXECUTOR_MODULES = ("workers.executors.model_inspect",)
+EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox")
 
 logger = logging.getLogger("berth.worker.registry")
 
@@ -32,20 +33,17 @@ def available() -> dict[str, Executor]:
         except ImportError as exc:
             log(logger, logging.WARNING, "executor not available on this host", module=module_name, reason=str(exc))
             continue
-        executors[JobType(module.JOB_TYPE).value] = module.EXECUTOR
+        executors.update({JobType(job_type).value: executor for job_type, executor in module.EXECUTORS.items()})
+        _control_handlers.update(getattr(module, "CONTROL_HANDLERS", {}))
     return executors
 
 
 # --- control actions ------------------------------------------------------------------------
 
 # Answers a control message with a result dict, or raises ExecutorError with a reason to show.
+# Filled by `available()` from the executor modules that load on this host.
 ControlHandler = Callable[[ControlMessage], Awaitable[dict[str, Any]]]
 _control_handlers: dict[str, ControlHandler] = {}
-
-
-def register_control_handler(action: str, handler: ControlHandler) -> None:
-    """Called by the module that serves `action` (the sandbox module for tools.*, proxy, exec)."""
-    _control_handlers[action] = handler
 
 
 def control_handler(action: str) -> ControlHandler | None:

@@ -1,15 +1,12 @@
-"""Worker-side sandbox runtime: one MCP server per session, confined by a SandboxPolicy."""
+"""Worker-side sandbox runtime: one MCP server per session, confined by a SandboxPolicy
+(`app.messages.SandboxPolicy`, which arrives with each sandbox job)."""
 
 from workers.sandbox.isolation import bubblewrap_available
-from workers.sandbox.policy import SandboxPolicy, SandboxRejected, check_command
 from workers.sandbox.session import SandboxNotRunning, SandboxSession, SandboxStartFailed
 
 __all__ = [
     "SandboxNotRunning",
-    "SandboxPolicy",
-    "SandboxRejected",
     "SandboxSession",
     "SandboxStartFailed",
     "bubblewrap_available",
-    "check_command",
 ]

@@ -23,9 +23,10 @@ Why these choices:
   namespaces stay); the launcher switches to that uid before exec. A non-root worker cannot
   switch uids; it uses bwrap's user namespace, where the kernel counts the sandbox's
   processes on their own.
-- The sandbox environment travels under ENV_PREFIX and is unpacked by the launcher, so the
-  values are never on bwrap's command line (visible to `ps`) and a variable such as LD_PRELOAD
-  cannot act on bwrap or the launcher, which run with the worker's privileges.
+- The sandbox environment travels under ENV_PREFIX and the launcher keeps only those variables
+  (in place of bwrap's --clearenv/--setenv), so the values are never on bwrap's command line
+  (visible to `ps`) and a variable such as LD_PRELOAD cannot act on bwrap or the launcher,
+  which run with the worker's privileges.
 - Stopping: bwrap runs the server as the init of a PID namespace, with --die-with-parent, so
   killing the bwrap process the SDK holds takes down everything inside.
 
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from workers.sandbox.policy import SandboxPolicy
+    from app.messages import SandboxPolicy
 
 SANDBOX_HOME = "/sandbox"
 ENV_PREFIX = "BERTH_SANDBOX_ENV_"
@@ -117,12 +118,17 @@ def prepare_workdir(workdir: str, uid: int | None) -> None:
 
 
 def build_launch(
-    argv: list[str], env: dict[str, str], workdir: str, policy: SandboxPolicy, uid: int | None
+    argv: list[str], env: dict[str, str], workdir: str, policy: SandboxPolicy, uid: int | None,
+    readonly_dirs: tuple[str, ...] = (),
 ) -> Launch:
-    """The process that runs `argv` confined by `policy`: inside bubblewrap when the host has it."""
+    """The process that runs `argv` confined by `policy`: inside bubblewrap when the host has it.
+
+    `readonly_dirs` are host directories the operator provides to every sandbox, read-only at
+    the same path (pre-installed MCP servers, say)."""
     bwrap = bubblewrap_path()
     workdir = os.path.abspath(workdir)
     visible_dirs, search_path = _runtime_dirs(argv[0])
+    visible_dirs += [os.path.abspath(directory) for directory in readonly_dirs]
     home = SANDBOX_HOME if bwrap else workdir
     sandbox_env = {**env, "PATH": ":".join(search_path), "HOME": home, "LANG": "C.UTF-8"}
     # Without bwrap the process is spawned in the work directory already.

@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 
 from workers.sandbox.isolation import Launch, build_launch, claim_sandbox_uid, prepare_workdir, release_sandbox_uid
-from workers.sandbox.policy import SandboxPolicy, SandboxRejected, check_command
+from app.messages import SandboxPolicy, SandboxRejected
 
 STDERR_TAIL_BYTES = 2000
 LIVENESS_POLL_SECONDS = 0.5
@@ -45,6 +45,7 @@ class SandboxSession:
         self.isolation: str | None = None  # "bubblewrap" or "rlimits"
         self.pid: int | None = None  # the spawned process: bwrap, or the server itself
         self.workdir: str | None = None
+        self.port: int | None = None  # where an http-transport server listens (on the worker's loopback)
         self.stop_reason: str | None = None
         self._client: ClientSession | None = None
         self._validators: dict[str, Any] = {}  # tool name -> jsonschema validator
@@ -67,6 +68,7 @@ class SandboxSession:
         policy: SandboxPolicy,
         transport: str = "stdio",
         start_timeout: float = 60.0,
+        readonly_dirs: tuple[str, ...] = (),
     ) -> None:
         """Launch the server confined by `policy` and initialize an MCP session with it.
 
@@ -75,18 +77,19 @@ class SandboxSession:
         """
         if self._runner is not None:
             raise RuntimeError("a SandboxSession starts once; make a new one")
-        argv = check_command(start_command, policy)
+        argv = policy.check_command(start_command)
         if transport not in ("stdio", "http"):
             raise SandboxRejected(f"unknown transport {transport!r}: use stdio or http")
         if transport == "http" and not policy.network:
             # Without a network namespace shared with the worker there is no port to reach.
             raise SandboxRejected("the http transport needs a policy with network access; use stdio")
-        port = _free_port() if transport == "http" else None
+        port = self.port = _free_port() if transport == "http" else None
         self.workdir = os.path.abspath(workdir)
         self._uid = claim_sandbox_uid()
         try:
             prepare_workdir(self.workdir, self._uid)
-            launch = build_launch(argv, env | ({"PORT": str(port)} if port else {}), workdir, policy, self._uid)
+            launch = build_launch(argv, env | ({"PORT": str(port)} if port else {}), workdir, policy, self._uid,
+                                  readonly_dirs)
         except BaseException:
             release_sandbox_uid(self._uid)
             raise

@@ -1,0 +1,51 @@
+"""`/v1/sandbox/sessions`: sandboxes as the runtime spec sees them (an alias over `mcp.test`)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, status
+from fastapi.responses import StreamingResponse
+
+from app.auth.dependencies import User
+from app.routers.v1_jobs import event_stream
+from app.schemas.jobs import CancelResponse
+from app.schemas.sandboxes import SandboxRequest, SandboxResponse, SandboxView, ToolCallRequest, ToolCallResponse, ToolList
+from app.services import sandboxes
+
+router = APIRouter(prefix="/v1/sandbox/sessions", tags=["sandboxes"])
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=SandboxResponse)
+def create_session(principal: User, body: SandboxRequest) -> SandboxResponse:
+    """Start an MCP server in a sandbox on a runtime. 403 when the policy refuses the command."""
+    return sandboxes.accepted(sandboxes.create(principal, body))
+
+
+@router.get("/{session_id}", response_model=SandboxView)
+def read_session(principal: User, session_id: str) -> SandboxView:
+    return sandboxes.view(sandboxes.get(principal, session_id))
+
+
+@router.delete("/{session_id}", response_model=CancelResponse)
+def delete_session(principal: User, session_id: str) -> CancelResponse:
+    return CancelResponse(ok=True, status=sandboxes.delete(principal, session_id))
+
+
+@router.get("/{session_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
+def session_events(principal: User, session_id: str,
+                   last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+                   after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
+    sandboxes.get(principal, session_id)
+    return event_stream(principal, session_id, last_event_id, after)
+
+
+@router.get("/{session_id}/tools", response_model=ToolList)
+def list_tools(principal: User, session_id: str) -> ToolList:
+    """The tools the server advertises; 409 while the session is not running."""
+    return ToolList(tools=sandboxes.tools(principal, session_id))
+
+
+@router.post("/{session_id}/tools/call", response_model=ToolCallResponse)
+def call_tool(principal: User, session_id: str, body: ToolCallRequest) -> ToolCallResponse:
+    """A tool's own failure is `ok: false` in a 200; 409 when not running, 504 when it takes too long."""
+    return ToolCallResponse(**sandboxes.call_tool(principal, session_id, body.name, body.arguments))

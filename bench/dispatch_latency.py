@@ -1,0 +1,369 @@
+"""Dispatch latency on the local stack (issue 3).
+
+Measured: `POST /v1/jobs` (model.inspect on the demo Llama repo of a local hub) to the worker's
+`job`/`start` event seen on the job's SSE stream, over `--jobs` jobs run one after another, for a
+worker reading SQS directly (`--queue-mode sqs`) and one leasing through the API (`lease`). Each
+job's stream is read to its end before the next job is posted, so samples do not overlap.
+
+Baseline, in the same run and on the same moto server: the raw SQS round trip, SendMessage to the
+return of a ReceiveMessage long poll (WaitTimeSeconds 20) that was already waiting on a fresh
+queue. Target: berth p50 ≤ 3× the raw p50.
+
+The SSE endpoint polls DynamoDB every 100 ms (`app.services.jobs.stream_events`), so the observed
+figure carries up to 100 ms of observation delay. The server-side figure beside it — the stored
+start event's `at` minus the job's `created_at` — leaves that out, and the breakdown splits each
+job along the timestamps berth stores (plus one the bench takes itself: the API runs in this
+process, so `app.queues.send` is wrapped to note when each job's message went to SQS).
+
+Throughput: `--throughput-jobs` jobs posted as fast as one client can, timed from the first POST
+to the last job's `finished_at`: jobs/s through one worker with `--slots` concurrent jobs.
+
+Usage: python bench/dispatch_latency.py [--jobs 200] [--throughput-jobs 100] [--slots 4] [--json]
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: import app, workers and tests from the project root
+
+import httpx  # noqa: E402
+
+from app.local.stack import LocalStack, StackOptions, free_port  # noqa: E402
+from tests.e2e.conftest import Account, new_account, parse_sse  # noqa: E402
+from tests.support.hub import DEMO_LLAMA, make_demo_hub  # noqa: E402
+
+TARGET_RATIO = 3.0
+QUEUE_MODES = ("sqs", "lease")
+WARM_UP_JOBS = 5  # first jobs import the executor's libraries and fill caches: discarded
+LONG_POLL_SECONDS = 20
+SETTLE_SECONDS = 0.05  # lets a just re-armed long poll reach moto before the next message is sent
+# The workspace's cap on unfinished jobs (16 by default) would refuse the throughput burst with 429.
+STACK_SETTINGS = {"BERTH_MAX_CONCURRENT_JOBS": "10000"}
+INSPECT = {"type": "model.inspect", "payload": {"model": DEMO_LLAMA}}
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil(n * fraction)
+    return ordered[int(rank) - 1]
+
+
+def summary_ms(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "p50_ms": round(percentile(ms, 0.5), 1), "p95_ms": round(percentile(ms, 0.95), 1),
+            "mean_ms": round(statistics.fmean(ms), 1)}
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+# --- the stack, an account and a worker ---------------------------------------------------------
+
+
+@contextmanager
+def running_stack(scratch: Path, sweep_interval: float):
+    options = StackOptions(data_dir=scratch / "stack", port=free_port(), moto_port=free_port(), worker=False,
+                           sweep_interval=sweep_interval, snapshot_interval=3600, environment=dict(STACK_SETTINGS))
+    stack = LocalStack(options).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@contextmanager
+def running_worker(stack: LocalStack, hub, account: Account, scratch: Path, mode: str, slots: int):
+    """One worker process registered in the account's workspace, its job long poll parked."""
+    data_dir = scratch / f"worker-{mode}"
+    command = stack.worker_command(data_dir, account.join_token(), "--queue-mode", mode,
+                                   "--max-concurrent-jobs", str(slots),
+                                   "--poll-wait-seconds", str(LONG_POLL_SECONDS))
+    with open(scratch / f"worker-{mode}.log", "w") as log:
+        process = subprocess.Popen(command, env={**stack.worker_environment(), **hub.environment()},
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_registration(data_dir, process)
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def wait_for_registration(data_dir: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not (data_dir / "runtime.json").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the worker did not register (see {data_dir}.log)")
+        time.sleep(0.05)
+
+
+class SendStamps:
+    """When each job's message went to SQS, from a wrapper around `app.queues.send` (in-process API)."""
+
+    def __init__(self):
+        from app import queues
+
+        self.sent: dict[str, float] = {}
+        self._queues = queues
+        self._original = queues.send
+
+    def __enter__(self):
+        def send(queue_url, message):
+            self._original(queue_url, message)
+            self.sent[getattr(message, "job_id", "")] = time.time()
+
+        self._queues.send = send
+        return self
+
+    def __exit__(self, *exc):
+        self._queues.send = self._original
+
+
+# --- one job, timed ----------------------------------------------------------------------------
+
+
+def follow(account: Account, job_id: str):
+    """(time seen, event data) for each event of the job's stream, to its end; reconnects after a window."""
+    last = None
+    while True:
+        headers = {**account.headers, **({"Last-Event-ID": str(last)} if last is not None else {})}
+        with account.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+            response.raise_for_status()
+            for frame in parse_sse(response.iter_lines()):
+                if frame["event"] == "end":
+                    return
+                last = int(frame["id"])
+                yield time.time(), frame["data"]
+
+
+def timed_job(account: Account, stamps: SendStamps) -> dict:
+    """One job posted, followed to its end; the moments of its way to the `start` event (epoch s)."""
+    posting = time.time()
+    job_id = account.create_job(**INSPECT)
+    posted = time.time()
+    seen = start_at = None
+    for at, event in follow(account, job_id):
+        if event["step"] == "job" and event["status"] == "start" and seen is None:
+            seen, start_at = at, epoch(event["at"])
+    job = account.job(job_id)
+    if job["status"] != "complete" or seen is None:
+        raise SystemExit(f"job {job_id} ended {job['status']}: {job.get('error')}")
+    return {"posting": posting, "created": epoch(job["created_at"]), "posted": posted,
+            "sent": stamps.sent[job_id], "claimed": epoch(job["started_at"]), "start_at": start_at, "seen": seen}
+
+
+# Consecutive moments of a job's way to its start event, and what happens between them.
+LEGS = (
+    ("posting", "created", "POST in: routing, auth, payload validation"),
+    ("created", "sent", "create transaction, audit, meter, slot + assignment writes, SQS send"),
+    ("sent", "claimed", "SQS delivery to the worker, worker parses, claim request until the API stamps started_at"),
+    ("claimed", "start_at", "claim write + answer, worker's visibility change, spool open/append (fsync), "
+                            "event POST until the API stamps `at`"),
+    ("start_at", "seen", "store the event, SSE poll (100 ms) and delivery to the client"),
+)
+
+
+def latency_row(account: Account, jobs: int) -> dict:
+    with SendStamps() as stamps:
+        for _ in range(WARM_UP_JOBS):
+            timed_job(account, stamps)
+        samples = [timed_job(account, stamps) for _ in range(jobs)]
+    return {
+        "sse_observed": summary_ms([s["seen"] - s["posting"] for s in samples]),
+        "server_side": summary_ms([s["start_at"] - s["created"] for s in samples]),
+        "post_answered": summary_ms([s["posted"] - s["posting"] for s in samples]),
+        "breakdown": [{"from": a, "to": b, "what": what, **summary_ms([s[b] - s[a] for s in samples])}
+                      for a, b, what in LEGS],
+    }
+
+
+# --- throughput --------------------------------------------------------------------------------
+
+
+def throughput(account: Account, jobs: int) -> dict:
+    """Post `jobs` jobs back to back, wait for all to finish; first POST to last `finished_at`."""
+    started = time.time()
+    ids = [account.create_job(**INSPECT) for _ in range(jobs)]
+    submitted = time.time()
+    finished = wait_until_final(account, set(ids))
+    statuses = [job["status"] for job in finished]
+    if statuses.count("complete") != jobs:
+        raise SystemExit(f"throughput jobs did not all complete: {statuses}")
+    seconds = max(epoch(job["finished_at"]) for job in finished) - started
+    return {"jobs": jobs, "submit_seconds": round(submitted - started, 2), "seconds": round(seconds, 2),
+            "jobs_per_second": round(jobs / seconds, 2)}
+
+
+def wait_until_final(account: Account, ids: set[str], timeout: float = 600) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ours = [job for job in listed_jobs(account) if job["job_id"] in ids]
+        if len(ours) == len(ids) and all(job["finished_at"] for job in ours):
+            return ours
+        time.sleep(0.25)
+    raise SystemExit("throughput jobs did not finish in time")
+
+
+def listed_jobs(account: Account) -> list[dict]:
+    jobs, cursor = [], None
+    while True:
+        page = account.get("/v1/jobs", params={"limit": 200, **({"cursor": cursor} if cursor else {})}).json()
+        jobs += page["jobs"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return jobs
+
+
+# --- the baseline: SQS alone ---------------------------------------------------------------------
+
+
+def raw_sqs_round_trips(samples: int) -> dict:
+    """SendMessage → return of an already waiting ReceiveMessage long poll, on a fresh queue."""
+    import boto3  # the stack has pointed boto3 at its moto server through the environment
+
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"bench-raw-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    body = job_message_body()
+    arrivals: list[tuple[float, list]] = []
+    arrived = threading.Semaphore(0)
+
+    def receive() -> None:
+        receiver = boto3.client("sqs")  # its own connection, as the worker's is
+        for _ in range(samples):
+            messages = receiver.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=LONG_POLL_SECONDS,
+                                                VisibilityTimeout=30).get("Messages", [])
+            arrivals.append((time.perf_counter(), messages))
+            arrived.release()
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    trips = []
+    for _ in range(samples):
+        time.sleep(SETTLE_SECONDS)
+        sent = time.perf_counter()
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+        arrived.acquire()
+        received_at, messages = arrivals[-1]
+        if not messages:
+            raise SystemExit("a raw long poll returned empty")
+        trips.append(received_at - sent)
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    thread.join()
+    sqs.delete_queue(QueueUrl=url)
+    return summary_ms(trips)
+
+
+def job_message_body() -> str:
+    """A body the size and shape of a real job message."""
+    from app.messages import JobMessage, JobType, QueueEnvelope
+
+    message = JobMessage(job_id=f"job_{uuid.uuid4().hex}", workspace_id=f"ws_{uuid.uuid4().hex}",
+                         type=JobType.model_inspect, payload=INSPECT["payload"], expires_at=time.time() + 600,
+                         dispatch=1)
+    return QueueEnvelope(message=message).model_dump_json()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def measure(options) -> dict:
+    results = {"raw_sqs": None, "modes": {}}
+    with tempfile.TemporaryDirectory(prefix="berth-bench-") as scratch, make_demo_hub() as hub, \
+            running_stack(Path(scratch), options.sweep_interval) as stack, \
+            httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        results["raw_sqs"] = raw_sqs_round_trips(options.raw_samples or options.jobs)
+        for mode in options.modes:
+            account = new_account(client)  # one workspace per mode: each worker sees only its own jobs
+            with running_worker(stack, hub, account, Path(scratch), mode, options.slots):
+                row = latency_row(account, options.jobs)
+                if options.throughput_jobs:
+                    row["throughput"] = throughput(account, options.throughput_jobs)
+            results["modes"][mode] = row
+            print(f"{mode}: done", file=sys.stderr, flush=True)
+    raw_p50 = results["raw_sqs"]["p50_ms"]
+    for row in results["modes"].values():
+        row["ratio"] = round(row["sse_observed"]["p50_ms"] / raw_p50, 2)
+        row["server_side_ratio"] = round(row["server_side"]["p50_ms"] / raw_p50, 2)
+        row["target_met"] = row["ratio"] <= TARGET_RATIO
+    return results
+
+
+def print_report(results: dict, options) -> None:
+    raw = results["raw_sqs"]
+    print("| path | n | p50 ms | p95 ms | p50 ÷ raw SQS p50 |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    print(f"| raw SQS send → long-poll receive (baseline) | {raw['n']} | {raw['p50_ms']:.1f} | {raw['p95_ms']:.1f} | 1.00 |")
+    for mode, row in results["modes"].items():
+        for key, label in (("sse_observed", "POST → `start` seen on SSE"),
+                           ("server_side", "created_at → start event `at` (server side)")):
+            figures = row[key]
+            ratio = figures["p50_ms"] / raw["p50_ms"]
+            print(f"| berth, {mode} worker: {label} | {figures['n']} | {figures['p50_ms']:.1f} | "
+                  f"{figures['p95_ms']:.1f} | {ratio:.2f} |")
+    for mode, row in results["modes"].items():
+        verdict = "met" if row["target_met"] else "NOT met"
+        print(f"\n{mode}: p50 berth ÷ p50 raw SQS = {row['ratio']:.2f}× — target ≤ {TARGET_RATIO:g}×: {verdict} "
+              f"(server side {row['server_side_ratio']:.2f}×; POST answered in p50 {row['post_answered']['p50_ms']:.1f} ms)")
+    for mode, row in results["modes"].items():
+        print(f"\nwhere the time goes, {mode} worker (each leg on its own; p50s do not add up exactly):\n")
+        print("| leg | p50 ms | p95 ms | what happens |")
+        print("| --- | ---: | ---: | --- |")
+        for leg in row["breakdown"]:
+            print(f"| {leg['from']} → {leg['to']} | {leg['p50_ms']:.1f} | {leg['p95_ms']:.1f} | {leg['what']} |")
+    rows = [(mode, row["throughput"]) for mode, row in results["modes"].items() if "throughput" in row]
+    if rows:
+        print(f"\nthroughput, one worker with {options.slots} slots, sweep every {options.sweep_interval:g} s:\n")
+        print("| worker | jobs | posted in s | first POST → last finished, s | jobs/s |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for mode, figures in rows:
+            print(f"| {mode} | {figures['jobs']} | {figures['submit_seconds']:.2f} | {figures['seconds']:.2f} | "
+                  f"{figures['jobs_per_second']:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200, help="timed jobs per queue mode (default 200)")
+    parser.add_argument("--raw-samples", type=int, default=0, help="raw SQS round trips (default: as many as --jobs)")
+    parser.add_argument("--throughput-jobs", type=int, default=100, help="jobs in the burst (default 100; 0 skips)")
+    parser.add_argument("--slots", type=int, default=4, help="the worker's --max-concurrent-jobs (default 4)")
+    parser.add_argument("--modes", nargs="+", choices=QUEUE_MODES, default=list(QUEUE_MODES))
+    parser.add_argument("--sweep-interval", type=float, default=0.5,
+                        help="the stack's sweeper period in s (default 0.5, as in the e2e tests)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable results")
+    options = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    results = measure(options)
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(),
+               "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+               "seconds": round(time.monotonic() - started, 1)}
+    if options.json:
+        print(json.dumps({**results, "target_ratio": TARGET_RATIO, "machine": machine}, indent=2))
+        return
+    print(f"dispatch latency, {options.jobs} jobs per mode, Python {machine['python']}, {machine['cpus']} CPUs, "
+          f"load average {machine['load_average'][0]:.1f} before / {machine['load_average'][1]:.1f} after, "
+          f"{machine['seconds']:.0f} s\n")
+    print_report(results, options)
+
+
+if __name__ == "__main__":
+    main()

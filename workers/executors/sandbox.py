@@ -1,0 +1,255 @@
+"""The `mcp.test`, `mcp.run` and `tool.run` executors and the control actions of a live sandbox.
+
+A sandbox job runs one MCP server (a `SandboxSession`) until the job ends: cancelled, expired
+(the runner enforces the deadline, which a TTL change can move), or the server dies on its own
+(the job then fails with the end of the server's stderr). While it runs, control messages reach
+it through `LIVE`: list and call tools, stop/start/restart the server, change its TTL or env,
+inspect its processes, and forward HTTP to a streamable-HTTP server.
+"""
+
+import asyncio
+import base64
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.messages import (ControlMessage, ProxyRequest, ProxyResponse, SandboxPolicy, SandboxRejected,
+                          SandboxUpdate, ToolCallArguments, verify_proxy_token)
+from workers.executors.base import ExecutorError, JobContext
+from workers.sandbox import SandboxSession, SandboxStartFailed
+
+MATRIXSHELL_SERVER = Path(__file__).resolve().parent.parent / "sandbox" / "matrixshell_server.py"
+LIVENESS_SECONDS = 0.5
+# The runner owns the deadline (it moves when a TTL changes); the session's own timer is only a
+# backstop for a worker that lost track, so it is generous.
+SESSION_TTL_BACKSTOP_SECONDS = 7 * 24 * 3600
+_PROXY_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+class ServerSpec(BaseModel):
+    """The parts of an mcp.test / mcp.run payload the worker needs (the API validated the rest)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    start_command: str
+    transport: str = "stdio"
+    env: dict[str, str] = Field(default_factory=dict)
+    builtin: str | None = None
+
+
+@dataclass
+class LiveSandbox:
+    ctx: JobContext
+    spec: ServerSpec
+    policy: SandboxPolicy
+    session: SandboxSession | None = None
+    state: str = "starting"  # starting, running, stopped, failed
+    started_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def workdir(self) -> str:
+        return str(Path(self.ctx.work_dir) / "sandbox")
+
+    async def start(self) -> None:
+        self.state = "starting"
+        session = SandboxSession()
+        try:
+            await session.start(self.spec.start_command, self._environment(), self.workdir, self.policy,
+                                transport=self.spec.transport, readonly_dirs=self.ctx.sandbox_tool_dirs)
+        except SandboxRejected as error:
+            self.state = "failed"
+            raise ExecutorError(f"sandbox refused: {error}", code="forbidden") from error
+        except SandboxStartFailed as error:
+            self.state = "failed"
+            raise ExecutorError(f"the MCP server did not start: {error}") from error
+        self.session, self.state, self.started_at = session, "running", time.time()
+        tools = await session.list_tools()
+        await self.ctx.emit("sandbox", "running", f"server started with {len(tools)} tools",
+                            {"state": "running", "isolation": session.isolation, "pid": session.pid,
+                             "tools": [tool["name"] for tool in tools]})
+
+    async def stop(self, reason: str) -> None:
+        if self.session is not None:
+            await self.session.stop()
+            self.session = None
+        if self.state == "running":
+            self.state = "stopped"
+            await self.ctx.emit("sandbox", "ok", f"server stopped: {reason}", {"state": "stopped"})
+
+    def _environment(self) -> dict[str, str]:
+        if self.spec.builtin == "matrixshell":
+            return {**self.spec.env, "BERTH_SHELL_DENYLIST": json.dumps(self.policy.command_denylist)}
+        return dict(self.spec.env)
+
+    def server_died(self) -> bool:
+        return self.state == "running" and self.session is not None and not self.session.alive
+
+
+LIVE: dict[str, LiveSandbox] = {}  # job id -> the sandbox it runs on this worker
+
+
+def _policy(ctx: JobContext) -> SandboxPolicy:
+    policy = ctx.policy or SandboxPolicy()
+    return policy.model_copy(update={"ttl_seconds": SESSION_TTL_BACKSTOP_SECONDS})
+
+
+async def run_server(ctx: JobContext) -> dict:
+    try:
+        spec = ServerSpec.model_validate(ctx.payload)
+    except ValidationError as error:
+        raise ExecutorError(f"invalid sandbox payload: {error.errors()[0]['msg']}") from error
+    live = LiveSandbox(ctx, spec, _policy(ctx))
+    Path(live.workdir).mkdir(parents=True, exist_ok=True)
+    if spec.builtin == "matrixshell":
+        shutil.copy(MATRIXSHELL_SERVER, Path(live.workdir) / MATRIXSHELL_SERVER.name)
+    LIVE[ctx.job_id] = live
+    try:
+        await live.start()
+        while not ctx.cancelled.is_set():
+            try:
+                await asyncio.wait_for(ctx.cancelled.wait(), LIVENESS_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            if live.server_died():
+                reason = live.session.stop_reason or "exited"
+                live.state = "failed"
+                await ctx.emit("sandbox", "error", f"server exited: {reason}", {"state": "failed"})
+                raise ExecutorError(f"the MCP server exited on its own: {reason}")
+        return {"state": "ended", "ran_seconds": round(time.time() - live.started_at, 3) if live.started_at else 0}
+    finally:
+        async with live.lock:
+            await live.stop("the sandbox ended")
+        LIVE.pop(ctx.job_id, None)
+
+
+async def run_tool(ctx: JobContext) -> dict:
+    """`tool.run`: one tool call on a sandbox running on this worker, as a job of its own."""
+    live = LIVE.get(ctx.payload.get("session_id", ""))
+    if live is None or live.state != "running":
+        raise ExecutorError(f"sandbox session {ctx.payload.get('session_id')} is not running on this runtime")
+    await ctx.emit("tool", "running", f"calling {ctx.payload['name']}")
+    answer = await live.session.call_tool(ctx.payload["name"], ctx.payload.get("arguments", {}),
+                                          timeout=max(ctx.expires_at - time.time(), 1))
+    if not answer["ok"]:
+        raise ExecutorError(answer.get("error", "the tool failed"))
+    return answer["result"]
+
+
+EXECUTORS = {"mcp.test": run_server, "mcp.run": run_server, "tool.run": run_tool}
+
+
+# --- control actions -------------------------------------------------------------------------
+
+
+def _live(message: ControlMessage, *, running: bool = True) -> LiveSandbox:
+    live = LIVE.get(message.job_id)
+    if live is None or live.ctx.workspace_id != message.workspace_id:
+        raise ExecutorError(f"sandbox {message.job_id} is not running on this runtime", code="not_running")
+    if running and (live.state != "running" or live.session is None):
+        raise ExecutorError(f"sandbox {message.job_id} is {live.state}, not running", code="not_running")
+    return live
+
+
+def _arguments(model: type[BaseModel], message: ControlMessage):
+    try:
+        return model.model_validate(message.arguments)
+    except ValidationError as error:
+        raise ExecutorError(f"invalid {message.action} arguments: {error.errors()[0]['msg']}",
+                            code="bad_request") from error
+
+
+async def list_tools(message: ControlMessage) -> dict:
+    return {"tools": await _live(message).session.list_tools()}
+
+
+async def call_tool(message: ControlMessage) -> dict:
+    request = _arguments(ToolCallArguments, message)
+    answer = await _live(message).session.call_tool(request.name, request.arguments, timeout=request.timeout_seconds)
+    result = answer.get("result", {})
+    if not answer["ok"]:
+        result = {**result, "error": answer.get("error", "the tool failed")}
+    return {"ok": answer["ok"], "result": result}
+
+
+async def inspect(message: ControlMessage) -> dict:
+    live = _live(message, running=False)
+    session = live.session
+    return {"state": live.state, "isolation": session.isolation if session else None,
+            "pids": session.processes() if session else [], "rss_bytes": session.rss_bytes() if session else 0,
+            "started_at": live.started_at}
+
+
+async def stop_server(message: ControlMessage) -> dict:
+    live = _live(message, running=False)
+    async with live.lock:
+        await live.stop("stopped on request")
+    return {"state": live.state}
+
+
+async def start_server(message: ControlMessage) -> dict:
+    live = _live(message, running=False)
+    async with live.lock:
+        if live.state != "running":
+            await live.start()
+    return {"state": live.state}
+
+
+async def restart_server(message: ControlMessage) -> dict:
+    live = _live(message, running=False)
+    async with live.lock:
+        await live.stop("restarting")
+        await live.start()
+    return {"state": live.state}
+
+
+async def update(message: ControlMessage) -> dict:
+    live = _live(message, running=False)
+    changes = _arguments(SandboxUpdate, message)
+    if changes.env is not None:
+        live.spec = live.spec.model_copy(update={"env": changes.env})
+    if changes.expires_at is not None:
+        live.ctx.extend(changes.expires_at)
+    return {"state": live.state, "expires_at": live.ctx.expires_at}
+
+
+async def proxy(message: ControlMessage) -> dict:
+    live = _live(message)
+    request = _arguments(ProxyRequest, message)
+    try:
+        claims = verify_proxy_token(live.ctx.proxy_key, request.token, time.time())
+    except SandboxRejected as error:
+        raise ExecutorError(str(error), code="forbidden") from error
+    if claims.get("sandbox_id") != message.job_id:
+        raise ExecutorError("the proxy token was signed for another sandbox", code="forbidden")
+    port = live.session.port
+    if port is None:
+        raise ExecutorError("this sandbox's server speaks stdio; nothing to proxy", code="bad_request")
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _PROXY_HOP_HEADERS}
+    url = f"http://127.0.0.1:{port}/{request.path}" + (f"?{request.query}" if request.query else "")
+    async with httpx.AsyncClient(timeout=20) as client:
+        try:
+            answer = await client.request(request.method, url, headers=headers,
+                                          content=base64.b64decode(request.body_b64))
+        except httpx.HTTPError as error:
+            raise ExecutorError(f"the sandbox's server did not answer: {error}") from error
+    kept = {k: v for k, v in answer.headers.items() if k.lower() not in _PROXY_HOP_HEADERS}
+    return ProxyResponse(status=answer.status_code, headers=kept,
+                         body_b64=base64.b64encode(answer.content).decode()).model_dump()
+
+
+CONTROL_HANDLERS = {
+    "tools.list": list_tools,
+    "tools.call": call_tool,
+    "sandbox.inspect": inspect,
+    "sandbox.stop": stop_server,
+    "sandbox.start": start_server,
+    "sandbox.restart": restart_server,
+    "sandbox.update": update,
+    "proxy": proxy,
+}
