@@ -23,6 +23,7 @@ Usage: python bench/dispatch_latency.py [--jobs 200] [--throughput-jobs 100] [--
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
@@ -53,6 +54,7 @@ SETTLE_SECONDS = 0.05  # lets a just re-armed long poll reach moto before the ne
 # The workspace's cap on unfinished jobs (16 by default) would refuse the throughput burst with 429.
 STACK_SETTINGS = {"BERTH_MAX_CONCURRENT_JOBS": "10000"}
 INSPECT = {"type": "model.inspect", "payload": {"model": DEMO_LLAMA}}
+FINAL_STATUSES = {"complete", "error", "cancelled", "expired"}
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -141,7 +143,8 @@ class SendStamps:
 
 
 def follow(account: Account, job_id: str):
-    """(time seen, event data) for each event of the job's stream, to its end; reconnects after a window."""
+    """(time seen, event data) for each event of the job's stream until its final `job` event;
+    reconnects after each SSE window."""
     last = None
     while True:
         headers = {**account.headers, **({"Last-Event-ID": str(last)} if last is not None else {})}
@@ -152,10 +155,13 @@ def follow(account: Account, job_id: str):
                     return
                 last = int(frame["id"])
                 yield time.time(), frame["data"]
+                if frame["data"]["step"] == "job" and frame["data"]["status"] in FINAL_STATUSES:
+                    return
 
 
 def timed_job(account: Account, stamps: SendStamps) -> dict:
-    """One job posted, followed to its end; the moments of its way to the `start` event (epoch s)."""
+    """One job posted and followed until it is final, so the next one runs alone; the moments of
+    its way to the `start` event, as epoch seconds (the server stamps wall-clock time too)."""
     posting = time.time()
     job_id = account.create_job(**INSPECT)
     posted = time.time()
@@ -198,28 +204,28 @@ def latency_row(account: Account, jobs: int) -> dict:
 # --- throughput --------------------------------------------------------------------------------
 
 
-def throughput(account: Account, jobs: int) -> dict:
-    """Post `jobs` jobs back to back, wait for all to finish; first POST to last `finished_at`."""
+def burst(account: Account, jobs: int) -> dict:
+    """Post `jobs` jobs back to back, then wait for all; first POST to the last `finished_at`."""
     started = time.time()
-    ids = [account.create_job(**INSPECT) for _ in range(jobs)]
+    ids = {account.create_job(**INSPECT) for _ in range(jobs)}
     submitted = time.time()
-    finished = wait_until_final(account, set(ids))
-    statuses = [job["status"] for job in finished]
-    if statuses.count("complete") != jobs:
-        raise SystemExit(f"throughput jobs did not all complete: {statuses}")
+    finished = wait_until_final(account, ids)
+    failed = [job["status"] for job in finished if job["status"] != "complete"]
+    if failed:
+        raise SystemExit(f"{len(failed)} burst jobs did not complete: {failed}")
     seconds = max(epoch(job["finished_at"]) for job in finished) - started
-    return {"jobs": jobs, "submit_seconds": round(submitted - started, 2), "seconds": round(seconds, 2),
+    return {"jobs": jobs, "post_seconds": round(submitted - started, 2), "seconds": round(seconds, 2),
             "jobs_per_second": round(jobs / seconds, 2)}
 
 
-def wait_until_final(account: Account, ids: set[str], timeout: float = 600) -> list[dict]:
+def wait_until_final(account: Account, ids: set[str], timeout: float = 900) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ours = [job for job in listed_jobs(account) if job["job_id"] in ids]
         if len(ours) == len(ids) and all(job["finished_at"] for job in ours):
             return ours
-        time.sleep(0.25)
-    raise SystemExit("throughput jobs did not finish in time")
+        time.sleep(0.5)
+    raise SystemExit("the burst did not finish in time")
 
 
 def listed_jobs(account: Account) -> list[dict]:
@@ -230,6 +236,39 @@ def listed_jobs(account: Account) -> list[dict]:
         cursor = page.get("next_cursor")
         if not cursor:
             return jobs
+
+
+def closed_loop(account: Account, jobs: int, clients: int) -> dict:
+    """`clients` clients, each posting its next job once its last one is final: the worker's slots,
+    not the sweeper, pace dispatch (a job finds no free slot in a burst and waits for a sweep)."""
+    tickets = iter(range(jobs))
+    lock = threading.Lock()
+    finished: list[float] = []
+
+    def client_loop() -> None:
+        with httpx.Client(base_url=str(account.client.base_url), timeout=60) as own:
+            mine = Account(own, account.token, account.workspace_id, account.headers)
+            while True:
+                with lock:
+                    if next(tickets, None) is None:
+                        return
+                job_id = mine.create_job(**INSPECT)
+                *_, (seen, final) = follow(mine, job_id)
+                if final["status"] != "complete":
+                    raise SystemExit(f"job {job_id} ended {final['status']}")
+                with lock:
+                    finished.append(seen)
+
+    started = time.time()
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if len(finished) != jobs:
+        raise SystemExit("a closed-loop client failed")
+    seconds = max(finished) - started
+    return {"jobs": jobs, "clients": clients, "seconds": round(seconds, 2), "jobs_per_second": round(jobs / seconds, 2)}
 
 
 # --- the baseline: SQS alone ---------------------------------------------------------------------
@@ -284,65 +323,77 @@ def job_message_body() -> str:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def measure(options) -> dict:
-    results = {"raw_sqs": None, "modes": {}}
-    with tempfile.TemporaryDirectory(prefix="berth-bench-") as scratch, make_demo_hub() as hub, \
-            running_stack(Path(scratch), options.sweep_interval) as stack, \
+def measure_mode(mode: str, options, hub, scratch: Path, with_throughput: bool) -> dict:
+    """One queue mode on a stack of its own: moto copies the whole table on every transaction, so
+    a stack that had already run the other mode's jobs would be slower for that reason alone."""
+    with running_stack(scratch / mode, options.sweep_interval) as stack, \
             httpx.Client(base_url=stack.api_url, timeout=60) as client:
-        results["raw_sqs"] = raw_sqs_round_trips(options.raw_samples or options.jobs)
-        for mode in options.modes:
-            account = new_account(client)  # one workspace per mode: each worker sees only its own jobs
-            with running_worker(stack, hub, account, Path(scratch), mode, options.slots):
-                row = latency_row(account, options.jobs)
-                if options.throughput_jobs:
-                    row["throughput"] = throughput(account, options.throughput_jobs)
-            results["modes"][mode] = row
-            print(f"{mode}: done", file=sys.stderr, flush=True)
-    raw_p50 = results["raw_sqs"]["p50_ms"]
-    for row in results["modes"].values():
-        row["ratio"] = round(row["sse_observed"]["p50_ms"] / raw_p50, 2)
-        row["server_side_ratio"] = round(row["server_side"]["p50_ms"] / raw_p50, 2)
-        row["target_met"] = row["ratio"] <= TARGET_RATIO
+        logging.getLogger().setLevel(logging.WARNING)  # the stack logs every request at INFO
+        row = {"raw_sqs": raw_sqs_round_trips(options.jobs)}
+        account = new_account(client)
+        with running_worker(stack, hub, account, scratch / mode, mode, options.slots):
+            row.update(latency_row(account, options.jobs))
+            if with_throughput:
+                row["closed_loop"] = closed_loop(account, options.throughput_jobs, options.slots)
+                row["burst"] = burst(account, options.throughput_jobs)
+    raw_p50 = row["raw_sqs"]["p50_ms"]
+    row["ratio"] = round(row["sse_observed"]["p50_ms"] / raw_p50, 2)
+    row["server_side_ratio"] = round(row["server_side"]["p50_ms"] / raw_p50, 2)
+    row["target_met"] = row["ratio"] <= TARGET_RATIO
+    return row
+
+
+def measure(options) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="berth-bench-") as scratch, make_demo_hub() as hub:
+        for index, mode in enumerate(options.modes):
+            with_throughput = index == 0 and options.throughput_jobs > 0
+            results[mode] = measure_mode(mode, options, hub, Path(scratch), with_throughput)
+            print(f"{mode} worker: done", file=sys.stderr, flush=True)
     return results
 
 
 def print_report(results: dict, options) -> None:
-    raw = results["raw_sqs"]
-    print("| path | n | p50 ms | p95 ms | p50 ÷ raw SQS p50 |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| raw SQS send → long-poll receive (baseline) | {raw['n']} | {raw['p50_ms']:.1f} | {raw['p95_ms']:.1f} | 1.00 |")
-    for mode, row in results["modes"].items():
-        for key, label in (("sse_observed", "POST → `start` seen on SSE"),
-                           ("server_side", "created_at → start event `at` (server side)")):
+    print("| worker | path | n | p50 ms | p95 ms | p50 ÷ raw SQS p50 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for mode, row in results.items():
+        raw_p50 = row["raw_sqs"]["p50_ms"]
+        for key, label in (("raw_sqs", "raw SQS send → waiting long poll returns (baseline)"),
+                           ("sse_observed", "POST /v1/jobs → `start` seen on SSE"),
+                           ("server_side", "job `created_at` → start event `at` (server side)")):
             figures = row[key]
-            ratio = figures["p50_ms"] / raw["p50_ms"]
-            print(f"| berth, {mode} worker: {label} | {figures['n']} | {figures['p50_ms']:.1f} | "
-                  f"{figures['p95_ms']:.1f} | {ratio:.2f} |")
-    for mode, row in results["modes"].items():
+            print(f"| {mode} | {label} | {figures['n']} | {figures['p50_ms']:.1f} | {figures['p95_ms']:.1f} | "
+                  f"{figures['p50_ms'] / raw_p50:.2f} |")
+    print()
+    for mode, row in results.items():
         verdict = "met" if row["target_met"] else "NOT met"
-        print(f"\n{mode}: p50 berth ÷ p50 raw SQS = {row['ratio']:.2f}× — target ≤ {TARGET_RATIO:g}×: {verdict} "
-              f"(server side {row['server_side_ratio']:.2f}×; POST answered in p50 {row['post_answered']['p50_ms']:.1f} ms)")
-    for mode, row in results["modes"].items():
-        print(f"\nwhere the time goes, {mode} worker (each leg on its own; p50s do not add up exactly):\n")
+        print(f"{mode} worker: p50 ÷ raw SQS p50 = {row['ratio']:.2f}× (target ≤ {TARGET_RATIO:g}×: {verdict}); "
+              f"server side {row['server_side_ratio']:.2f}×; POST answered in p50 {row['post_answered']['p50_ms']:.1f} ms")
+    for mode, row in results.items():
+        print(f"\nwhere the time goes, {mode} worker (p50 and p95 of each leg on its own: they do not add up exactly):\n")
         print("| leg | p50 ms | p95 ms | what happens |")
         print("| --- | ---: | ---: | --- |")
         for leg in row["breakdown"]:
             print(f"| {leg['from']} → {leg['to']} | {leg['p50_ms']:.1f} | {leg['p95_ms']:.1f} | {leg['what']} |")
-    rows = [(mode, row["throughput"]) for mode, row in results["modes"].items() if "throughput" in row]
-    if rows:
-        print(f"\nthroughput, one worker with {options.slots} slots, sweep every {options.sweep_interval:g} s:\n")
-        print("| worker | jobs | posted in s | first POST → last finished, s | jobs/s |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for mode, figures in rows:
-            print(f"| {mode} | {figures['jobs']} | {figures['submit_seconds']:.2f} | {figures['seconds']:.2f} | "
-                  f"{figures['jobs_per_second']:.2f} |")
+    for mode, row in results.items():
+        if "burst" not in row:
+            continue
+        loop, burst_ = row["closed_loop"], row["burst"]
+        print(f"\nthroughput through one {mode} worker with {options.slots} slots "
+              f"(sweeper every {options.sweep_interval:g} s):\n")
+        print("| load | jobs | s | jobs/s |")
+        print("| --- | ---: | ---: | ---: |")
+        print(f"| burst: all posted back to back (in {burst_['post_seconds']:.1f} s) | {burst_['jobs']} | "
+              f"{burst_['seconds']:.1f} | {burst_['jobs_per_second']:.2f} |")
+        print(f"| closed loop: {loop['clients']} clients, next job when the last is final | {loop['jobs']} | "
+              f"{loop['seconds']:.1f} | {loop['jobs_per_second']:.2f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200, help="timed jobs per queue mode (default 200)")
-    parser.add_argument("--raw-samples", type=int, default=0, help="raw SQS round trips (default: as many as --jobs)")
-    parser.add_argument("--throughput-jobs", type=int, default=100, help="jobs in the burst (default 100; 0 skips)")
+    parser.add_argument("--throughput-jobs", type=int, default=100,
+                        help="jobs in the burst and in the closed loop, first mode only (default 100; 0 skips)")
     parser.add_argument("--slots", type=int, default=4, help="the worker's --max-concurrent-jobs (default 4)")
     parser.add_argument("--modes", nargs="+", choices=QUEUE_MODES, default=list(QUEUE_MODES))
     parser.add_argument("--sweep-interval", type=float, default=0.5,
@@ -357,7 +408,7 @@ def main() -> None:
                "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                "seconds": round(time.monotonic() - started, 1)}
     if options.json:
-        print(json.dumps({**results, "target_ratio": TARGET_RATIO, "machine": machine}, indent=2))
+        print(json.dumps({"modes": results, "target_ratio": TARGET_RATIO, "machine": machine}, indent=2))
         return
     print(f"dispatch latency, {options.jobs} jobs per mode, Python {machine['python']}, {machine['cpus']} CPUs, "
           f"load average {machine['load_average'][0]:.1f} before / {machine['load_average'][1]:.1f} after, "

@@ -31,7 +31,8 @@ def request(job: dict, action: str, arguments: dict, timeout: float) -> ControlR
     while clock.now() < deadline:
         reply = store.jobs.get_reply(job["workspace_id"], request_id)
         if reply is not None:
-            return ControlReply(ok=reply["ok"], result=reply.get("result", {}), error=reply.get("error", ""))
+            return ControlReply(ok=reply["ok"], result=reply.get("result", {}), error=reply.get("error", ""),
+                                code=reply.get("code", ""))
         time.sleep(pause)
         pause = min(pause * 1.5, 0.05)
     raise GatewayTimeout(f"the runtime did not answer {action} within {timeout:g} s; the sandbox is still usable")
@@ -52,7 +53,7 @@ def store_reply(runtime: Principal, workspace_id: str, request_id: str, reply: C
     if runtime.workspace_id not in (workspace_id, SHARED_WORKSPACE):
         raise NotFound(f"no request {request_id}")
     item = get_store().jobs.reply_item(workspace_id, request_id, int(clock.now()) + REPLY_TTL_SECONDS,
-                                       ok=reply.ok, result=reply.result, error=reply.error,
+                                       ok=reply.ok, result=reply.result, error=reply.error, code=reply.code,
                                        runtime_id=runtime.subject_id)
     try:
         get_store().table.put(item, must_not_exist=True)

@@ -15,6 +15,7 @@ import pytest
 
 from app.local.stack import LocalStack, StackOptions, free_port
 from tests.support.hub import make_demo_hub
+from tests.support.sandbox_fixtures import everything_server  # noqa: F401 (a fixture)
 
 # Small periods so failures show up in seconds: a runtime silent for 2 s is offline, a message
 # whose worker died is visible again after 5 s, a message failing 3 times is dead-lettered.

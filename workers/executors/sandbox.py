@@ -48,7 +48,7 @@ class LiveSandbox:
     spec: ServerSpec
     policy: SandboxPolicy
     session: SandboxSession | None = None
-    state: str = "starting"  # starting, running, stopped, failed
+    state: str = "starting"  # starting, running, stopping, stopped, failed
     started_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -75,10 +75,13 @@ class LiveSandbox:
                              "tools": [tool["name"] for tool in tools]})
 
     async def stop(self, reason: str) -> None:
+        was_running = self.state == "running"
+        if was_running:
+            self.state = "stopping"  # so the liveness check does not take this for a crash
         if self.session is not None:
             await self.session.stop()
             self.session = None
-        if self.state == "running":
+        if was_running:
             self.state = "stopped"
             await self.ctx.emit("sandbox", "ok", f"server stopped: {reason}", {"state": "stopped"})
 

@@ -12,6 +12,7 @@ import subprocess
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
 
 OUTPUT_LIMIT = 64_000
 DENYLIST = json.loads(os.environ.get("BERTH_SHELL_DENYLIST", "[]"))
@@ -19,8 +20,14 @@ DENYLIST = json.loads(os.environ.get("BERTH_SHELL_DENYLIST", "[]"))
 server = MCPServer("matrixshell")
 
 
+class ExecResult(BaseModel):
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
 @server.tool()
-def exec(command: str, timeout_seconds: float = 15.0) -> dict:
+def exec(command: str, timeout_seconds: float = 15.0) -> ExecResult:
     """Run a shell command in the sandbox; returns stdout, stderr and exit_code."""
     for denied in DENYLIST:
         if denied and denied in command:
@@ -29,10 +36,10 @@ def exec(command: str, timeout_seconds: float = 15.0) -> dict:
         completed = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
                                    timeout=min(timeout_seconds, 20.0), cwd=os.environ.get("HOME", "."))
     except subprocess.TimeoutExpired as error:
-        return {"stdout": (error.stdout or "")[-OUTPUT_LIMIT:] if isinstance(error.stdout, str) else "",
-                "stderr": f"timed out after {error.timeout:g} s", "exit_code": 124}
-    return {"stdout": completed.stdout[-OUTPUT_LIMIT:], "stderr": completed.stderr[-OUTPUT_LIMIT:],
-            "exit_code": completed.returncode}
+        partial = error.stdout if isinstance(error.stdout, str) else ""
+        return ExecResult(stdout=partial[-OUTPUT_LIMIT:], stderr=f"timed out after {error.timeout:g} s", exit_code=124)
+    return ExecResult(stdout=completed.stdout[-OUTPUT_LIMIT:], stderr=completed.stderr[-OUTPUT_LIMIT:],
+                      exit_code=completed.returncode)
 
 
 if __name__ == "__main__":
