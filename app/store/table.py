@@ -18,7 +18,7 @@ from app.errors import BadRequest, ConditionFailed
 from app.store.codec import decode_item, encode, encode_item
 
 TTL_ATTRIBUTE = "expires_epoch"
-OPEN_INDEX = "open"  # sparse index over unfinished work, used only by the system sweeper
+OPEN_INDEX = "open"  # sparse index over unfinished work: system scope (sweeper, dispatch), never a tenant query
 KEY_ATTRIBUTES = ("pk", "sk")
 
 

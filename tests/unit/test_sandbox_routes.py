@@ -1,0 +1,68 @@
+"""Sandbox routes' answers that need no worker: refusals, policy errors and not-running states."""
+
+import pytest
+
+from app.settings import get_settings
+from tests.conftest import bearer, signup
+
+
+@pytest.fixture
+def token(client):
+    return signup(client)["token"]
+
+
+def test_matrixshell_is_403_when_disabled(client, token, monkeypatch):
+    monkeypatch.setenv("BERTH_MATRIXSHELL_ENABLED", "false")
+    get_settings.cache_clear()
+    for method, path in (("get", "/v1/matrixshell/status"), ("post", "/v1/matrixshell/install")):
+        response = getattr(client, method)(path, headers=bearer(token))
+        assert response.status_code == 403 and "disabled" in response.json()["error"]
+    denied = client.post("/v1/matrixshell/exec", headers=bearer(token), json={"command": "ls"})
+    assert denied.status_code == 403
+
+
+def test_matrixshell_denies_commands_before_looking_for_the_shell(client, token):
+    denied = client.post("/v1/matrixshell/exec", headers=bearer(token), json={"command": "wget http://x"})
+    assert denied.status_code == 403 and "wget" in denied.json()["error"]
+    not_installed = client.post("/v1/matrixshell/exec", headers=bearer(token), json={"command": "ls"})
+    assert not_installed.status_code == 409 and "install" in not_installed.json()["error"]
+
+
+def test_a_sandbox_without_a_runtime_is_queued_and_its_tools_are_409(client, token):
+    created = client.post("/v1/sandbox/sessions", headers=bearer(token), json={"start_command": "node server.js"})
+    assert created.status_code == 202 and created.json()["status"] == "queued"
+    session_id = created.json()["session_id"]
+    assert client.get(f"/v1/sandbox/sessions/{session_id}", headers=bearer(token)).json()["state"] == "starting"
+    tools = client.get(f"/v1/sandbox/sessions/{session_id}/tools", headers=bearer(token))
+    assert tools.status_code == 409 and "queued" in tools.json()["error"]
+    call = client.post(f"/v1/sandbox/sessions/{session_id}/tools/call", headers=bearer(token), json={"name": "x"})
+    assert call.status_code == 409
+
+
+def test_ids_of_other_job_types_are_not_sandboxes(client, token):
+    job = client.post("/v1/jobs", headers=bearer(token), json={"type": "model.inspect", "payload": {"model": "a/b"}})
+    job_id = job.json()["job_id"]
+    assert client.get(f"/v1/sandbox/sessions/{job_id}", headers=bearer(token)).status_code == 404
+    assert client.get(f"/api/sandboxes/{job_id}", headers=bearer(token)).status_code == 404
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    ({}, 422, "start_command"),
+    ({"start_command": "node s.js", "transport": "carrier-pigeon"}, 422, "transport"),
+    ({"start_command": "sh -c 'shutdown now'"}, 403, "shutdown"),
+    ({"start_command": "node s.js", "ttl_seconds": 10**6}, 422, "max_ttl_seconds"),
+])
+def test_bad_sandbox_requests(client, token, body, status, fragment):
+    response = client.post("/api/sandboxes", headers=bearer(token), json=body)
+    assert response.status_code == status and fragment in response.json()["error"]
+
+
+def test_patch_and_actions_on_an_ended_sandbox(client, token):
+    created = client.post("/api/sandboxes", headers=bearer(token), json={"start_command": "node s.js"}).json()
+    sandbox_id = created["id"]
+    assert client.delete(f"/api/sandboxes/{sandbox_id}", headers=bearer(token)).json()["state"] == "cancelled"
+    patched = client.patch(f"/api/sandboxes/{sandbox_id}", headers=bearer(token), json={"labels": {"a": "b"}})
+    assert patched.status_code == 409 and "ended" in patched.json()["error"]
+    action = client.post(f"/api/sandboxes/{sandbox_id}/restart", headers=bearer(token))
+    assert action.status_code == 409
+    assert client.get("/api/containers", headers=bearer(token)).json()["containers"] == []
