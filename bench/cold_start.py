@@ -9,12 +9,12 @@ round, so drift on the machine falls on all of them alike:
   berth /v1/auth/me    functions.api.handler with a session token, against moto in-process
 
 Inside the child, `time.perf_counter()` is read just before the handler's module is imported and
-again when the first response is back: "import + first request", the figure compared; the CPU
-time the child spent on the same span (`time.process_time()`) is reported beside it, being less
-disturbed by other work on a shared machine. The parent also times the whole subprocess,
-interpreter start to exit. Children keep their bytecode in a
-scratch PYTHONPYCACHEPREFIX (whatever PYTHONDONTWRITEBYTECODE says), and one discarded warm-up run
-per variant fills it and the page cache: every variant imports from .pyc, none compiles source.
+again when the first response is back: "import + first request", the figure compared. The CPU
+time the child spent on the same span (`time.process_time()`) is reported beside it, as other work
+on a shared machine disturbs it less; the parent also times the whole subprocess, interpreter
+start to exit. Children keep their bytecode in a scratch PYTHONPYCACHEPREFIX (whatever
+PYTHONDONTWRITEBYTECODE says), and one discarded warm-up run per variant fills it and the page
+cache: every variant imports from .pyc, none compiles source.
 
 The authenticated variant needs an account in the table, yet berth must not be imported before
 its timer starts, or the import it is meant to measure would already be paid. So:
@@ -241,10 +241,10 @@ def import_profile(env: dict) -> dict:
     minimal = import_self_times("bench.minimal_app", env)
     top = sorted(berth.items(), key=lambda kv: kv[1], reverse=True)[:10]
     return {
-        "top_self_ms": [{"module": m, "self_ms": ms, "in_minimal": m in minimal} for m, ms in top],
-        "berth_total_self_ms": sum(berth.values()),
-        "berth_only_self_ms": sum(ms for m, ms in berth.items() if m not in minimal),
-        "minimal_total_self_ms": sum(minimal.values()),
+        "top_self_ms": [{"module": m, "self_ms": round(ms, 1), "in_minimal": m in minimal} for m, ms in top],
+        "berth_total_self_ms": round(sum(berth.values())),
+        "berth_only_self_ms": round(sum(ms for m, ms in berth.items() if m not in minimal)),
+        "minimal_total_self_ms": round(sum(minimal.values())),
     }
 
 
@@ -254,8 +254,8 @@ def print_import_profile(profile: dict) -> None:
     print("| --- | ---: | --- |")
     for row in profile["top_self_ms"]:
         print(f"| {row['module']} | {row['self_ms']:.1f} | {'yes' if row['in_minimal'] else 'no'} |")
-    print(f"\nself time summed: berth {profile['berth_total_self_ms']:.0f} ms, of which modules the minimal "
-          f"app never loads {profile['berth_only_self_ms']:.0f} ms; minimal app {profile['minimal_total_self_ms']:.0f} ms")
+    print(f"\nself time summed: berth {profile['berth_total_self_ms']} ms, of which modules the minimal app "
+          f"never loads {profile['berth_only_self_ms']} ms; minimal app {profile['minimal_total_self_ms']} ms")
 
 
 def main() -> None:

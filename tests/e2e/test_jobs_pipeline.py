@@ -169,8 +169,8 @@ def test_a_silent_runtime_goes_offline_and_its_job_moves_to_another(account, wor
     first = workers(account.join_token())
     job_id = account.create_job(payload={"model": slow_model})
     account.wait_for_status(job_id, "running")
-    second = workers(account.join_token())
     first.signal(signal.SIGSTOP)  # alive but silent: no heartbeats, no events
+    second = workers(account.join_token())
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         statuses = {r["runtime_id"]: r["status"] for r in account.get("/v1/cloud/runtimes").json()["runtimes"]}
