@@ -1,9 +1,10 @@
 """Dispatch latency on the local stack (issue 3).
 
 Measured: `POST /v1/jobs` (model.inspect on the demo Llama repo of a local hub) to the worker's
-`job`/`start` event seen on the job's SSE stream, over `--jobs` jobs run one after another, for a
-worker reading SQS directly (`--queue-mode sqs`) and one leasing through the API (`lease`). Each
-job's stream is read to its end before the next job is posted, so samples do not overlap.
+`job`/`start` event seen on the job's SSE stream, over `--jobs` jobs run one after another (each
+followed to its final event before the next is posted, so samples do not overlap), for a worker
+reading SQS directly (`--queue-mode sqs`) and one leasing through the API (`lease`). The worker
+long-polls (20 s) with 4 slots, so it is already waiting when a job's message arrives.
 
 Baseline, in the same run and on the same moto server: the raw SQS round trip, SendMessage to the
 return of a ReceiveMessage long poll (WaitTimeSeconds 20) that was already waiting on a fresh
@@ -15,8 +16,12 @@ start event's `at` minus the job's `created_at` — leaves that out, and the bre
 job along the timestamps berth stores (plus one the bench takes itself: the API runs in this
 process, so `app.queues.send` is wrapped to note when each job's message went to SQS).
 
-Throughput: `--throughput-jobs` jobs posted as fast as one client can, timed from the first POST
-to the last job's `finished_at`: jobs/s through one worker with `--slots` concurrent jobs.
+Throughput: `--throughput-jobs` jobs posted back to back by one client, timed from the first POST
+to the last job's `finished_at`: jobs/s through one worker with `--slots` slots.
+
+Every queue mode and the throughput burst get a fresh stack: moto copies the whole table on each
+TransactWriteItems, so jobs get slower as the table fills, and a stack that had already run other
+jobs would be slower for that reason alone. The report shows that drift (first and last tenth).
 
 Usage: python bench/dispatch_latency.py [--jobs 200] [--throughput-jobs 100] [--slots 4] [--json]
 """
@@ -187,13 +192,25 @@ LEGS = (
 )
 
 
+def stored_items() -> int:
+    from app import aws
+    from app.settings import get_settings
+
+    return aws.client("dynamodb").describe_table(TableName=get_settings().table_name)["Table"]["ItemCount"]
+
+
 def latency_row(account: Account, jobs: int) -> dict:
     with SendStamps() as stamps:
         for _ in range(WARM_UP_JOBS):
             timed_job(account, stamps)
         samples = [timed_job(account, stamps) for _ in range(jobs)]
+    observed = [s["seen"] - s["posting"] for s in samples]
+    tenth = max(1, len(observed) // 10)
     return {
-        "sse_observed": summary_ms([s["seen"] - s["posting"] for s in samples]),
+        "sse_observed": summary_ms(observed),
+        "first_tenth_p50_ms": summary_ms(observed[:tenth])["p50_ms"],
+        "last_tenth_p50_ms": summary_ms(observed[-tenth:])["p50_ms"],
+        "items_after": stored_items(),
         "server_side": summary_ms([s["start_at"] - s["created"] for s in samples]),
         "post_answered": summary_ms([s["posted"] - s["posting"] for s in samples]),
         "breakdown": [{"from": a, "to": b, "what": what, **summary_ms([s[b] - s[a] for s in samples])}
@@ -236,39 +253,6 @@ def listed_jobs(account: Account) -> list[dict]:
         cursor = page.get("next_cursor")
         if not cursor:
             return jobs
-
-
-def closed_loop(account: Account, jobs: int, clients: int) -> dict:
-    """`clients` clients, each posting its next job once its last one is final: the worker's slots,
-    not the sweeper, pace dispatch (a job finds no free slot in a burst and waits for a sweep)."""
-    tickets = iter(range(jobs))
-    lock = threading.Lock()
-    finished: list[float] = []
-
-    def client_loop() -> None:
-        with httpx.Client(base_url=str(account.client.base_url), timeout=60) as own:
-            mine = Account(own, account.token, account.workspace_id, account.headers)
-            while True:
-                with lock:
-                    if next(tickets, None) is None:
-                        return
-                job_id = mine.create_job(**INSPECT)
-                *_, (seen, final) = follow(mine, job_id)
-                if final["status"] != "complete":
-                    raise SystemExit(f"job {job_id} ended {final['status']}")
-                with lock:
-                    finished.append(seen)
-
-    started = time.time()
-    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if len(finished) != jobs:
-        raise SystemExit("a closed-loop client failed")
-    seconds = max(finished) - started
-    return {"jobs": jobs, "clients": clients, "seconds": round(seconds, 2), "jobs_per_second": round(jobs / seconds, 2)}
 
 
 # --- the baseline: SQS alone ---------------------------------------------------------------------
@@ -323,19 +307,46 @@ def job_message_body() -> str:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def measure_mode(mode: str, options, hub, scratch: Path, with_throughput: bool) -> dict:
-    """One queue mode on a stack of its own: moto copies the whole table on every transaction, so
-    a stack that had already run the other mode's jobs would be slower for that reason alone."""
-    with running_stack(scratch / mode, options.sweep_interval) as stack, \
+class MotoFailures(logging.Handler):
+    """Counts requests the moto server answered with a 500 (werkzeug logs each with its traceback):
+    its TransactWriteItems copies the table while other threads write to it, and sometimes fails.
+    botocore retries them, with backoff, so they show up as latency."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+    @contextmanager
+    def counting(self):
+        werkzeug = logging.getLogger("werkzeug")
+        werkzeug.addHandler(self)
+        werkzeug.propagate = False
+        try:
+            yield self
+        finally:
+            werkzeug.removeHandler(self)
+            werkzeug.propagate = True
+
+
+@contextmanager
+def stack_with_worker(mode: str, options, hub, scratch: Path):
+    """A fresh stack (see the module's docstring), an account and its worker; yields the account
+    and the count of moto's failures."""
+    with running_stack(scratch / mode, options.sweep_interval) as stack, MotoFailures().counting() as failures, \
             httpx.Client(base_url=stack.api_url, timeout=60) as client:
         logging.getLogger().setLevel(logging.WARNING)  # the stack logs every request at INFO
-        row = {"raw_sqs": raw_sqs_round_trips(options.jobs)}
         account = new_account(client)
         with running_worker(stack, hub, account, scratch / mode, mode, options.slots):
-            row.update(latency_row(account, options.jobs))
-            if with_throughput:
-                row["closed_loop"] = closed_loop(account, options.throughput_jobs, options.slots)
-                row["burst"] = burst(account, options.throughput_jobs)
+            yield account, failures
+
+
+def latency_of_mode(mode: str, options, hub, scratch: Path) -> dict:
+    with stack_with_worker(mode, options, hub, scratch) as (account, failures):
+        row = {"raw_sqs": raw_sqs_round_trips(options.jobs), **latency_row(account, options.jobs),
+               "moto_failures": failures.count}
     raw_p50 = row["raw_sqs"]["p50_ms"]
     row["ratio"] = round(row["sse_observed"]["p50_ms"] / raw_p50, 2)
     row["server_side_ratio"] = round(row["server_side"]["p50_ms"] / raw_p50, 2)
@@ -344,19 +355,24 @@ def measure_mode(mode: str, options, hub, scratch: Path, with_throughput: bool) 
 
 
 def measure(options) -> dict:
-    results = {}
+    results = {"modes": {}}
     with tempfile.TemporaryDirectory(prefix="berth-bench-") as scratch, make_demo_hub() as hub:
-        for index, mode in enumerate(options.modes):
-            with_throughput = index == 0 and options.throughput_jobs > 0
-            results[mode] = measure_mode(mode, options, hub, Path(scratch), with_throughput)
+        for mode in options.modes:
+            results["modes"][mode] = latency_of_mode(mode, options, hub, Path(scratch))
             print(f"{mode} worker: done", file=sys.stderr, flush=True)
+        if options.throughput_jobs:
+            mode = options.modes[0]
+            with stack_with_worker(mode, options, hub, Path(scratch) / "throughput") as (account, failures):
+                results["throughput"] = {"mode": mode, **burst(account, options.throughput_jobs),
+                                         "items_after": stored_items(), "moto_failures": failures.count}
     return results
 
 
 def print_report(results: dict, options) -> None:
+    modes = results["modes"]
     print("| worker | path | n | p50 ms | p95 ms | p50 ÷ raw SQS p50 |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for mode, row in results.items():
+    for mode, row in modes.items():
         raw_p50 = row["raw_sqs"]["p50_ms"]
         for key, label in (("raw_sqs", "raw SQS send → waiting long poll returns (baseline)"),
                            ("sse_observed", "POST /v1/jobs → `start` seen on SSE"),
@@ -365,35 +381,32 @@ def print_report(results: dict, options) -> None:
             print(f"| {mode} | {label} | {figures['n']} | {figures['p50_ms']:.1f} | {figures['p95_ms']:.1f} | "
                   f"{figures['p50_ms'] / raw_p50:.2f} |")
     print()
-    for mode, row in results.items():
+    for mode, row in modes.items():
         verdict = "met" if row["target_met"] else "NOT met"
         print(f"{mode} worker: p50 ÷ raw SQS p50 = {row['ratio']:.2f}× (target ≤ {TARGET_RATIO:g}×: {verdict}); "
-              f"server side {row['server_side_ratio']:.2f}×; POST answered in p50 {row['post_answered']['p50_ms']:.1f} ms")
-    for mode, row in results.items():
+              f"server side {row['server_side_ratio']:.2f}×; POST answered in p50 {row['post_answered']['p50_ms']:.1f} ms; "
+              f"observed p50 of the first tenth {row['first_tenth_p50_ms']:.0f} ms, of the last tenth "
+              f"{row['last_tenth_p50_ms']:.0f} ms ({row['items_after']} items stored by then); "
+              f"moto failed {row['moto_failures']} requests (retried)")
+    for mode, row in modes.items():
         print(f"\nwhere the time goes, {mode} worker (p50 and p95 of each leg on its own: they do not add up exactly):\n")
         print("| leg | p50 ms | p95 ms | what happens |")
         print("| --- | ---: | ---: | --- |")
         for leg in row["breakdown"]:
             print(f"| {leg['from']} → {leg['to']} | {leg['p50_ms']:.1f} | {leg['p95_ms']:.1f} | {leg['what']} |")
-    for mode, row in results.items():
-        if "burst" not in row:
-            continue
-        loop, burst_ = row["closed_loop"], row["burst"]
-        print(f"\nthroughput through one {mode} worker with {options.slots} slots "
-              f"(sweeper every {options.sweep_interval:g} s):\n")
-        print("| load | jobs | s | jobs/s |")
-        print("| --- | ---: | ---: | ---: |")
-        print(f"| burst: all posted back to back (in {burst_['post_seconds']:.1f} s) | {burst_['jobs']} | "
-              f"{burst_['seconds']:.1f} | {burst_['jobs_per_second']:.2f} |")
-        print(f"| closed loop: {loop['clients']} clients, next job when the last is final | {loop['jobs']} | "
-              f"{loop['seconds']:.1f} | {loop['jobs_per_second']:.2f} |")
+    if "throughput" in results:
+        figures = results["throughput"]
+        print(f"\nthroughput: {figures['jobs']} jobs posted back to back (in {figures['post_seconds']:.1f} s) to one "
+              f"{figures['mode']} worker with {options.slots} slots, sweeper every {options.sweep_interval:g} s: "
+              f"all finished {figures['seconds']:.1f} s after the first POST = {figures['jobs_per_second']:.2f} jobs/s "
+              f"({figures['items_after']} items stored by then; moto failed {figures['moto_failures']} requests, retried)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200, help="timed jobs per queue mode (default 200)")
     parser.add_argument("--throughput-jobs", type=int, default=100,
-                        help="jobs in the burst and in the closed loop, first mode only (default 100; 0 skips)")
+                        help="jobs in the throughput burst, on a stack of its own (default 100; 0 skips)")
     parser.add_argument("--slots", type=int, default=4, help="the worker's --max-concurrent-jobs (default 4)")
     parser.add_argument("--modes", nargs="+", choices=QUEUE_MODES, default=list(QUEUE_MODES))
     parser.add_argument("--sweep-interval", type=float, default=0.5,

@@ -1,0 +1,193 @@
+"""Sandbox start to tools listed, on the local stack (issue 4, benchmark 2).
+
+Measured, `--rounds` times: `POST /v1/sandbox/sessions` for the echo server, then
+`GET /v1/sandbox/sessions/{id}/tools` every `--poll-seconds` until it answers 200 — wall time from
+the POST to that answer. One worker (`--queue-mode sqs`, long polls parked) runs the sandboxes;
+each is deleted, and its job final, before the next round.
+
+Baseline, in the same run: a direct `mcp` client start of the same server script on the same
+interpreter — `stdio_client` spawn, `ClientSession.initialize()`, `list_tools()`. Target: berth
+median ≤ 1.2× the direct median. For understanding, the in-process `SandboxSession.start()` +
+`list_tools()` (bubblewrap, no API) is timed too: the isolation's share apart from the pipeline's.
+The three run in a rotating order each round, so drift on the machine falls on all alike.
+
+The API's round is split along the timestamps berth stores (the job's `created_at` and
+`started_at`, the `at` of the worker's `sandbox`/`running` event; milliseconds, the API's clock,
+which is this process's) and the moment the bench saw the first 200.
+
+Usage: python bench/sandbox_start.py [--rounds 10]
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: import app, workers and tests from the project root
+
+import httpx  # noqa: E402
+from mcp import ClientSession  # noqa: E402
+from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+
+from app.messages import SandboxPolicy  # noqa: E402
+from bench.sandbox_tool_calls import (ECHO_COMMAND, create_sandbox, end_sandboxes, running_stack,  # noqa: E402
+                                      running_worker)
+from tests.e2e.conftest import Account, new_account  # noqa: E402
+from tests.support.sandbox_fixtures import ECHO_SERVER, python_command  # noqa: E402
+from workers.sandbox.session import SandboxSession  # noqa: E402
+
+TARGET_RATIO = 1.2
+START_TIMEOUT_SECONDS = 60
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+# --- the three ways to start a server ---------------------------------------------------------
+
+
+def through_api(account: Account, poll_seconds: float) -> dict:
+    """POST a sandbox, poll its tools until 200; the moments of the round (epoch seconds)."""
+    posting = time.time()
+    session_id = create_sandbox(account)
+    posted = time.time()
+    polls = 0
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        polls += 1
+        response = account.get(f"/v1/sandbox/sessions/{session_id}/tools")
+        if response.status_code == 200:
+            break
+        if response.status_code != 409:  # 409: not running yet
+            raise SystemExit(f"listing tools failed: {response.status_code} {response.text}")
+        time.sleep(poll_seconds)
+    else:
+        raise SystemExit(f"sandbox {session_id} listed no tools within {START_TIMEOUT_SECONDS} s")
+    listed = time.time()
+    moments = {"posting": posting, "posted": posted, "listed": listed, "polls": polls,
+               **server_moments(account, session_id)}
+    end_sandboxes(account, [session_id])
+    return moments
+
+
+def server_moments(account: Account, session_id: str) -> dict:
+    from app.store import get_store  # the API runs in this process: read what it stored
+
+    job = get_store().jobs.get(account.workspace_id, session_id)
+    running = get_store().jobs.latest_event(account.workspace_id, session_id, step="sandbox")
+    return {"created": epoch(job["created_at"]), "claimed": epoch(job["started_at"]),
+            "running_event": epoch(running["at"])}
+
+
+async def direct_start() -> float:
+    """Spawn the server, initialize an `mcp` session and list its tools; torn down untimed."""
+    command = python_command(ECHO_SERVER)
+    params = StdioServerParameters(command=command[0], args=command[1:])
+    started = time.perf_counter()
+    async with stdio_client(params) as (read_stream, write_stream), ClientSession(read_stream, write_stream) as client:
+        await client.initialize()
+        await client.list_tools()
+        return time.perf_counter() - started
+
+
+async def sandbox_session_start(scratch: Path) -> float:
+    """What the worker does for a sandbox, without the API: bubblewrap, initialize, list tools."""
+    workdir = tempfile.mkdtemp(prefix="sandbox-", dir=scratch)
+    session = SandboxSession()
+    started = time.perf_counter()
+    await session.start(ECHO_COMMAND, {}, workdir, SandboxPolicy(), readonly_dirs=(str(ECHO_SERVER.parent),))
+    await session.list_tools()
+    elapsed = time.perf_counter() - started
+    await session.stop()
+    return elapsed
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+# Consecutive moments of an API round, and what happens between them.
+LEGS = (
+    ("posting", "created", "POST in: auth, policy check, job write"),
+    ("created", "claimed", "dispatch to SQS, the worker's job long poll returns, claim"),
+    ("claimed", "running_event", "work dir, bubblewrap spawn, initialize, list_tools, `sandbox` event POST"),
+    ("running_event", "listed", "the bench's next GET .../tools (a control round trip) answers 200"),
+)
+
+
+def measure(rounds: int, poll_seconds: float, scratch: Path) -> dict:
+    samples = {"api": [], "direct": [], "sandbox_session": []}
+    with running_stack(scratch) as stack, httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        account = new_account(client)
+        with running_worker(stack, account, scratch / "worker"):
+            through_api(account, poll_seconds)  # warm-up: first imports and connections on every hop
+            asyncio.run(direct_start())
+            asyncio.run(sandbox_session_start(scratch))
+            runs = {"api": lambda: through_api(account, poll_seconds),
+                    "direct": lambda: asyncio.run(direct_start()),
+                    "sandbox_session": lambda: asyncio.run(sandbox_session_start(scratch))}
+            order = list(runs)
+            for index in range(rounds):
+                for name in order[index % 3:] + order[:index % 3]:
+                    samples[name].append(runs[name]())
+                print(f"round {index + 1}/{rounds}: done", file=sys.stderr, flush=True)
+    return samples
+
+
+def median_ms(seconds: list[float]) -> float:
+    return round(statistics.median(seconds) * 1000, 1)
+
+
+def report(samples: dict, rounds: int) -> None:
+    api = samples["api"]
+    figures = {"api": [s["listed"] - s["posting"] for s in api], "direct": samples["direct"],
+               "sandbox_session": samples["sandbox_session"]}
+    direct = median_ms(figures["direct"])
+    print("| path | n | median ms | min ms | max ms | ÷ direct median |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for key, label in (("direct", "direct `mcp` client: spawn, initialize, list_tools (baseline)"),
+                       ("sandbox_session", "in-process `SandboxSession.start()` + `list_tools()` (bubblewrap)"),
+                       ("api", "berth API: POST session → GET .../tools answers 200")):
+        values = figures[key]
+        print(f"| {label} | {len(values)} | {median_ms(values):.1f} | {min(values) * 1000:.1f} | "
+              f"{max(values) * 1000:.1f} | {median_ms(values) / direct:.2f} |")
+    ratio = median_ms(figures["api"]) / direct
+    verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+    print(f"\nberth ÷ direct = {ratio:.2f}× (target ≤ {TARGET_RATIO:g}×: {verdict}); "
+          f"bubblewrap alone {median_ms(figures['sandbox_session']) / direct:.2f}×; "
+          f"POST answered in a median {median_ms([s['posted'] - s['posting'] for s in api]):.1f} ms, "
+          f"{statistics.median(s['polls'] for s in api):g} GET .../tools per round (median)")
+    print(f"\nwhere an API round's time goes ({rounds} rounds; medians of each leg on its own):\n")
+    print("| leg | median ms | min ms | max ms | what happens |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for a, b, what in LEGS:
+        values = [s[b] - s[a] for s in api]
+        print(f"| {a} → {b} | {median_ms(values):.1f} | {min(values) * 1000:.1f} | {max(values) * 1000:.1f} | "
+              f"{what} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10, help="starts per path (default 10)")
+    parser.add_argument("--poll-seconds", type=float, default=0.01,
+                        help="pause between GET .../tools while the sandbox starts (default 0.01)")
+    options = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="berth-bench-") as scratch:
+        samples = measure(options.rounds, options.poll_seconds, Path(scratch))
+    print(f"sandbox start, {options.rounds} rounds, polling every {options.poll_seconds:g} s, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after, "
+          f"{time.monotonic() - started:.0f} s\n")
+    report(samples, options.rounds)
+
+
+if __name__ == "__main__":
+    main()

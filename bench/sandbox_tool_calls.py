@@ -1,0 +1,424 @@
+"""Sandbox tool-call round trip on the local stack (issue 4, benchmark 1).
+
+Measured: `POST /v1/sandbox/sessions/{id}/tools/call` of the echo server's `echo` tool, `--calls`
+calls one after another on one running sandbox, for a worker reading its queues from SQS
+(`--queue-mode sqs`) and one leasing through the API (`lease`), each with its control long poll
+parked (`--poll-wait-seconds 20`).
+
+Baseline, in the same run: a direct `mcp` ClientSession over stdio to the same server script on
+the same interpreter, no sandbox and no API, timing `call_tool("echo", ...)` alike. Target: berth
+p50 − direct p50 ≤ 25 ms. For understanding, the in-process `SandboxSession.call_tool` (the same
+server in bubblewrap, as the worker holds it, without the API) is timed too.
+
+Breakdown: the API runs in this process, so wrappers around the functions on its path stamp each
+call (no berth code is edited): when the request reached `sandboxes.call_tool`, the control
+message's SQS send, the worker's reply arriving at `control.store_reply`, and the poll of
+`control.request` that found it. The worker's own share (its long poll returning, the call on the
+sandbox, its reply POST) is judged against figures taken beside it on the same stack: a raw SQS
+send → waiting long-poll round trip and timed reply POSTs with the worker's runtime token.
+
+Usage: python bench/sandbox_tool_calls.py [--calls 200] [--modes sqs lease]
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: import app, workers and tests from the project root
+
+import httpx  # noqa: E402
+from mcp import ClientSession  # noqa: E402
+from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+
+from app.local.stack import LocalStack, StackOptions, free_port  # noqa: E402
+from app.messages import SandboxPolicy  # noqa: E402
+from tests.e2e.conftest import Account, new_account  # noqa: E402
+from tests.support.sandbox_fixtures import ECHO_SERVER, python_command  # noqa: E402
+from workers.sandbox.session import SandboxSession  # noqa: E402
+
+TARGET_OVERHEAD_MS = 25.0
+QUEUE_MODES = ("sqs", "lease")
+WARM_UP_CALLS = 5  # the first calls fill connection pools and caches on every hop: discarded
+LONG_POLL_SECONDS = 20
+SETTLE_SECONDS = 0.05  # lets a just re-armed long poll reach moto before the next send
+# `python3` inside the sandbox is this interpreter (the sandbox's PATH starts with its prefix), so
+# the direct baseline runs the very same program.
+ECHO_COMMAND = f"python3 {ECHO_SERVER}"
+ECHO_CALL = {"name": "echo", "arguments": {"text": "hello from the bench"}}
+# The workspace's cap on unfinished jobs (16 by default) would refuse the memory bench's 20 sandboxes.
+STACK_SETTINGS = {"BERTH_MAX_CONCURRENT_JOBS": "1000"}
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil(n * fraction)
+    return ordered[int(rank) - 1]
+
+
+def summary_ms(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {"n": len(ms), "p50_ms": round(percentile(ms, 0.5), 1), "p95_ms": round(percentile(ms, 0.95), 1),
+            "mean_ms": round(statistics.fmean(ms), 1)}
+
+
+# --- the stack, a worker and its sandboxes (the other sandbox benches use these too) -----------
+
+
+@contextmanager
+def running_stack(scratch: Path):
+    options = StackOptions(data_dir=scratch / "stack", port=free_port(), moto_port=free_port(), worker=False,
+                           snapshot_interval=3600, environment=dict(STACK_SETTINGS))
+    stack = LocalStack(options).start()
+    logging.getLogger().setLevel(logging.WARNING)  # the stack logs every request at INFO
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@contextmanager
+def running_worker(stack: LocalStack, account: Account, data_dir: Path, mode: str = "sqs", slots: int = 4):
+    """One worker process registered in the account's workspace; its sandboxes see the echo server."""
+    command = stack.worker_command(data_dir, account.join_token(), "--queue-mode", mode,
+                                   "--max-concurrent-jobs", str(slots),
+                                   "--poll-wait-seconds", str(LONG_POLL_SECONDS),
+                                   "--sandbox-tool-dir", str(ECHO_SERVER.parent))
+    with open(data_dir.with_suffix(".log"), "w") as log:
+        process = subprocess.Popen(command, env=stack.worker_environment(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_registration(data_dir, process)
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def wait_for_registration(data_dir: Path, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not (data_dir / "runtime.json").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the worker did not register (see {data_dir}.log)")
+        time.sleep(0.05)
+
+
+def create_sandbox(account: Account) -> str:
+    response = account.post("/v1/sandbox/sessions", json={"start_command": ECHO_COMMAND})
+    if response.status_code != 202:
+        raise SystemExit(f"creating a sandbox failed: {response.status_code} {response.text}")
+    return response.json()["session_id"]
+
+
+def wait_running(account: Account, session_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = account.get(f"/v1/sandbox/sessions/{session_id}").json()["state"]
+        if state == "running":
+            return
+        if state in ("failed", "ended"):
+            raise SystemExit(f"sandbox {session_id} {state}")
+        time.sleep(0.05)
+    raise SystemExit(f"sandbox {session_id} did not start within {timeout:g} s")
+
+
+def end_sandboxes(account: Account, session_ids: list[str]) -> None:
+    """Delete the sandboxes and wait until their jobs are final, so the next measurement runs alone."""
+    for session_id in session_ids:
+        account.delete(f"/v1/sandbox/sessions/{session_id}")
+    for session_id in session_ids:
+        account.wait_for_status(session_id, {"cancelled", "complete", "error", "expired"}, timeout=60)
+
+
+# --- the timed calls -------------------------------------------------------------------------
+
+
+def berth_calls(account: Account, session_id: str, calls: int, stamps: "ApiStamps") -> list[dict]:
+    """Sequential tool calls through the API; each call's client-side start and end (perf_counter)."""
+    path = f"/v1/sandbox/sessions/{session_id}/tools/call"
+    for _ in range(WARM_UP_CALLS):
+        account.post(path, json=ECHO_CALL).raise_for_status()
+    samples = []
+    with stamps:
+        for _ in range(calls):
+            started = time.perf_counter()
+            response = account.post(path, json=ECHO_CALL)
+            samples.append({"client_start": started, "client_end": time.perf_counter()})
+            if response.status_code != 200 or not response.json()["ok"]:
+                raise SystemExit(f"a tool call failed: {response.status_code} {response.text}")
+    return samples
+
+
+async def direct_calls(calls: int) -> list[float]:
+    """The baseline: an `mcp` client of the same server over stdio, nothing in between."""
+    command = python_command(ECHO_SERVER)
+    params = StdioServerParameters(command=command[0], args=command[1:])
+    async with stdio_client(params) as (read_stream, write_stream), ClientSession(read_stream, write_stream) as client:
+        await client.initialize()
+        return await _timed(lambda: client.call_tool(ECHO_CALL["name"], ECHO_CALL["arguments"]), calls)
+
+
+async def sandbox_session_calls(calls: int, workdir: Path) -> list[float]:
+    """The same server in bubblewrap as the worker holds it (`SandboxSession`), without the API."""
+    session = SandboxSession()
+    await session.start(ECHO_COMMAND, {}, str(workdir), SandboxPolicy(), readonly_dirs=(str(ECHO_SERVER.parent),))
+    try:
+        return await _timed(lambda: session.call_tool(ECHO_CALL["name"], ECHO_CALL["arguments"]), calls)
+    finally:
+        await session.stop()
+
+
+async def _timed(call, calls: int) -> list[float]:
+    for _ in range(WARM_UP_CALLS):
+        await call()
+    durations = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        await call()
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+# --- where the time goes ------------------------------------------------------------------------
+
+
+class ApiStamps:
+    """Moments of each tool call inside the in-process API (perf_counter), from wrappers around the
+    functions on its path: `sandboxes.call_tool`, `queues.send`, the store's `get_reply` (the poll
+    loop of `control.request`) and `control.store_reply` (the worker's reply POST)."""
+
+    def __init__(self):
+        from app import queues
+        from app.services import control, sandboxes
+        from app.store import get_store
+
+        self.calls: list[dict] = []
+        self._by_request: dict[str, dict] = {}
+        self._current: dict = {}
+        jobs = get_store().jobs
+        self._targets = [(sandboxes, "call_tool", self._call_tool), (queues, "send", self._send),
+                         (jobs, "get_reply", self._get_reply), (control, "store_reply", self._store_reply)]
+        self._originals = {name: getattr(owner, name) for owner, name, _ in self._targets}
+
+    def __enter__(self):
+        for owner, name, wrapper in self._targets:
+            setattr(owner, name, wrapper)
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, _ in self._targets:
+            setattr(owner, name, self._originals[name])
+
+    def _call_tool(self, *args, **kwargs):
+        self._current = {"api_in": time.perf_counter(), "polls": 0}
+        self.calls.append(self._current)
+        try:
+            return self._originals["call_tool"](*args, **kwargs)
+        finally:
+            self._current["api_out"] = time.perf_counter()
+
+    def _send(self, queue_url, message):
+        if getattr(message, "action", None) != "tools.call":  # e.g. a job the sweeper dispatches
+            return self._originals["send"](queue_url, message)
+        record = self._current
+        record["send_start"] = time.perf_counter()
+        self._by_request[message.request_id] = record
+        self._originals["send"](queue_url, message)
+        record["send_end"] = time.perf_counter()
+
+    def _get_reply(self, workspace_id, request_id):
+        reply = self._originals["get_reply"](workspace_id, request_id)
+        record = self._by_request.get(request_id)
+        if record is not None:
+            record["polls"] += 1
+            if reply is not None:
+                record["found"] = time.perf_counter()
+        return reply
+
+    def _store_reply(self, runtime, workspace_id, request_id, reply):
+        record = self._by_request.get(request_id, {})
+        record["reply_in"] = time.perf_counter()
+        self._originals["store_reply"](runtime, workspace_id, request_id, reply)
+        record["reply_stored"] = time.perf_counter()
+
+
+# Consecutive moments of one call, and what happens between them.
+LEGS = (
+    ("client_start", "api_in", "HTTP in, routing, session-token auth, body validation"),
+    ("api_in", "send_start", "read the job and its runtime (DynamoDB)"),
+    ("send_start", "send_end", "SQS SendMessage of the control message"),
+    ("send_end", "reply_in", "worker: control long poll returns, parse, session.call_tool, reply POST "
+                             "until the API's handler runs (runtime-token auth)"),
+    ("reply_in", "reply_stored", "store the reply (DynamoDB put)"),
+    ("reply_stored", "found", "the API's reply poll notices it (sleeps 5 ms ×1.5 up to 50 ms)"),
+    ("found", "api_out", "build the answer"),
+    ("api_out", "client_end", "serialise and HTTP out"),
+)
+
+
+def breakdown(samples: list[dict], stamps: ApiStamps) -> list[dict]:
+    moments = [{**sample, **stamped} for sample, stamped in zip(samples, stamps.calls, strict=True)]
+    return [{"from": a, "to": b, "what": what, **summary_ms([m[b] - m[a] for m in moments])} for a, b, what in LEGS]
+
+
+def raw_sqs_round_trips(samples: int) -> dict:
+    """SendMessage → return of an already waiting ReceiveMessage long poll, on the stack's moto."""
+    import boto3  # the stack has pointed boto3 at its moto server through the environment
+
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"bench-raw-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    body = json.dumps({"kind": "control", "request_id": uuid.uuid4().hex, "action": "tools.call", **ECHO_CALL})
+    arrivals: list[tuple[float, list]] = []
+    arrived = threading.Semaphore(0)
+
+    def receive() -> None:
+        receiver = boto3.client("sqs")  # its own connection, as the worker's is
+        for _ in range(samples):
+            messages = receiver.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                WaitTimeSeconds=LONG_POLL_SECONDS).get("Messages", [])
+            arrivals.append((time.perf_counter(), messages))
+            arrived.release()
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    trips = []
+    for _ in range(samples):
+        time.sleep(SETTLE_SECONDS)
+        sent = time.perf_counter()
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+        arrived.acquire()
+        received_at, messages = arrivals[-1]
+        trips.append(received_at - sent)
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    thread.join()
+    sqs.delete_queue(QueueUrl=url)
+    return summary_ms(trips)
+
+
+def job_reads(account: Account, session_id: str, samples: int) -> dict:
+    """One DynamoDB GetItem on the stack's moto, as the API makes several of per call."""
+    from app.store import get_store
+
+    jobs = get_store().jobs
+    durations = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        jobs.get(account.workspace_id, session_id)
+        durations.append(time.perf_counter() - started)
+    return summary_ms(durations)
+
+
+def reply_posts(client: httpx.Client, account: Account, worker_dir: Path, samples: int) -> dict:
+    """The worker's reply POST as a client sees it: runtime-token auth and the stored reply."""
+    token = json.loads((worker_dir / "runtime.json").read_text())["runtime_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"ok": True, "result": {"ok": True, "result": {"content": [{"type": "text", "text": "hello"}]}}}
+    durations = []
+    for index in range(WARM_UP_CALLS + samples):
+        path = f"/v1/cloud/runtimes/control/{account.workspace_id}/ctl_bench{uuid.uuid4().hex}/reply"
+        started = time.perf_counter()
+        client.post(path, json=body, headers=headers).raise_for_status()
+        if index >= WARM_UP_CALLS:
+            durations.append(time.perf_counter() - started)
+    return summary_ms(durations)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def measure_mode(mode: str, calls: int, scratch: Path) -> dict:
+    """One queue mode on a stack of its own, so neither mode runs on a table the other filled."""
+    with running_stack(scratch / mode) as stack, httpx.Client(base_url=stack.api_url, timeout=60) as client:
+        account = new_account(client)
+        worker_dir = scratch / mode / "worker"
+        with running_worker(stack, account, worker_dir, mode):
+            session_id = create_sandbox(account)
+            wait_running(account, session_id)
+            stamps = ApiStamps()
+            samples = berth_calls(account, session_id, calls, stamps)
+            row = {"berth": summary_ms([s["client_end"] - s["client_start"] for s in samples]),
+                   "breakdown": breakdown(samples, stamps),
+                   "polls_per_call": round(statistics.fmean(c["polls"] for c in stamps.calls), 2),
+                   "reply_post": reply_posts(client, account, worker_dir, calls),
+                   "dynamodb_get": job_reads(account, session_id, calls),
+                   "raw_sqs": raw_sqs_round_trips(calls)}
+            end_sandboxes(account, [session_id])
+    return row
+
+
+def measure(options) -> dict:
+    with tempfile.TemporaryDirectory(prefix="berth-bench-") as scratch:
+        scratch = Path(scratch)
+        results = {"direct": summary_ms(asyncio.run(direct_calls(options.calls))),
+                   "sandbox_session": summary_ms(asyncio.run(sandbox_session_calls(options.calls, scratch / "sbx")))}
+        print("direct and in-process baselines: done", file=sys.stderr, flush=True)
+        for mode in options.modes:
+            results[mode] = measure_mode(mode, options.calls, scratch)
+            print(f"{mode} worker: done", file=sys.stderr, flush=True)
+    return results
+
+
+def print_report(results: dict) -> None:
+    direct_p50 = results["direct"]["p50_ms"]
+    rows = [("direct `mcp` client over stdio, no sandbox (baseline)", results["direct"]),
+            ("in-process `SandboxSession.call_tool` (bubblewrap, no API)", results["sandbox_session"]),
+            *((f"berth API, {mode} worker", results[mode]["berth"]) for mode in QUEUE_MODES if mode in results)]
+    print("| path | n | p50 ms | p95 ms | mean ms | p50 − direct p50 ms |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, figures in rows:
+        print(f"| {label} | {figures['n']} | {figures['p50_ms']:.1f} | {figures['p95_ms']:.1f} | "
+              f"{figures['mean_ms']:.1f} | {figures['p50_ms'] - direct_p50:+.1f} |")
+    print()
+    for mode in (m for m in QUEUE_MODES if m in results):
+        overhead = results[mode]["berth"]["p50_ms"] - direct_p50
+        verdict = "met" if overhead <= TARGET_OVERHEAD_MS else "NOT met"
+        print(f"{mode} worker: overhead at p50 = {overhead:.1f} ms (target ≤ {TARGET_OVERHEAD_MS:g} ms: {verdict})")
+    for mode in (m for m in QUEUE_MODES if m in results):
+        row = results[mode]
+        print(f"\nwhere the time goes, {mode} worker (each leg's own p50/p95; the means add up to the total mean; "
+              f"{row['polls_per_call']:.2f} reply polls per call):\n")
+        print("| leg | p50 ms | p95 ms | mean ms | what happens |")
+        print("| --- | ---: | ---: | ---: | --- |")
+        for leg in row["breakdown"]:
+            print(f"| {leg['from']} → {leg['to']} | {leg['p50_ms']:.1f} | {leg['p95_ms']:.1f} | "
+                  f"{leg['mean_ms']:.1f} | {leg['what']} |")
+        print("\nbeside it, on the same stack:\n")
+        print("| operation | p50 ms | p95 ms |")
+        print("| --- | ---: | ---: |")
+        for key, label in (("raw_sqs", "raw SQS send → an already waiting long poll returns"),
+                           ("dynamodb_get", "one DynamoDB GetItem (the job item) from the API's store"),
+                           ("reply_post", "a control reply POST with the runtime token (auth + put)")):
+            print(f"| {label} | {row[key]['p50_ms']:.1f} | {row[key]['p95_ms']:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200, help="timed calls per path (default 200)")
+    parser.add_argument("--modes", nargs="+", choices=QUEUE_MODES, default=list(QUEUE_MODES))
+    options = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    results = measure(options)
+    print(f"sandbox tool calls, {options.calls} calls per path, Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after, "
+          f"{time.monotonic() - started:.0f} s\n")
+    print_report(results)
+
+
+if __name__ == "__main__":
+    main()
