@@ -1,5 +1,8 @@
 """The FastAPI application: routers for both surfaces over the same domain services."""
 
+import importlib
+import threading
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -10,8 +13,7 @@ from app.errors import BerthError
 from app.logs import configure as configure_logging
 from app.logs import get_logger
 from app.middleware import RequestContextMiddleware
-from app.routers import (api_keys, api_runtime, api_sandboxes, docs, health, v1_auth, v1_cloud, v1_jobs,
-                         v1_matrixshell, v1_sandbox, v1_system)
+from app.routers import docs, liveness
 from app.settings import get_settings
 
 logger = get_logger("berth.app")
@@ -62,6 +64,65 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(request, 500, "internal error; quote the request id when reporting it")
 
 
+# Each route group is imported and included on the first request under one of its prefixes, so a
+# cold Lambda answering /v1/health builds only the liveness routes (docs/decisions.md, "Route
+# groups load on first use"). The OpenAPI document and its UI load every group first.
+ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("app.routers.v1_auth", ("/v1/auth",)),
+    ("app.routers.v1_jobs", ("/v1/jobs",)),
+    ("app.routers.v1_cloud", ("/v1/cloud",)),
+    ("app.routers.v1_sandbox", ("/v1/sandbox",)),
+    ("app.routers.v1_matrixshell", ("/v1/matrixshell",)),
+    ("app.routers.v1_system", ("/v1/ready", "/v1/policies", "/v1/system", "/v1/capabilities", "/v1/runtimes")),
+    ("app.routers.status", ("/status",)),
+    ("app.routers.api_keys", ("/api/auth/keys",)),
+    ("app.routers.api_sandboxes", ("/api/sandboxes", "/api/containers")),
+    ("app.routers.api_runtime", ("/api/runtime",)),
+)
+_EVERY_GROUP = ("/openapi.json", "/api-docs")
+
+
+class RouteGroups:
+    """Includes route groups into the app the first time a request needs them."""
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+        self.loaded: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ensure_for(self, path: str) -> None:
+        every = any(_under(path, prefix) for prefix in _EVERY_GROUP)
+        for module, prefixes in ROUTE_GROUPS:
+            if module not in self.loaded and (every or any(_under(path, p) for p in prefixes)):
+                self._include(module)
+
+    def ensure_all(self) -> None:
+        self.ensure_for("/openapi.json")
+
+    def _include(self, module: str) -> None:
+        with self._lock:
+            if module not in self.loaded:
+                self.app.include_router(importlib.import_module(module).router)
+                self.loaded.add(module)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class RouteGroupLoader:
+    """ASGI middleware: make sure the request's route group is included before routing."""
+
+    def __init__(self, app, groups: RouteGroups):
+        self.app = app
+        self.groups = groups
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            self.groups.ensure_for(scope["path"])
+        await self.app(scope, receive, send)
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging()
@@ -74,9 +135,9 @@ def create_app() -> FastAPI:
         openapi_url="/openapi.json",
     )
     _install_error_handlers(app)
-    for router in (health.router, v1_system.router, v1_auth.router, v1_jobs.router, v1_cloud.router,
-                   v1_sandbox.router, v1_matrixshell.router, api_keys.router, api_sandboxes.router,
-                   api_runtime.router, docs.router):
-        app.include_router(router)
+    app.include_router(liveness.router)
+    app.include_router(docs.router)
+    app.state.route_groups = RouteGroups(app)
+    app.add_middleware(RouteGroupLoader, groups=app.state.route_groups)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -176,8 +176,8 @@ def report(samples: dict, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10, help="starts per path (default 10)")
-    parser.add_argument("--poll-seconds", type=float, default=0.01,
-                        help="pause between GET .../tools while the sandbox starts (default 0.01)")
+    parser.add_argument("--poll-seconds", type=float, default=0.1,
+                        help="pause between GET .../tools while the sandbox starts (default 0.1)")
     options = parser.parse_args()
     load_before = os.getloadavg()[0]
     started = time.monotonic()

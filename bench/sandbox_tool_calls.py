@@ -15,7 +15,8 @@ call (no berth code is edited): when the request reached `sandboxes.call_tool`, 
 message's SQS send, the worker's reply arriving at `control.store_reply`, and the poll of
 `control.request` that found it. The worker's own share (its long poll returning, the call on the
 sandbox, its reply POST) is judged against figures taken beside it on the same stack: a raw SQS
-send → waiting long-poll round trip and timed reply POSTs with the worker's runtime token.
+send → waiting long-poll round trip, one DynamoDB GetItem, and timed reply POSTs with the
+worker's runtime token.
 
 Usage: python bench/sandbox_tool_calls.py [--calls 200] [--modes sqs lease]
 """
@@ -106,8 +107,18 @@ def running_worker(stack: LocalStack, account: Account, data_dir: Path, mode: st
             wait_for_registration(data_dir, process)
             yield process
         finally:
-            process.terminate()
-            process.wait(timeout=60)
+            stop_worker(process)
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    # An idle worker exits once its parked long polls return (up to LONG_POLL_SECONDS); one that
+    # still runs sandboxes (a failed run) gets its stop grace, then is killed.
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_for_registration(data_dir: Path, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -224,6 +235,15 @@ class ApiStamps:
         for owner, name, _ in self._targets:
             setattr(owner, name, self._originals[name])
 
+    def wait_complete(self, timeout: float = 5) -> None:
+        """The reply handler's thread stamps `reply_stored` after the put returns, which can be
+        after the polling request already answered: wait for the last one."""
+        deadline = time.monotonic() + timeout
+        while not all("reply_stored" in call for call in self.calls):
+            if time.monotonic() > deadline:
+                raise SystemExit("a tool call's reply was never stamped")
+            time.sleep(0.01)
+
     def _call_tool(self, *args, **kwargs):
         self._current = {"api_in": time.perf_counter(), "polls": 0}
         self.calls.append(self._current)
@@ -265,13 +285,15 @@ LEGS = (
     ("send_end", "reply_in", "worker: control long poll returns, parse, session.call_tool, reply POST "
                              "until the API's handler runs (runtime-token auth)"),
     ("reply_in", "reply_stored", "store the reply (DynamoDB put)"),
-    ("reply_stored", "found", "the API's reply poll notices it (sleeps 5 ms ×1.5 up to 50 ms)"),
+    ("reply_stored", "found", "the API's reply poll notices it (sleeps 5 ms ×1.5 up to 50 ms; slightly "
+                              "negative when a poll's GetItem overlapped the put's answer)"),
     ("found", "api_out", "build the answer"),
     ("api_out", "client_end", "serialise and HTTP out"),
 )
 
 
 def breakdown(samples: list[dict], stamps: ApiStamps) -> list[dict]:
+    stamps.wait_complete()
     moments = [{**sample, **stamped} for sample, stamped in zip(samples, stamps.calls, strict=True)]
     return [{"from": a, "to": b, "what": what, **summary_ms([m[b] - m[a] for m in moments])} for a, b, what in LEGS]
 

@@ -26,8 +26,6 @@ def proxy_auth(principal: User, sandbox_id: str) -> dict:
     return sandboxes.proxy_token(principal, sandbox_id)
 
 
-@router.api_route("/proxy/{sandbox_id}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
-                                                               "OPTIONS"])
 async def proxy(principal: User, sandbox_id: str, path: str, request: Request) -> Response:
     """Forward an HTTP request to the sandbox's streamable-HTTP server through its runtime."""
     from starlette.concurrency import run_in_threadpool
@@ -39,3 +37,9 @@ async def proxy(principal: User, sandbox_id: str, path: str, request: Request) -
         request.headers.get("x-berth-proxy-token"))
     response_headers = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED_HEADERS}
     return Response(base64.b64decode(answer.body_b64), status_code=answer.status, headers=response_headers)
+
+
+# One route per method, so each has its own operation id in the OpenAPI document.
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
+    router.add_api_route("/proxy/{sandbox_id}/{path:path}", proxy, methods=[_method],
+                         operation_id=f"proxy_{_method.lower()}", summary=f"Proxy {_method} to the sandbox")

@@ -1,4 +1,4 @@
-"""`/v1` health, readiness, version, policies, storage, capabilities and runtimes."""
+"""`/v1` readiness, policies, storage, capabilities and runtimes."""
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -9,21 +9,11 @@ from app.services import runtimes, system
 router = APIRouter(prefix="/v1", tags=["system"])
 
 
-@router.get("/health")
-def health() -> dict:
-    return system.liveness()
-
-
 @router.get("/ready")
 def ready() -> JSONResponse:
     """Core checks (table, queues, key, storage) and warnings; 503 when a core check fails."""
     is_ready, report = system.readiness(runtimes.all_runtimes_for_status)
     return JSONResponse(report, status_code=200 if is_ready else 503)
-
-
-@router.get("/version")
-def version() -> dict:
-    return system.version()
 
 
 @router.get("/policies")

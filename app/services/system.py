@@ -1,31 +1,12 @@
 """Health, readiness, version, policies, storage and capabilities."""
 
 import os
-import platform
 import shutil
 from pathlib import Path
 
 from app import __version__, aws
 from app.messages import RUNTIME_KINDS, SandboxPolicy
 from app.settings import Settings, get_settings
-
-
-def liveness() -> dict:
-    settings = get_settings()
-    return {"status": "ok", "runtime_id": "control-plane", "mode": settings.mode, "version": __version__}
-
-
-def version() -> dict:
-    settings = get_settings()
-    return {
-        "name": "berth",
-        "version": __version__,
-        "api_version": "0.2.0",
-        "commit": settings.build_commit,
-        "build_date": settings.build_date,
-        "mode": settings.mode,
-        "python": platform.python_version(),
-    }
 
 
 def policies(settings: Settings | None = None) -> dict:
