@@ -200,12 +200,14 @@ def timed_job(account: Account, stamps: SendStamps) -> dict:
 
 # Consecutive moments of a job's way to its start event, and what happens between them.
 LEGS = (
-    ("posting", "created", "POST in: routing, auth, payload validation"),
-    ("created", "sent", "create transaction, audit, meter, slot + assignment writes, SQS send"),
-    ("sent", "claimed", "SQS delivery to the worker, worker parses, claim request until the API stamps started_at"),
-    ("claimed", "start_at", "claim write + answer, worker's visibility change, spool open/append (fsync), "
-                            "event POST until the API stamps `at`"),
-    ("start_at", "seen", "store the event, SSE poll (100 ms) and delivery to the client"),
+    ("posting", "created", "POST in: routing, auth (GetItem), payload validation"),
+    ("created", "sent", "create TransactWriteItems (3 writes), audit PutItem, usage UpdateItem, 2 runtime Queries, "
+                        "slot and assignment UpdateItems, SendMessage"),
+    ("sent", "claimed", "SQS delivery, worker parses; claim POST: auth and job GetItems, until `started_at`"),
+    ("claimed", "start_at", "claim UpdateItem, last-seq Query, answer; worker: visibility change (SQS), spool "
+                            "open and append; event POST: auth and job GetItems, until `at`"),
+    ("start_at", "seen", "event PutItem; SSE poll (sleeps 100 ms between an events Query and a job GetItem); "
+                         "delivery"),
 )
 
 
@@ -324,11 +326,11 @@ class MotoFailures(logging.Handler):
     botocore retries them, with backoff, so they show up as latency."""
 
     def __init__(self):
-        super().__init__(logging.ERROR)
+        super().__init__()  # any level: werkzeug adds a stderr handler of its own if none would take its lines
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
+        self.count += record.levelno >= logging.ERROR
 
     @contextmanager
     def counting(self):

@@ -39,6 +39,7 @@ class StackOptions:
     worker: bool = True
     sweep_interval: float = 5.0
     snapshot_interval: float = 30.0
+    ttl_interval: float = 60.0  # how often expired items are deleted, standing in for DynamoDB TTL
     worker_args: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)  # extra BERTH_* settings for API and worker
 
@@ -173,6 +174,7 @@ class LocalStack:
             ("sweeper", self.options.sweep_interval, self._sweep_once),
             ("dead-letters", min(self.options.sweep_interval, 2.0), self._drain_dead_letters),
             ("snapshot", self.options.snapshot_interval, self.save_state),
+            ("ttl", self.options.ttl_interval, self._delete_expired),
         ):
             thread = threading.Thread(target=self._every, args=(interval, task), name=name, daemon=True)
             thread.start()
@@ -201,6 +203,12 @@ class LocalStack:
             dead_letter(message.body, message.receive_count)
             queues.delete(url, message.receipt)
 
+    @staticmethod
+    def _delete_expired() -> None:
+        from app.store import get_store
+
+        get_store().table.delete_expired()
+
     def save_state(self) -> int:
         from app.local import snapshot
         from app.settings import get_settings
@@ -221,8 +229,10 @@ class LocalStack:
         return secret
 
     def worker_command(self, data_dir: Path, join_token: str | None, *extra: str) -> list[str]:
+        # A 5 s long poll: prompt enough for jobs, and Ctrl-C does not wait out a 20 s receive.
         command = [sys.executable, "-m", "workers", "--api", self.api_url, "--data-dir", str(data_dir),
-                   "--queue-mode", "sqs", "--name", "local-worker", *self.options.worker_args, *extra]
+                   "--queue-mode", "sqs", "--name", "local-worker", "--poll-wait-seconds", "5",
+                   *self.options.worker_args, *extra]
         if join_token:
             command += ["--join-token", join_token]
         return command

@@ -31,6 +31,7 @@ def request(job: dict, action: str, arguments: dict, timeout: float) -> ControlR
     while clock.now() < deadline:
         reply = store.jobs.get_reply(job["workspace_id"], request_id)
         if reply is not None:
+            store.jobs.delete_reply(job["workspace_id"], request_id)  # read once; keep the table small
             return ControlReply(ok=reply["ok"], result=reply.get("result", {}), error=reply.get("error", ""),
                                 code=reply.get("code", ""))
         time.sleep(pause)

@@ -106,3 +106,6 @@ class Jobs:
 
     def get_reply(self, workspace_id: str, request_id: str) -> dict | None:
         return self.table.get(workspace_pk(workspace_id), f"REPLY#{request_id}")
+
+    def delete_reply(self, workspace_id: str, request_id: str) -> None:
+        self.table.delete(workspace_pk(workspace_id), f"REPLY#{request_id}")

@@ -315,6 +315,17 @@ class Table:
                 response = self._client.batch_write_item(RequestItems=pending)
                 pending = response.get("UnprocessedItems") or {}
 
+    def delete_expired(self, now: int | None = None) -> int:
+        """Delete items whose TTL has passed, as DynamoDB's TTL process does in AWS (moto never
+        does). Only the local stack calls it; a condition keeps an item renewed meanwhile."""
+        now = now or _now()
+        expired = [item for item in self.scan_all() if item.get(TTL_ATTRIBUTE) is not None
+                   and item[TTL_ATTRIBUTE] <= now]
+        deleted = 0
+        for item in expired:
+            deleted += self.delete(item["pk"], item["sk"], condition=Condition(below={TTL_ATTRIBUTE: now + 1}))
+        return deleted
+
     def scan_all(self) -> list[dict]:
         """Every stored item, expired ones included (snapshots of the local stack)."""
         items: list[dict] = []

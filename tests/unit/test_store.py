@@ -102,3 +102,12 @@ def test_counters_increment_atomically_and_create_when_missing(table):
     for _ in range(3):
         table.increment("WS#a", "U#1", add={"amount": 2}, set={"kind": "jobs"})
     assert table.get("WS#a", "U#1")["amount"] == 6
+
+
+def test_delete_expired_removes_only_what_has_expired(table):
+    now = int(time.time())
+    table.put({"pk": "WS#a", "sk": "R#old", "expires_epoch": now - 10})
+    table.put({"pk": "WS#a", "sk": "R#new", "expires_epoch": now + 3600})
+    table.put({"pk": "WS#a", "sk": "R#forever"})
+    assert table.delete_expired(now) == 1
+    assert {i["sk"] for i in table.scan_all()} == {"R#new", "R#forever"}

@@ -167,6 +167,13 @@ def _namespace_args(policy: SandboxPolicy, uid: int | None) -> list[str]:
 
 def _filesystem_args(workdir: str, runtime_dirs: list[str], policy: SandboxPolicy) -> list[str]:
     mounts = _Mounts()
+    # The private /tmp and /dev/shm come first: a later mount would hide anything bound below
+    # them (a Python or a tool directory under /tmp). Both are memory, bounded like a process's.
+    tmpfs_size = str(policy.memory_mb * 1024 * 1024)
+    mounts.args += ["--proc", "/proc", "--dev", "/dev",
+                    "--perms", "1777", "--size", tmpfs_size, "--tmpfs", "/tmp",
+                    "--perms", "1777", "--size", tmpfs_size, "--tmpfs", "/dev/shm"]
+    mounts.made.update({"/proc", "/dev", "/tmp", "/dev/shm"})  # exist already; keep their modes
     mounts.ro_bind("/usr")
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
@@ -179,12 +186,7 @@ def _filesystem_args(workdir: str, runtime_dirs: list[str], policy: SandboxPolic
     for directory in sorted(runtime_dirs):  # a parent before anything inside it
         mounts.ro_bind(directory)
     mounts.ro_bind(os.path.abspath(__file__), LAUNCHER_IN_SANDBOX)
-    # /tmp and /dev/shm are memory: each bounded like a process's memory.
-    tmpfs_size = str(policy.memory_mb * 1024 * 1024)
-    mounts.args += ["--proc", "/proc", "--dev", "/dev",
-                    "--perms", "1777", "--size", tmpfs_size, "--tmpfs", "/tmp",
-                    "--perms", "1777", "--size", tmpfs_size, "--tmpfs", "/dev/shm",
-                    "--bind", workdir, SANDBOX_HOME]
+    mounts.args += ["--bind", workdir, SANDBOX_HOME]
     return mounts.args
 
 
