@@ -58,6 +58,7 @@ class LocalStack:
         self.worker: subprocess.Popen | None = None
         self.restored_items = 0
         self.restore_seconds = 0.0
+        self._previous_environment: dict[str, str | None] = {}
 
     # --- environment ------------------------------------------------------------------------
 
@@ -79,8 +80,11 @@ class LocalStack:
         }
 
     def _apply_environment(self) -> None:
-        os.environ.update(self.aws_environment())
-        os.environ.update(self.berth_environment())
+        wanted = {**self.aws_environment(), **self.berth_environment()}
+        # Remembered so stop() can put the process back as it was: a second stack in the same
+        # process (the tests start several) must not inherit this one's settings.
+        self._previous_environment = {name: os.environ.get(name) for name in wanted}
+        os.environ.update(wanted)
         from app import aws, queues
         from app.settings import get_settings
         from app.store import get_store
@@ -116,6 +120,12 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
         self._moto.start()
         _wait_for_port(self.options.moto_port)
+        # moto's backends live in the process, not in the server: a stack started after another
+        # in the same process would see its tables and queues. Each stack is a fresh AWS; state
+        # comes back only from the snapshot.
+        import httpx
+
+        httpx.post(f"{self.moto_url}/moto-api/reset", timeout=10).raise_for_status()
 
     def _provision(self) -> None:
         from app import aws, queues
@@ -265,6 +275,17 @@ class LocalStack:
             thread.join(timeout=10)
         if self._moto is not None:
             self._moto.stop()
+        self._restore_environment()
+
+    def _restore_environment(self) -> None:
+        for name, value in self._previous_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        from app.settings import get_settings
+
+        get_settings.cache_clear()
 
 
 def _wait_for_port(port: int, timeout: float = 20.0) -> None:
