@@ -31,7 +31,11 @@ system-packages:
 
 bench: install
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/restart_state.py
 	$(BIN)/python bench/dispatch_latency.py
+	$(BIN)/python bench/sandbox_tool_calls.py
+	$(BIN)/python bench/sandbox_start.py
+	$(BIN)/python bench/sandbox_memory.py
 
 lint-template: install
 	$(BIN)/cfn-lint template.yaml
