@@ -185,6 +185,7 @@ class LocalStack:
             ("dead-letters", min(self.options.sweep_interval, 2.0), self._drain_dead_letters),
             ("snapshot", self.options.snapshot_interval, self.save_state),
             ("ttl", self.options.ttl_interval, self._delete_expired),
+            ("moto-tracking", 5.0, self._forget_moto_instances),
         ):
             thread = threading.Thread(target=self._every, args=(interval, task), name=name, daemon=True)
             thread.start()
@@ -212,6 +213,18 @@ class LocalStack:
         for message in queues.receive(url, max_messages=10, wait_seconds=0, visibility_seconds=30):
             dead_letter(message.body, message.receive_count)
             queues.delete(url, message.receipt)
+
+    @staticmethod
+    def _forget_moto_instances() -> None:
+        """moto records every model object it ever creates (for its dashboard), and a DynamoDB
+        transaction deep-copies the whole table first, so without this the process keeps every
+        item of every transaction: 1.9 GB after 240 jobs in a measurement. Nothing of berth's
+        reads those records."""
+        from moto.core.base_backend import model_data
+
+        for models in model_data.values():
+            for model in models.values():
+                model.instances_tracked.clear()
 
     @staticmethod
     def _delete_expired() -> None:
