@@ -89,19 +89,11 @@ def epoch(iso: str) -> float:
 def running_stack(scratch: Path, sweep_interval: float):
     options = StackOptions(data_dir=scratch / "stack", port=free_port(), moto_port=free_port(), worker=False,
                            sweep_interval=sweep_interval, snapshot_interval=3600, environment=dict(STACK_SETTINGS))
-    stack = LocalStack(options).start()
+    stack = LocalStack(options).start()  # which resets moto: each stack starts empty
     try:
         yield stack
     finally:
         stack.stop()
-        reset_moto()
-
-
-def reset_moto() -> None:
-    """moto keeps its state per process, not per server: empty it so the next stack starts fresh."""
-    from moto.core.base_backend import BackendDict
-
-    BackendDict.reset()
 
 
 @contextmanager
