@@ -32,7 +32,7 @@ system-packages:
 bench: install
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/restart_state.py
-	$(BIN)/python bench/dispatch_latency.py
+	$(BIN)/python bench/dispatch_latency.py --jobs 50 --throughput-jobs 20
 	$(BIN)/python bench/sandbox_tool_calls.py
 	$(BIN)/python bench/sandbox_start.py
 	$(BIN)/python bench/sandbox_memory.py

@@ -314,8 +314,9 @@ def job_message_body() -> str:
 
 class MotoFailures(logging.Handler):
     """Counts requests the moto server answered with a 500 (werkzeug logs each with its traceback):
-    its TransactWriteItems copies the table while other threads write to it, and sometimes fails.
-    botocore retries them, with backoff, so they show up as latency."""
+    moto is not safe under concurrent writes (a TransactWriteItems copying the table, or a query
+    sorting an index, while another thread changes it). botocore retries them, with backoff, so
+    they show up as latency."""
 
     def __init__(self):
         super().__init__()  # any level: werkzeug adds a stderr handler of its own if none would take its lines
@@ -427,7 +428,7 @@ def main() -> None:
                "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                "seconds": round(time.monotonic() - started, 1)}
     if options.json:
-        print(json.dumps({"modes": results, "target_ratio": TARGET_RATIO, "machine": machine}, indent=2))
+        print(json.dumps({**results, "target_ratio": TARGET_RATIO, "machine": machine}, indent=2))
         return
     print(f"dispatch latency, {options.jobs} jobs per mode, Python {machine['python']}, {machine['cpus']} CPUs, "
           f"load average {machine['load_average'][0]:.1f} before / {machine['load_average'][1]:.1f} after, "

@@ -4,7 +4,7 @@ Each start is a fresh Python process, as `berth up` is, so moto's in-process sta
 every start pays the same imports. Per run and per `--items` count K:
 
   1. a process on an empty data dir times `LocalStack.start()` (the baseline: nothing to
-     restore), times one job-sized TransactWriteItems, puts K items (~300 B each, shaped like
+     restore), times one job-sized TransactWriteItems, puts K items (about 340 B each, shaped like
      jobs and their events) with `Table.batch_put`, times `save_state()` (what `stop()` and the
      30 s timer write) and then `stop()`, which saves once more;
   2. a second process on the same data dir times `start()` again (restore), reads
