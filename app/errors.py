@@ -67,6 +67,11 @@ class GatewayTimeout(BerthError):
 
 
 class ConditionFailed(Conflict):
-    """A conditional write lost: the item changed (or exists) since it was read."""
+    """A conditional write lost: the item changed (or exists) since it was read. For a
+    transaction, `failed` holds the positions of the writes whose condition failed."""
 
     default_message = "the item changed concurrently; retry"
+
+    def __init__(self, message: str | None = None, failed: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.failed = failed

@@ -11,8 +11,9 @@ import os
 import shlex
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class JobType(str, Enum):
@@ -116,6 +117,7 @@ class JobMessage(_Strict):
     expires_at: float  # epoch seconds; the worker stops the job at this time
     dispatch: int = 1  # how many times the API has sent this job (re-dispatch after failover)
     policy: SandboxPolicy | None = None  # for jobs that run sandboxes
+    start_seq: int = 0  # where the claim's `start` event goes, if known at dispatch (0: the API looks it up)
 
 
 class ControlMessage(_Strict):
@@ -141,6 +143,26 @@ class QueueEnvelope(_Strict):
 # --- runtime HTTP bodies ---------------------------------------------------------------------
 
 
+def _check_control_url(url: str) -> str:
+    if any(character.isspace() or not character.isprintable() for character in url):
+        raise ValueError("control_url must not contain spaces or control characters")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    except ValueError:
+        raise ValueError("control_url has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("control_url must be an http:// or https:// URL with a host")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("control_url must not carry credentials, a query or a fragment")
+    return url
+
+
+# Where the worker's direct control endpoint answers (workers.control_server); the API POSTs
+# signed control messages to `<control_url>/control`.
+ControlUrl = Annotated[str, Field(min_length=8, max_length=300), AfterValidator(_check_control_url)]
+
+
 class GpuInfo(BaseModel):
     name: str = Field(max_length=200)
     memory_mb: int = Field(ge=0)
@@ -157,6 +179,7 @@ class RegisterRequest(_Strict):
     free_disk_bytes: int = Field(default=0, ge=0)
     version: str = Field(default="", max_length=100)
     queue_mode: Literal["sqs", "lease"] = "lease"
+    control_url: ControlUrl | None = None
 
 
 class RegisterResponse(BaseModel):
@@ -175,6 +198,7 @@ class HeartbeatRequest(_Strict):
     free_disk_bytes: int | None = Field(default=None, ge=0)
     load: float | None = Field(default=None, ge=0)
     draining: bool = False
+    control_url: ControlUrl | None = None  # sent every time: a restarted worker may listen elsewhere
 
 
 class HeartbeatResponse(BaseModel):
@@ -210,11 +234,14 @@ class ClaimRequest(_Strict):
     dispatch: int = Field(ge=1)
     worker_id: str = Field(min_length=1, max_length=100)
     lease_seconds: int = Field(default=60, ge=5, le=3600)
+    attempt: int = Field(default=1, ge=1)  # the message's receive count
+    start_seq: int = Field(default=0, ge=0)  # copied from the JobMessage
 
 
 class ClaimResponse(BaseModel):
     """Whether this delivery may run the job; `claimed: false` means drop the message.
 
+    A granted claim has recorded the job's `start` event; the claimant's events go from `next_seq`.
     A claim is a lease: it lapses unless renewed (`/lease`), so a job whose worker died can be
     claimed again by the next delivery. `claim_id` fences every later write of the claimant.
     """
@@ -321,3 +348,52 @@ def verify_proxy_token(key: str, token: str, now: float) -> dict[str, Any]:
     if not isinstance(claims, dict) or claims.get("exp", 0) <= now:
         raise SandboxRejected("proxy token has expired")
     return claims
+
+
+# --- direct control requests -------------------------------------------------------------------
+# The API may POST a ControlMessage straight to a worker's control endpoint instead of queueing
+# it. The request is signed like a proxy token, with the runtime token's digest as the key, over
+# a timestamp and the exact body: `X-Berth-Signature: t=<epoch seconds>,v1=<hex HMAC-SHA256 of
+# "<t>.<body>">`. The worker also refuses a request id it has already seen (see
+# workers.control_server), so a captured request cannot be played again.
+
+CONTROL_SIGNATURE_HEADER = "X-Berth-Signature"
+CONTROL_SIGNATURE_TOLERANCE_SECONDS = 30
+# The API refuses request bodies over settings.max_body_bytes (1 MiB by default); a control
+# message carries at most one such body, base64-encoded for a proxied request (4/3), plus its
+# envelope, so twice that bounds every message the API can send.
+CONTROL_BODY_MAX_BYTES = 2 * 1_048_576
+
+
+class ControlRequestRejected(Exception):
+    """A direct control request is unsigned, forged, stale or past its deadline; the message says which."""
+
+
+def _control_mac(key: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def sign_control_request(key: str, body: bytes, now: float) -> str:
+    """The signature header value for `body`, sent at `now`."""
+    timestamp = int(now)
+    return f"t={timestamp},v1={_control_mac(key, timestamp, body)}"
+
+
+def verify_control_request(key: str, signature: str | None, body: bytes, now: float) -> ControlMessage:
+    """The signed control message; ControlRequestRejected when the signature is missing or forged,
+    its timestamp is more than CONTROL_SIGNATURE_TOLERANCE_SECONDS off, or the message is past its
+    deadline; ValueError when a correctly signed body is not a control message."""
+    if not signature:
+        raise ControlRequestRejected("the request is not signed")
+    fields = dict(part.strip().partition("=")[::2] for part in signature.split(","))
+    timestamp, mac = fields.get("t", ""), fields.get("v1", "")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or not mac:
+        raise ControlRequestRejected("the signature is malformed")
+    if not hmac.compare_digest(mac.encode(), _control_mac(key, int(timestamp), body).encode()):
+        raise ControlRequestRejected("the signature is invalid")
+    if abs(now - int(timestamp)) > CONTROL_SIGNATURE_TOLERANCE_SECONDS:
+        raise ControlRequestRejected("the signature's timestamp is too far from this runtime's clock")
+    message = ControlMessage.model_validate_json(body)
+    if message.deadline <= now:
+        raise ControlRequestRejected("the request is past its deadline")
+    return message

@@ -49,7 +49,10 @@ class Settings(BaseSettings):
     job_max_receives: int = 5
     dispatch_stale_seconds: int = 60
     sse_window_seconds: float = 25.0  # under API Gateway's 29 s cut
+    sse_poll_seconds: float = 0.5  # how often a stream reads the table when no event reached it in-process
     sweep_interval_seconds: float = 5.0
+    # How stale an in-process read of a credential or the runtime list may be (0 turns caching off).
+    read_cache_seconds: float = 5.0
 
     # Policy: the guardrails /v1/policies reports and the workers enforce.
     max_ttl_seconds: int = 3600

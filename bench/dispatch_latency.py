@@ -1,27 +1,38 @@
 """Dispatch latency on the local stack (issue 3).
 
-Measured: `POST /v1/jobs` (model.inspect on the demo Llama repo of a local hub) to the worker's
+Measured: `POST /v1/jobs` (model.inspect on the demo Llama repo of a local hub) to the job's
 `job`/`start` event seen on the job's SSE stream, over `--jobs` jobs run one after another (each
 followed to its final event before the next is posted, so samples do not overlap), for a worker
 reading SQS directly (`--queue-mode sqs`) and one leasing through the API (`lease`). The worker
 long-polls (20 s) with 4 slots, so it is already waiting when a job's message arrives.
 
+The path measured: `POST /v1/jobs` stores the job, its `queued` event, the workspace's open-job
+counter, the audit record, the usage count and the slot on the chosen runtime (candidates from
+the runtime listing, cached in-process for `read_cache_seconds`) in one TransactWriteItems, then
+sends the job's SQS message. The worker's claim (`POST .../claim`) records the `start` event in
+the same transaction that grants the claim — the worker posts no `start` of its own — so the
+job's `started_at` and the start event's `at` are the same moment. The stored event wakes the SSE
+stream in-process (app.services.event_feed: the API, its streams and the claim share this
+process); a stream reads the table only when nothing reached it within `sse_poll_seconds`
+(0.5 s), so the observed figure carries no polling delay.
+
 Baseline, in the same run and on the same moto server: the raw SQS round trip, SendMessage to the
 return of a ReceiveMessage long poll (WaitTimeSeconds 20) that was already waiting on a fresh
 queue. Target: berth p50 ≤ 3× the raw p50.
 
-The SSE endpoint polls DynamoDB every 100 ms (`app.services.jobs.stream_events`), so the observed
-figure carries up to 100 ms of observation delay. The server-side figure beside it — the stored
-start event's `at` minus the job's `created_at` — leaves that out, and the breakdown splits each
-job along the timestamps berth stores (plus one the bench takes itself: the API runs in this
-process, so `app.queues.send` is wrapped to note when each job's message went to SQS).
+Beside the observed figure, the server-side one — the stored start event's `at` minus the job's
+`created_at` — leaves out the POST's way in, the claim's transaction and the SSE delivery. The
+breakdown splits each job along the timestamps berth stores (plus one the bench takes itself: the
+API runs in this process, so `app.queues.send` is wrapped to note when each job's message went to
+SQS): posting → created → sent → start recorded (the claim; `started_at` = the event's `at`) →
+seen.
 
 Throughput: `--throughput-jobs` jobs posted back to back by one client, timed from the first POST
 to the last job's `finished_at`: jobs/s through one worker with `--slots` slots.
 
-Every queue mode and the throughput burst get a fresh stack: moto copies the whole table on each
-TransactWriteItems, so jobs get slower as the table fills, and a stack that had already run other
-jobs would be slower for that reason alone. The report shows that drift (first and last tenth).
+Every queue mode and the throughput burst get a fresh stack, so none runs on a table another
+filled (a fuller table makes moto's queries slower). The report shows any drift within a mode
+(first and last tenth).
 
 Usage: python bench/dispatch_latency.py [--jobs 200] [--throughput-jobs 100] [--slots 4] [--json]
 """
@@ -190,16 +201,18 @@ def timed_job(account: Account, stamps: SendStamps) -> dict:
             "sent": stamps.sent[job_id], "claimed": epoch(job["started_at"]), "start_at": start_at, "seen": seen}
 
 
-# Consecutive moments of a job's way to its start event, and what happens between them.
+# Consecutive moments of a job's way to its start event, and what happens between them. The claim
+# stamps `started_at` and the start event's `at` with the same clock reading, so `claimed` is not
+# a moment of its own: `start_at` stands for both (the report checks they agree).
 LEGS = (
-    ("posting", "created", "POST in: routing, auth (GetItem), payload validation"),
-    ("created", "sent", "create TransactWriteItems (3 writes), audit PutItem, usage UpdateItem, 2 runtime Queries, "
-                        "slot and assignment UpdateItems, SendMessage"),
-    ("sent", "claimed", "SQS delivery, worker parses; claim POST: auth and job GetItems, until `started_at`"),
-    ("claimed", "start_at", "claim UpdateItem, last-seq Query, answer; worker: visibility change (SQS), spool "
-                            "open and append; event POST: auth and job GetItems, until `at`"),
-    ("start_at", "seen", "event PutItem; SSE poll (sleeps 100 ms between an events Query and a job GetItem); "
-                         "delivery"),
+    ("posting", "created", "POST in: routing, session auth (credential cached), payload validation"),
+    ("created", "sent", "runtime candidates (listing cached), one TransactWriteItems (job, `queued` event, "
+                        "open-job counter, audit record, usage count, runtime slot), SendMessage"),
+    ("sent", "start_at", "SQS delivery to the waiting long poll (lease: the API's, then its answer to the "
+                         "worker), worker parses; claim POST: routing, runtime-token auth (cached), until the "
+                         "claim reads the clock for `started_at`/`at`"),
+    ("start_at", "seen", "claim TransactWriteItems (claim + `start` event), the stored event handed to the "
+                         "waiting SSE stream in-process, frame delivery"),
 )
 
 
@@ -224,6 +237,7 @@ def latency_row(account: Account, jobs: int) -> dict:
         "items_after": stored_items(),
         "server_side": summary_ms([s["start_at"] - s["created"] for s in samples]),
         "post_answered": summary_ms([s["posted"] - s["posting"] for s in samples]),
+        "claim_vs_start_max_ms": round(max(abs(s["start_at"] - s["claimed"]) for s in samples) * 1000, 1),
         "breakdown": [{"from": a, "to": b, "what": what, **summary_ms([s[b] - s[a] for s in samples])}
                       for a, b, what in LEGS],
     }
@@ -313,10 +327,10 @@ def job_message_body() -> str:
 
 
 class MotoFailures(logging.Handler):
-    """Counts requests the moto server answered with a 500 (werkzeug logs each with its traceback):
-    moto is not safe under concurrent writes (a TransactWriteItems copying the table, or a query
-    sorting an index, while another thread changes it). botocore retries them, with backoff, so
-    they show up as latency."""
+    """Counts requests the moto server answered with a 500 (werkzeug logs each with its traceback).
+    moto's DynamoDB is not safe under concurrent requests; the local stack serialises them
+    (app.local.moto_fidelity), so this should stay 0. botocore would retry any, with backoff, so
+    they would show up as latency."""
 
     def __init__(self):
         super().__init__()  # any level: werkzeug adds a stderr handler of its own if none would take its lines
@@ -394,6 +408,8 @@ def print_report(results: dict, options) -> None:
         print(f"  POST answered in p50 {row['post_answered']['p50_ms']:.1f} ms; observed p50 of the first tenth "
               f"{row['first_tenth_p50_ms']:.0f} ms, of the last {row['last_tenth_p50_ms']:.0f} ms "
               f"({row['items_after']} items stored by then); moto failed {row['moto_failures']} requests (retried)")
+        print(f"  job `started_at` vs start event `at`: at most {row['claim_vs_start_max_ms']:.1f} ms apart "
+              f"(recorded by the claim, in one transaction)")
     for mode, row in modes.items():
         print(f"\nwhere the time goes, {mode} worker (p50 and p95 of each leg on its own: they do not add up):\n")
         print("| leg | p50 ms | p95 ms | what happens |")

@@ -1,8 +1,9 @@
 """Worker memory with idle sandboxes, on the local stack (issue 4, benchmark 3).
 
-One worker (`--queue-mode sqs`, `--max-concurrent-jobs 24`, long polls parked) is measured by
-its own VmRSS (/proc/PID/status: the worker process alone; the sandboxed servers are processes of
-their own and not counted):
+One worker (`--queue-mode sqs`, `--max-concurrent-jobs 24`, long polls parked, serving
+`--control-listen 127.0.0.1:0`: a sandbox worker as the local stack deploys it, its control
+endpoint's server included) is measured by its own VmRSS (/proc/PID/status: the worker process
+alone; the sandboxed servers are processes of their own and not counted):
 
   0 sandboxes, cold    registered and idle, before any sandbox ran (the baseline)
   0 sandboxes, warm    after one sandbox started and ended: what a first sandbox leaves behind
@@ -93,7 +94,7 @@ def start_sandboxes(account: Account, count: int) -> list[str]:
 def measure(count: int, scratch: Path) -> dict:
     with running_stack(scratch) as stack, httpx.Client(base_url=stack.api_url, timeout=60) as client:
         account = new_account(client)
-        with running_worker(stack, account, scratch / "worker", slots=SLOTS) as worker:
+        with running_worker(stack, account, scratch / "worker", slots=SLOTS, direct_control=True) as worker:
             figures = {"cold": worker_rss(worker.pid)}
             end_sandboxes(account, start_sandboxes(account, 1))
             figures["warm"] = worker_rss(worker.pid)

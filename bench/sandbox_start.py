@@ -1,9 +1,13 @@
 """Sandbox start to tools listed, on the local stack (issue 4, benchmark 2).
 
-Measured, `--rounds` times: `POST /v1/sandbox/sessions` for the echo server, then
-`GET /v1/sandbox/sessions/{id}/tools` every `--poll-seconds` until it answers 200 — wall time from
-the POST to that answer. One worker (`--queue-mode sqs`, long polls parked) runs the sandboxes;
-each is deleted, and its job final, before the next round.
+Measured, `--rounds` times: `POST /v1/sandbox/sessions` for the echo server, then one
+`GET /v1/sandbox/sessions/{id}/tools?wait_seconds=20` — a readiness wait: the API holds the
+request until the server has left `starting` (woken by the worker's `sandbox` event), then lists
+its tools — wall time from the POST to its 200. Only a 409 while the sandbox is still `starting`
+is retried (another wait); the requests are counted. One worker (`--queue-mode sqs`, long polls
+parked, serving `--control-listen 127.0.0.1:0` as a sandbox worker does locally, so the listing
+is a direct control request) runs the sandboxes; each is deleted, and its job final, before the
+next round.
 
 Baseline, in the same run: a direct `mcp` client start of the same server script on the same
 interpreter — `stdio_client` spawn, `ClientSession.initialize()`, `list_tools()`. Target: berth
@@ -12,8 +16,9 @@ median ≤ 1.2× the direct median. For understanding, the in-process `SandboxSe
 The three run in a rotating order each round, so drift on the machine falls on all alike.
 
 The API's round is split along the timestamps berth stores (the job's `created_at` and
-`started_at`, the `at` of the worker's `sandbox`/`running` event; milliseconds, the API's clock,
-which is this process's) and the moment the bench saw the first 200.
+`started_at` — the claim, which also records the `start` event —, the `at` of the worker's
+`sandbox`/`running` event; milliseconds, the API's clock, which is this process's) and the
+moments the bench took around its requests.
 
 Usage: python bench/sandbox_start.py [--rounds 10]
 """
@@ -45,6 +50,7 @@ from workers.sandbox.session import SandboxSession  # noqa: E402
 
 TARGET_RATIO = 1.2
 START_TIMEOUT_SECONDS = 60
+WAIT_SECONDS = 20  # the readiness wait each GET .../tools asks for (the API allows up to 25)
 
 
 def epoch(iso: str) -> float:
@@ -54,25 +60,27 @@ def epoch(iso: str) -> float:
 # --- the three ways to start a server ---------------------------------------------------------
 
 
-def through_api(account: Account, poll_seconds: float) -> dict:
-    """POST a sandbox, poll its tools until 200; the moments of the round (epoch seconds)."""
+def through_api(account: Account) -> dict:
+    """POST a sandbox, then wait for its tools with the API's readiness wait; the moments of the
+    round (epoch seconds) and the number of GET .../tools it took."""
     posting = time.time()
     session_id = create_sandbox(account)
     posted = time.time()
-    polls = 0
+    requests = 0
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        polls += 1
-        response = account.get(f"/v1/sandbox/sessions/{session_id}/tools")
+    while True:
+        requests += 1
+        response = account.get(f"/v1/sandbox/sessions/{session_id}/tools", params={"wait_seconds": WAIT_SECONDS})
         if response.status_code == 200:
             break
-        if response.status_code != 409:  # 409: not running yet
-            raise SystemExit(f"listing tools failed: {response.status_code} {response.text}")
-        time.sleep(poll_seconds)
-    else:
-        raise SystemExit(f"sandbox {session_id} listed no tools within {START_TIMEOUT_SECONDS} s")
+        state = account.get(f"/v1/sandbox/sessions/{session_id}").json()["state"] if response.status_code == 409 \
+            else None
+        if state != "starting":  # only a server still starting is worth another wait
+            raise SystemExit(f"listing tools failed: {response.status_code} {response.text} (state {state})")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"sandbox {session_id} listed no tools within {START_TIMEOUT_SECONDS} s")
     listed = time.time()
-    moments = {"posting": posting, "posted": posted, "listed": listed, "polls": polls,
+    moments = {"posting": posting, "posted": posted, "listed": listed, "requests": requests,
                **server_moments(account, session_id)}
     end_sandboxes(account, [session_id])
     return moments
@@ -115,23 +123,26 @@ async def sandbox_session_start(scratch: Path) -> float:
 
 # Consecutive moments of an API round, and what happens between them.
 LEGS = (
-    ("posting", "created", "POST in: auth, policy check"),
-    ("created", "posted", "job transaction, dispatch (SQS send), the answer"),
-    ("posted", "claimed", "the worker's job long poll returns, claim"),
-    ("claimed", "running_event", "work dir, bubblewrap spawn, initialize, list_tools, `sandbox` event POST"),
-    ("running_event", "listed", "the bench's next GET .../tools (a control round trip) answers 200"),
+    ("posting", "created", "POST in: auth (credential cached), policy check"),
+    ("created", "posted", "one transaction (job, `queued` event, counters, audit, usage, runtime slot), "
+                          "SQS send of the job, the answer"),
+    ("posted", "claimed", "the worker's job long poll returns, claim POST until `started_at`"),
+    ("claimed", "running_event", "claim transaction (with the `start` event); work dir, bubblewrap spawn, "
+                                 "initialize, list_tools, `sandbox` event POST"),
+    ("running_event", "listed", "the readiness wait of the GET .../tools?wait_seconds wakes on the stored event, "
+                                "then one direct tools.list to the worker's control endpoint answers 200"),
 )
 
 
-def measure(rounds: int, poll_seconds: float, scratch: Path) -> dict:
+def measure(rounds: int, scratch: Path) -> dict:
     samples = {"api": [], "direct": [], "sandbox_session": []}
     with running_stack(scratch) as stack, httpx.Client(base_url=stack.api_url, timeout=60) as client:
         account = new_account(client)
-        with running_worker(stack, account, scratch / "worker"):
-            through_api(account, poll_seconds)  # warm-up: first imports and connections on every hop
+        with running_worker(stack, account, scratch / "worker", direct_control=True):
+            through_api(account)  # warm-up: first imports and connections on every hop
             asyncio.run(direct_start())
             asyncio.run(sandbox_session_start(scratch))
-            runs = {"api": lambda: through_api(account, poll_seconds),
+            runs = {"api": lambda: through_api(account),
                     "direct": lambda: asyncio.run(direct_start()),
                     "sandbox_session": lambda: asyncio.run(sandbox_session_start(scratch))}
             order = list(runs)
@@ -155,7 +166,7 @@ def report(samples: dict, rounds: int) -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for key, label in (("direct", "direct `mcp` client: spawn, initialize, list_tools (baseline)"),
                        ("sandbox_session", "in-process `SandboxSession.start()` + `list_tools()` (bubblewrap)"),
-                       ("api", "berth API: POST session → GET .../tools answers 200")):
+                       ("api", "berth API: POST session → GET .../tools?wait_seconds answers 200")):
         values = figures[key]
         print(f"| {label} | {len(values)} | {median_ms(values):.1f} | {min(values) * 1000:.1f} | "
               f"{max(values) * 1000:.1f} | {median_ms(values) / direct:.2f} |")
@@ -163,7 +174,8 @@ def report(samples: dict, rounds: int) -> None:
     verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
     print(f"\nberth ÷ direct = {ratio:.2f}× (target ≤ {TARGET_RATIO:g}×: {verdict}); "
           f"bubblewrap alone {median_ms(figures['sandbox_session']) / direct:.2f}×; "
-          f"{statistics.median(s['polls'] for s in api):g} GET .../tools per round (median)")
+          f"GET .../tools?wait_seconds={WAIT_SECONDS} per round: median "
+          f"{statistics.median(s['requests'] for s in api):g}, max {max(s['requests'] for s in api)}")
     print(f"\nwhere an API round's time goes ({rounds} rounds; medians of each leg on its own):\n")
     print("| leg | median ms | min ms | max ms | what happens |")
     print("| --- | ---: | ---: | ---: | --- |")
@@ -176,14 +188,12 @@ def report(samples: dict, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10, help="starts per path (default 10)")
-    parser.add_argument("--poll-seconds", type=float, default=0.1,
-                        help="pause between GET .../tools while the sandbox starts (default 0.1)")
     options = parser.parse_args()
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="berth-bench-") as scratch:
-        samples = measure(options.rounds, options.poll_seconds, Path(scratch))
-    print(f"sandbox start, {options.rounds} rounds, polling every {options.poll_seconds:g} s, "
+        samples = measure(options.rounds, Path(scratch))
+    print(f"sandbox start, {options.rounds} rounds, readiness wait (wait_seconds={WAIT_SECONDS}), direct control, "
           f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {load_before:.1f} before / "
           f"{os.getloadavg()[0]:.1f} after, {time.monotonic() - started:.0f} s\n")
     report(samples, options.rounds)

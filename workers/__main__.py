@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level")
     parser.add_argument("--sandbox-tool-dir", dest="sandbox_tool_dirs", action="append",
                         help="host directory visible read-only in every sandbox, repeatable")
+    parser.add_argument("--control-listen", metavar="HOST:PORT",
+                        help="serve control requests directly from the API on this address (port 0: any free one)")
+    parser.add_argument("--control-url", metavar="URL",
+                        help="the URL the API should use for --control-listen (default: http://HOST:PORT as bound)")
     return parser
 
 

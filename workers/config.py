@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.messages import RegisterResponse
+from app.messages import ControlUrl, RegisterResponse
 
 RUNTIME_FILE_MODE = 0o600
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
@@ -46,6 +46,26 @@ class WorkerConfig(BaseSettings):
     log_level: str = "INFO"
     # Host directories every sandbox sees read-only at the same path (pre-installed MCP servers).
     sandbox_tool_dirs: list[Path] = Field(default_factory=list)
+    # The direct control endpoint (workers.control_server): HOST:PORT to listen on (port 0 picks a
+    # free one; unset: control requests come through the queue only), and the URL the API should
+    # use for it (default http://HOST:PORT as bound; required when HOST is a wildcard address).
+    control_listen: str | None = None
+    control_url: ControlUrl | None = None
+
+    @field_validator("control_listen")
+    @classmethod
+    def _check_control_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_control_url(self) -> "WorkerConfig":
+        if self.control_url and not self.control_listen:
+            raise ValueError("control_url is advertised only with control_listen")
+        if self.control_listen and not self.control_url and split_host_port(self.control_listen)[0] in WILDCARD_HOSTS:
+            raise ValueError("listening on a wildcard address: give control_url, the address the API should use")
+        return self
 
     @property
     def runtime_file(self) -> Path:
@@ -57,6 +77,21 @@ class WorkerConfig(BaseSettings):
 
     def job_work_dir(self, job_id: str) -> Path:
         return self.data_dir / "jobs" / safe_path_component(job_id)
+
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[v6]:PORT` for IPv6) as a host and a port; ValueError when it is neither."""
+    host, separator, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not separator or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, got {address!r}")
+    if host not in WILDCARD_HOSTS and not re.fullmatch(r"[A-Za-z0-9.:\-]{1,253}", host):
+        raise ValueError(f"not a host name or address: {host!r}")
+    return host, int(port)
 
 
 def safe_path_component(value: str) -> str:

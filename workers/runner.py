@@ -52,7 +52,8 @@ from workers.api_client import (
     StaleClaim,
     Unauthorized,
 )
-from workers.config import RuntimeIdentity, WorkerConfig, configure_logging, log, safe_path_component
+from workers.config import RuntimeIdentity, WorkerConfig, configure_logging, log, safe_path_component, split_host_port
+from workers.control_server import ControlServer
 from workers.executors import registry
 from workers.executors.base import Executor, ExecutorError, JobContext
 from workers.spool import EventSender, EventSpool, SpoolClaim, SpoolClosed
@@ -102,15 +103,43 @@ async def _serve(config: WorkerConfig) -> int:
         loop.add_signal_handler(signum, shutdown)
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     executors = await asyncio.to_thread(registry.available)
+    control: ControlServer | None = None
+    if config.control_listen:
+        try:
+            control = ControlServer(*split_host_port(config.control_listen), config.control_url)
+        except OSError as exc:
+            log(logger, logging.ERROR, "cannot listen for control requests", address=config.control_listen,
+                error=str(exc))
+            return 1
+        await control.start()
+        log(logger, logging.INFO, "serving control requests", address=control.address, url=control.url)
+    try:
+        return await _serve_registrations(config, executors, shutdown, control)
+    finally:
+        if control is not None:
+            await control.stop()
+
+
+async def _serve_registrations(
+    config: WorkerConfig, executors: dict[str, Executor], shutdown: ShutdownSignal, control: ControlServer | None
+) -> int:
+    control_url = control.url if control is not None else None
     reuse_saved = True
     while True:
         api = RuntimeApiClient(config.api_url)
         try:
-            identity = await _registration(config, api, executors, shutdown, reuse_saved)
+            identity = await _registration(config, api, executors, shutdown, reuse_saved, control_url)
             if identity is None:
                 return 0 if shutdown.requested.is_set() else 1
             api.runtime_token = identity.runtime_token
-            outcome = await Worker(config, identity, api, executors).run(shutdown)
+            worker = Worker(config, identity, api, executors, control_url)
+            if control is not None:
+                control.endpoint.attach(worker.proxy_key, worker._answer)
+            try:
+                outcome = await worker.run(shutdown)
+            finally:
+                if control is not None:
+                    control.endpoint.detach()
         finally:
             await api.aclose()
         if outcome is Outcome.stopped:
@@ -130,6 +159,7 @@ async def _registration(
     executors: dict[str, Executor],
     shutdown: ShutdownSignal,
     reuse_saved: bool,
+    control_url: str | None = None,
 ) -> RuntimeIdentity | None:
     """The saved registration for this API, else a new one made with the join token."""
     try:
@@ -144,7 +174,7 @@ async def _registration(
         log(logger, logging.ERROR, "not registered with this API and no join token given", api=config.api_url)
         return None
     try:
-        request = await asyncio.to_thread(_register_request, config, executors)
+        request = await asyncio.to_thread(_register_request, config, executors, control_url)
     except ValidationError as exc:
         # Without the inputs: one of them is the join token.
         problems = exc.errors(include_input=False, include_url=False)
@@ -171,7 +201,9 @@ async def _registration(
     return None
 
 
-def _register_request(config: WorkerConfig, executors: dict[str, Executor]) -> RegisterRequest:
+def _register_request(
+    config: WorkerConfig, executors: dict[str, Executor], control_url: str | None = None
+) -> RegisterRequest:
     return RegisterRequest(
         join_token=config.join_token.get_secret_value(),
         name=config.name,
@@ -183,6 +215,7 @@ def _register_request(config: WorkerConfig, executors: dict[str, Executor]) -> R
         free_disk_bytes=registry.free_disk_bytes(config.data_dir),
         version=_version(),
         queue_mode=config.queue_mode,
+        control_url=control_url,
     )
 
 
@@ -244,9 +277,15 @@ class Worker:
     """One registration's worth of work: the loops, the running jobs and their delivery."""
 
     def __init__(
-        self, config: WorkerConfig, identity: RuntimeIdentity, api: RuntimeApiClient, executors: dict[str, Executor]
+        self,
+        config: WorkerConfig,
+        identity: RuntimeIdentity,
+        api: RuntimeApiClient,
+        executors: dict[str, Executor],
+        control_url: str | None = None,
     ):
         self.config = config
+        self.control_url = control_url  # where the API reaches our control endpoint; None: queue only
         self.identity = identity
         self.api = api
         self.executors = executors
@@ -353,6 +392,7 @@ class Worker:
                 free_disk_bytes=registry.free_disk_bytes(self.config.data_dir),
                 load=registry.load_average(),
                 draining=self.draining.is_set(),
+                control_url=self.control_url,
             )
             try:
                 response = await self.api.heartbeat(request)
@@ -421,10 +461,15 @@ class Worker:
             slot.release()
 
     async def _claim(self, received: ReceivedMessage, message: JobMessage) -> ClaimResponse | None:
-        request = ClaimRequest(dispatch=message.dispatch, worker_id=self.worker_id, lease_seconds=self.lease_seconds)
+        request = ClaimRequest(dispatch=message.dispatch, worker_id=self.worker_id, lease_seconds=self.lease_seconds,
+                               attempt=received.receive_count, start_seq=message.start_seq)
         try:
             claim = await self.api.claim(message.workspace_id, message.job_id, request)
         except RequestRejected as exc:
+            if exc.status == 404:  # no such job (it was never created, or is gone): nothing can run it
+                log(logger, logging.INFO, "claimed job does not exist; dropping its message", job_id=message.job_id)
+                await self._delete(received)
+                return None
             log(logger, logging.ERROR, "API refused the claim; treating the message as unprocessable",
                 job_id=message.job_id, error=str(exc))
             await self._change_visibility(received, POISON_VISIBILITY_SECONDS)
@@ -504,9 +549,7 @@ class Worker:
 
     async def _execute(self, run: JobRun) -> FinalEvent | None:
         """Run the executor to its end, or stop it; the final event it earned (None: no final event)."""
-        message = run.message
-        await self._append(run, "job", EventStatus.start.value, f"started on runtime {self.identity.runtime_id}",
-                           {"runtime_id": self.identity.runtime_id, "attempt": run.received.receive_count})
+        message = run.message  # the claim recorded the job's `start` event
         executor = self.executors.get(message.type.value)
         if executor is None:
             return FinalEvent("error", f"this runtime cannot run {message.type.value} jobs")

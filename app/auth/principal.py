@@ -51,7 +51,7 @@ def resolve(secret: str | None, *, kinds: tuple[str, ...]) -> Principal:
     if not secret:
         raise Unauthorized("missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key'")
     digest = hash_secret(secret)
-    credential = get_store().credentials.get(digest)
+    credential = get_store().credentials.bearer(digest)
     if credential is None or credential.kind not in kinds:
         raise Unauthorized("invalid, expired or revoked credentials")
     if credential.expires_epoch is not None and credential.expires_epoch <= time.time():

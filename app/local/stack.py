@@ -115,8 +115,11 @@ class LocalStack:
 
         from moto.server import ThreadedMotoServer
 
+        from app.local import moto_fidelity
+
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
 
+        moto_fidelity.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
         self._moto.start()
         _wait_for_port(self.options.moto_port)
@@ -267,7 +270,10 @@ class LocalStack:
         data_dir = self.options.data_dir / "worker"
         registered = (data_dir / "runtime.json").exists()
         token = None if registered else self.mint_shared_join_token()
-        self.worker = subprocess.Popen(self.worker_command(data_dir, token), env=self.worker_environment(),
+        # The API reaches it directly on loopback for sandbox control requests (the queue stays the
+        # fallback); a --control-listen among the worker_args wins.
+        direct = [] if "--control-listen" in self.options.worker_args else ["--control-listen", "127.0.0.1:0"]
+        self.worker = subprocess.Popen(self.worker_command(data_dir, token, *direct), env=self.worker_environment(),
                                        start_new_session=True)
         return self.worker
 

@@ -4,12 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.dependencies import User
 from app.errors import BadRequest
 from app.messages import JobStatus, JobType
 from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobList, JobView
-from app.services import jobs
+from app.services import event_feed, jobs
 from app.settings import get_settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -45,21 +46,28 @@ def cancel_job(principal: User, job_id: str) -> CancelResponse:
     return jobs.cancel(principal, job_id)
 
 
-def event_stream(principal, job_id: str, last_event_id: str | None, after: int | None) -> StreamingResponse:
-    job = jobs.get(principal, job_id)
+async def event_stream(principal, job_id: str, last_event_id: str | None, after: int | None) -> StreamingResponse:
     start = after if after is not None else 0
     if last_event_id:
         if not last_event_id.isdigit():
             raise BadRequest("Last-Event-ID must be an event sequence number")
         start = int(last_event_id)
-    frames = jobs.stream_events(job["workspace_id"], job_id, start, get_settings().sse_window_seconds)
+    # Subscribed before the first read, so an event stored in between is not missed.
+    feed = event_feed.subscribe(principal.workspace_id, job_id)
+    try:
+        opening = await run_in_threadpool(jobs.opening_events, principal, job_id, start)
+    except BaseException:
+        feed.close()
+        raise
+    settings = get_settings()
+    frames = jobs.stream_events(feed, start, opening, settings.sse_window_seconds, settings.sse_poll_seconds)
     return StreamingResponse(frames, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
-def job_events(
+async def job_events(
     principal: User,
     job_id: str,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
@@ -67,4 +75,4 @@ def job_events(
 ) -> StreamingResponse:
     """Events as SSE, each with its sequence number as `id`. Resumes after `Last-Event-ID` (or
     `?after=`); ends when the job is final, or after a window under API Gateway's 29 s cut."""
-    return event_stream(principal, job_id, last_event_id, after)
+    return await event_stream(principal, job_id, last_event_id, after)

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.dependencies import User
 from app.routers.v1_jobs import event_stream
@@ -32,17 +33,21 @@ def delete_session(principal: User, session_id: str) -> CancelResponse:
 
 @router.get("/{session_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
-def session_events(principal: User, session_id: str,
-                   last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-                   after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
-    sandboxes.get(principal, session_id)
-    return event_stream(principal, session_id, last_event_id, after)
+async def session_events(principal: User, session_id: str,
+                         last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+                         after: Annotated[int | None, Query(ge=0)] = None) -> StreamingResponse:
+    await run_in_threadpool(sandboxes.get, principal, session_id)
+    return await event_stream(principal, session_id, last_event_id, after)
 
 
 @router.get("/{session_id}/tools", response_model=ToolList)
-def list_tools(principal: User, session_id: str) -> ToolList:
-    """The tools the server advertises; 409 while the session is not running."""
-    return ToolList(tools=sandboxes.tools(principal, session_id))
+async def list_tools(principal: User, session_id: str,
+                     wait_seconds: Annotated[float, Query(ge=0, le=25)] = 0) -> ToolList:
+    """The tools the server advertises; 409 while the session is not running. With
+    `wait_seconds`, first wait (bounded) for a starting server to come up."""
+    if wait_seconds:
+        await sandboxes.wait_until_started(principal, session_id, wait_seconds)
+    return ToolList(tools=await run_in_threadpool(sandboxes.tools, principal, session_id))
 
 
 @router.post("/{session_id}/tools/call", response_model=ToolCallResponse)

@@ -144,6 +144,7 @@ def logout(principal: Principal, *, everywhere: bool) -> int:
             store.credentials.delete_write(principal.credential_digest),
             store.accounts.session_delete_write(principal.workspace_id, principal.user_id, principal.session_id),
         ])
+        store.credentials.forget(principal.credential_digest)
         return 1
     ended = _end_sessions(principal.workspace_id, principal.user_id)
     audit(principal.workspace_id, "auth.logout_all", actor=principal.user_id, detail={"sessions": ended})

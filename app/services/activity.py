@@ -5,23 +5,41 @@ from app.ids import new_id
 from app.logs import get_logger, log_event
 from app.logs import request_id_var
 from app.store import get_store
+from app.store.table import Write
 
 logger = get_logger("berth.audit")
 
 
-def audit(workspace_id: str, action: str, *, actor: str, target: str = "", outcome: str = "ok",
-          detail: dict | None = None) -> None:
+def _audit_item(workspace_id: str, action: str, actor: str, target: str, outcome: str, detail: dict | None) -> dict:
     at = clock.now()
-    item = get_store().activity.audit_item(
+    return get_store().activity.audit_item(
         workspace_id, new_id("aud"), at, action=action, actor=actor, target=target, outcome=outcome,
         detail=detail or {}, at=clock.iso(at), request_id=request_id_var.get(),
     )
-    get_store().activity.add_audit(item)
+
+
+def audit(workspace_id: str, action: str, *, actor: str, target: str = "", outcome: str = "ok",
+          detail: dict | None = None) -> None:
+    get_store().activity.add_audit(_audit_item(workspace_id, action, actor, target, outcome, detail))
+    log_audit(action, actor, target, outcome)
+
+
+def audit_write(workspace_id: str, action: str, *, actor: str, target: str = "", outcome: str = "ok",
+                detail: dict | None = None) -> Write:
+    """The audit record as part of the transaction that does the action; `log_audit` once it commits."""
+    return get_store().activity.audit_write(_audit_item(workspace_id, action, actor, target, outcome, detail))
+
+
+def log_audit(action: str, actor: str, target: str = "", outcome: str = "ok") -> None:
     log_event(logger, "audit", action=action, actor=actor, target=target, outcome=outcome)
 
 
 def meter(workspace_id: str, kind: str, subkind: str, amount: float = 1) -> None:
     get_store().activity.add_usage(workspace_id, kind, subkind, amount, clock.now())
+
+
+def meter_write(workspace_id: str, kind: str, subkind: str, amount: float = 1) -> Write:
+    return get_store().activity.usage_write(workspace_id, kind, subkind, amount, clock.now())
 
 
 def list_audit(workspace_id: str, *, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:

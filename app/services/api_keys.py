@@ -65,5 +65,6 @@ def revoke(principal: Principal, key_id: str) -> ApiKeyView:
         ])
     except ConditionFailed:
         pass  # revoked concurrently: the outcome is the same
+    store.credentials.forget(record["digest"])
     audit(principal.workspace_id, "api_key.revoke", actor=principal.subject_id, target=key_id)
     return _view({**record, "revoked_at": revoked_at})

@@ -19,8 +19,8 @@ from app.logs import get_logger, log_event
 from app.messages import (FINAL_JOB_STATUSES, ClaimRequest, ClaimResponse, ControlMessage, EventBatch,
                           EventBatchResult, EventStatus, JobStatus, JobType)
 from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobView, validate_payload
-from app.services import dispatch
-from app.services.activity import audit, meter
+from app.services import dispatch, event_feed
+from app.services.activity import audit, audit_write, log_audit, meter, meter_write
 from app.settings import get_settings
 from app.store import get_store
 from app.store.accounts import workspace_pk
@@ -64,6 +64,8 @@ def _redacted_payload(job: dict) -> dict:
 
 
 def create(principal: Principal, request: CreateJobRequest, *, extra: dict | None = None) -> dict:
+    """Store the job and, in the same transaction, take a slot on the best runtime that has one;
+    then send it there. With no runtime free it waits in `JOBS#waiting` for one."""
     settings = get_settings()
     payload = validate_payload(request.type, request.payload)
     ttl = request.ttl_seconds or settings.default_ttl_seconds
@@ -79,26 +81,39 @@ def create(principal: Principal, request: CreateJobRequest, *, extra: dict | Non
     job = store.jobs.item(
         principal.workspace_id, job_id, int(now * 1000), type=request.type.value, status=JobStatus.queued.value,
         payload=payload, ttl_seconds=ttl, created_at=clock.iso(now), created_epoch=now, deadline=now + ttl,
-        dispatch=0, created_by=principal.subject_id, **(extra or {}),
+        dispatch=0, event_seq=1, created_by=principal.subject_id, **(extra or {}),
     )
     queued_event = store.jobs.event_item(principal.workspace_id, job_id, 1, step="job", status="queued",
                                          message="job accepted", data={}, at=clock.iso(now))
     limit = settings.max_concurrent_jobs
-    writes = [
-        store.jobs.create_write(job),
+    # The audit record and the usage count commit with the job: no extra round trips, none lost.
+    common = [
         store.jobs.event_write(queued_event),
         Write.update(workspace_pk(principal.workspace_id), "WORKSPACE", add={"open_jobs": 1},
                      condition=Condition(below={"open_jobs": limit})),
+        audit_write(principal.workspace_id, "job.create", actor=principal.subject_id, target=job_id,
+                    detail={"type": request.type.value}),
+        meter_write(principal.workspace_id, "jobs", request.type.value),
     ]
-    try:
-        store.table.transact(writes)
-    except ConditionFailed as error:
-        raise TooManyRequests(f"the workspace already has {limit} unfinished jobs (policy max_concurrent_jobs)") from error
-    audit(principal.workspace_id, "job.create", actor=principal.subject_id, target=job_id,
-          detail={"type": request.type.value})
-    meter(principal.workspace_id, "jobs", request.type.value)
-    dispatch.dispatch(job)
-    return store.jobs.get(principal.workspace_id, job_id) or job
+    too_many = TooManyRequests(f"the workspace already has {limit} unfinished jobs (policy max_concurrent_jobs)")
+    for runtime in dispatch.candidates(job):
+        assigned = {**job, **dispatch.assignment(runtime, now), "dispatch": 1}
+        try:
+            store.table.transact([store.jobs.create_write(assigned), *common, dispatch.slot_write(runtime)])
+        except ConditionFailed as error:
+            if 2 in error.failed:
+                raise too_many from error
+            continue  # the runtime filled up since it was listed
+        dispatch.send(assigned, runtime)
+        job = assigned
+        break
+    else:
+        try:
+            store.table.transact([store.jobs.create_write(job), *common])
+        except ConditionFailed as error:
+            raise too_many from error
+    log_audit("job.create", principal.subject_id, job_id)
+    return job
 
 
 def _session_runtime(principal: Principal, session_id: str) -> str:
@@ -140,11 +155,17 @@ def _append_event(job: dict, step: str, status: EventStatus, message: str, data:
         at=clock.iso()))
 
 
+def _published(workspace_id: str, job_id: str, writes: list[Write]) -> None:
+    """Tell this process's event streams about the events among `writes`, which are stored."""
+    events = [w.item for w in writes if w.kind == "put" and w.item and w.item["sk"].startswith("EV#")]
+    if events:
+        event_feed.publish(workspace_id, job_id, events)
+
+
 def _release_writes(job: dict) -> list[Write]:
     writes = [Write.update(workspace_pk(job["workspace_id"]), "WORKSPACE", add={"open_jobs": -1})]
     if job.get("runtime_id"):
-        writes.append(Write.update(workspace_pk(job["runtime_workspace"]), f"RT#{job['runtime_id']}",
-                                   add={"active_jobs": -1}))
+        writes.append(get_store().runtimes.release_write(job["runtime_workspace"], job["runtime_id"]))
     return writes
 
 
@@ -170,10 +191,15 @@ def finish(job: dict, status: JobStatus, *, from_statuses: list[str], fields: di
         get_store().table.transact(writes)
     except ConditionFailed:
         return False
+    _published(job["workspace_id"], job["job_id"], writes)
     started = job.get("started_epoch")
     if started:
         meter(job["workspace_id"], "runtime_seconds", job["type"], round(now - started, 3))
     log_event(logger, "job finished", job_id=job["job_id"], status=status.value)
+    if job.get("runtime_id"):
+        runtime = get_store().runtimes.find(job["runtime_workspace"], job["runtime_id"])
+        if runtime is not None:
+            dispatch.dispatch_waiting(runtime)  # the slot it freed goes to a job that waited
     return True
 
 
@@ -227,6 +253,21 @@ def runtime_job(runtime: Principal, workspace_id: str, job_id: str) -> dict:
 
 
 def claim(runtime: Principal, workspace_id: str, job_id: str, request: ClaimRequest) -> ClaimResponse:
+    """Grant this delivery the job and record its `start` event, in one transaction.
+
+    A first delivery names the start event's place (`start_seq`, from the message), so the claim
+    is one conditional write. Anything else (a redelivery after a lapsed lease, a message from
+    before a re-dispatch) reads the job first."""
+    if runtime.workspace_id not in (workspace_id, SHARED_WORKSPACE):
+        raise NotFound(f"no job {job_id}")
+    now = clock.now()
+    if request.start_seq:
+        first = Condition(equals={"runtime_id": runtime.subject_id, "dispatch": request.dispatch,
+                                  "status": JobStatus.queued.value, "event_seq": request.start_seq - 1},
+                          missing=("claim_id", "started_at"))
+        granted = _grant(runtime, workspace_id, job_id, request, first, request.start_seq, now, first_start=True)
+        if granted is not None:
+            return granted
     store = get_store()
     job = runtime_job(runtime, workspace_id, job_id)
     status = JobStatus(job["status"])
@@ -234,8 +275,6 @@ def claim(runtime: Principal, workspace_id: str, job_id: str, request: ClaimRequ
         return ClaimResponse(claimed=False, status=status, reason=f"job is {status.value}")
     if job.get("runtime_id") != runtime.subject_id or job.get("dispatch") != request.dispatch:
         return ClaimResponse(claimed=False, status=status, reason="job was dispatched elsewhere")
-    now = clock.now()
-    claim_id = new_id("clm")
     condition = Condition(equals={"runtime_id": runtime.subject_id, "dispatch": request.dispatch},
                           in_={"status": _OPEN})
     if job.get("claim_id"):
@@ -245,17 +284,35 @@ def claim(runtime: Principal, workspace_id: str, job_id: str, request: ClaimRequ
         condition.equals["claim_id"] = job["claim_id"]
     else:
         condition.missing = ("claim_id",)
+    seq = store.jobs.last_seq(workspace_id, job_id) + 1
+    granted = _grant(runtime, workspace_id, job_id, request, condition, seq, now,
+                     first_start=not job.get("started_at"))
+    if granted is not None:
+        return granted
+    current = store.jobs.get(workspace_id, job_id)
+    return ClaimResponse(claimed=False, status=current["status"], reason="claimed concurrently")
+
+
+def _grant(runtime: Principal, workspace_id: str, job_id: str, request: ClaimRequest, condition: Condition,
+           start_seq: int, now: float, *, first_start: bool) -> ClaimResponse | None:
+    store = get_store()
+    claim_id = new_id("clm")
     changes = {"status": JobStatus.running.value, "claim_id": claim_id, "claimed_by": request.worker_id,
                "lease_until": now + request.lease_seconds}
-    if not job.get("started_at"):
+    if first_start:
         changes.update(started_at=clock.iso(now), started_epoch=now)
+    start = store.jobs.event_item(
+        workspace_id, job_id, start_seq, step="job", status=EventStatus.start.value,
+        message=f"started on runtime {runtime.subject_id}", at=clock.iso(now),
+        data={"runtime_id": runtime.subject_id, "attempt": request.attempt, "worker_id": request.worker_id})
+    writes = [store.jobs.update_write(workspace_id, job_id, set=changes, add={"claims": 1}, condition=condition),
+              store.jobs.event_write(start)]
     try:
-        store.jobs.update(workspace_id, job_id, set=changes, add={"claims": 1}, condition=condition)
+        store.table.transact(writes)
     except ConditionFailed:
-        current = store.jobs.get(workspace_id, job_id)
-        return ClaimResponse(claimed=False, status=current["status"], reason="claimed concurrently")
-    return ClaimResponse(claimed=True, status=JobStatus.running, claim_id=claim_id,
-                         next_seq=store.jobs.last_seq(workspace_id, job_id) + 1)
+        return None
+    _published(workspace_id, job_id, writes)
+    return ClaimResponse(claimed=True, status=JobStatus.running, claim_id=claim_id, next_seq=start_seq + 1)
 
 
 def renew_lease(runtime: Principal, workspace_id: str, job_id: str, claim_id: str, lease_seconds: int) -> bool:
@@ -272,6 +329,12 @@ def renew_lease(runtime: Principal, workspace_id: str, job_id: str, claim_id: st
 
 def ingest_events(runtime: Principal, workspace_id: str, job_id: str, batch: EventBatch) -> EventBatchResult:
     store = get_store()
+    if runtime.workspace_id not in (workspace_id, SHARED_WORKSPACE):
+        raise NotFound(f"no job {job_id}")
+    if not any(event.step == "job" and event.status in _FINAL_EVENT_STATUS for event in batch.events):
+        stored = _store_progress(workspace_id, job_id, batch)
+        if stored is not None:
+            return stored
     job = runtime_job(runtime, workspace_id, job_id)
     if job.get("claim_id") != batch.claim_id:
         raise Conflict("stale claim: the job is owned by another worker")
@@ -281,8 +344,7 @@ def ingest_events(runtime: Principal, workspace_id: str, job_id: str, batch: Eve
     accepted = duplicates = 0
     final: tuple[JobStatus, dict] | None = None
     for event in batch.events:
-        item = store.jobs.event_item(workspace_id, job_id, event.seq, step=event.step, status=event.status.value,
-                                     message=event.message, data=event.data, at=clock.iso())
+        item = _event_item(workspace_id, job_id, event)
         if event.step == "job" and event.status in _FINAL_EVENT_STATUS:
             final = (_FINAL_EVENT_STATUS[event.status], _final_fields(event))
             final_write = store.jobs.event_write(item)
@@ -290,6 +352,7 @@ def ingest_events(runtime: Principal, workspace_id: str, job_id: str, batch: Eve
         try:
             store.table.put(item, must_not_exist=True)
             accepted += 1
+            event_feed.publish(workspace_id, job_id, [item])
         except ConditionFailed:
             duplicates += 1
     status = JobStatus(job["status"])
@@ -307,6 +370,29 @@ def ingest_events(runtime: Principal, workspace_id: str, job_id: str, batch: Eve
                           condition=Condition(equals={"claim_id": batch.claim_id}))
     return EventBatchResult(accepted=accepted, duplicates=duplicates, job_status=status,
                             cancel_requested=bool(job.get("cancel_requested")))
+
+
+def _event_item(workspace_id: str, job_id: str, event) -> dict:
+    return get_store().jobs.event_item(workspace_id, job_id, event.seq, step=event.step, status=event.status.value,
+                                       message=event.message, data=event.data, at=clock.iso())
+
+
+def _store_progress(workspace_id: str, job_id: str, batch: EventBatch) -> EventBatchResult | None:
+    """The common case in one transaction: new events from the live claimant of a running job
+    that nobody asked to cancel. None (nothing written) for anything else, which the careful
+    path sorts out."""
+    store = get_store()
+    writes = [store.jobs.event_write(_event_item(workspace_id, job_id, event)) for event in batch.events]
+    writes.append(store.jobs.update_write(
+        workspace_id, job_id, set={"last_event_at": clock.iso()},
+        condition=Condition(equals={"claim_id": batch.claim_id, "status": JobStatus.running.value},
+                            missing=("cancel_requested",))))
+    try:
+        store.table.transact(writes)
+    except ConditionFailed:
+        return None
+    _published(workspace_id, job_id, writes)
+    return EventBatchResult(accepted=len(batch.events), duplicates=0, job_status=JobStatus.running)
 
 
 def _final_fields(event) -> dict:
@@ -334,15 +420,17 @@ def expire(job: dict) -> bool:
 def requeue(job: dict, reason: str) -> bool:
     """Take a job back from a runtime that went silent so it can be dispatched again."""
     store = get_store()
+    event = _append_event(job, "dispatch", EventStatus.queued, reason)
     writes = [
-        store.jobs.requeue_write(job["workspace_id"], job["job_id"], job["runtime_id"], _OPEN),
-        Write.update(workspace_pk(job["runtime_workspace"]), f"RT#{job['runtime_id']}", add={"active_jobs": -1}),
-        _append_event(job, "dispatch", EventStatus.queued, reason),
+        store.jobs.requeue_write(job["workspace_id"], job["job_id"], job["runtime_id"], _OPEN, event.item["seq"]),
+        store.runtimes.release_write(job["runtime_workspace"], job["runtime_id"]),
+        event,
     ]
     try:
         store.table.transact(writes)
     except ConditionFailed:
         return False
+    _published(job["workspace_id"], job["job_id"], writes)
     requeued = store.jobs.get(job["workspace_id"], job["job_id"])
     dispatch.dispatch(requeued)
     return True
@@ -364,27 +452,62 @@ def dead_letter(raw_body: str, receive_count: int) -> bool:
     return finish(job, JobStatus.error, from_statuses=_OPEN, fields={"error": reason}, event=event)
 
 
-async def stream_events(workspace_id: str, job_id: str, after_seq: int, window_seconds: float,
-                        poll_seconds: float = 0.1):
-    """Yield SSE frames from `after_seq` on; ends when the job is final and drained, or at the window."""
+def opening_events(principal: Principal, job_id: str, after_seq: int) -> list[dict]:
+    """An event stream's first read. Every job has its `queued` event, so finding none means
+    checking that the job exists in the caller's workspace (NotFound otherwise)."""
+    events = get_store().jobs.events_after(principal.workspace_id, job_id, after_seq)
+    if not events:
+        get(principal, job_id)
+    return events
+
+
+_FINAL_EVENTS = {status.value for status in _FINAL_EVENT_STATUS}
+
+
+def is_final_event(event: dict) -> bool:
+    return event["step"] == "job" and event["status"] in _FINAL_EVENTS
+
+
+async def stream_events(feed: event_feed.Subscription, after_seq: int, opening: list[dict],
+                        window_seconds: float, poll_seconds: float):
+    """Yield SSE frames after `after_seq`: first `opening`, then what this process publishes,
+    with a table read whenever that leaves a gap or nothing came within `poll_seconds`. Ends
+    after the job's final event, or at the window (the client resumes with Last-Event-ID)."""
+    workspace_id, job_id = feed.key
     store = get_store()
     deadline = clock.now() + window_seconds
-    yield "retry: 1000\n\n"
-    while True:
-        events = await asyncio.to_thread(store.jobs.events_after, workspace_id, job_id, after_seq)
-        for event in events:
-            after_seq = event["seq"]
-            body = {"seq": event["seq"], "step": event["step"], "status": event["status"],
-                    "message": event.get("message", ""), "data": event.get("data", {}), "at": event.get("at")}
-            yield f"id: {event['seq']}\nevent: {event['status']}\ndata: {json.dumps(body)}\n\n"
-        if not events:
-            job = await asyncio.to_thread(store.jobs.get, workspace_id, job_id)
-            if job is None or job["status"] in {s.value for s in FINAL_JOB_STATUSES}:
-                tail = await asyncio.to_thread(store.jobs.events_after, workspace_id, job_id, after_seq)
-                if not tail:
-                    yield "event: end\ndata: {}\n\n"
-                    return
-                continue
+    pending = opening
+    try:
+        yield "retry: 1000\n\n"
+        while True:
+            finished = False
+            for event in sorted(pending, key=lambda e: e["seq"]):
+                if event["seq"] <= after_seq:
+                    continue
+                if event["seq"] != after_seq + 1:
+                    break  # a gap: the table has what is missing
+                after_seq = event["seq"]
+                finished = finished or is_final_event(event)
+                body = {"seq": event["seq"], "step": event["step"], "status": event["status"],
+                        "message": event.get("message", ""), "data": event.get("data", {}), "at": event.get("at")}
+                yield f"id: {event['seq']}\nevent: {event['status']}\ndata: {json.dumps(body)}\n\n"
+            if finished:
+                yield "event: end\ndata: {}\n\n"
+                return
             if clock.now() >= deadline:
-                return  # the client reconnects with Last-Event-ID
-            await asyncio.sleep(poll_seconds)
+                return
+            published = await feed.wait(min(poll_seconds, max(deadline - clock.now(), 0)))
+            if published and min(e["seq"] for e in published) <= after_seq + 1:
+                pending = published
+                continue
+            pending = await asyncio.to_thread(store.jobs.events_after, workspace_id, job_id, after_seq)
+            if not pending and not published:
+                job = await asyncio.to_thread(store.jobs.get, workspace_id, job_id)
+                if job is None or job["status"] in {s.value for s in FINAL_JOB_STATUSES}:
+                    # Final without a final event in view (e.g. events past retention): drain and end.
+                    pending = await asyncio.to_thread(store.jobs.events_after, workspace_id, job_id, after_seq)
+                    if not pending:
+                        yield "event: end\ndata: {}\n\n"
+                        return
+    finally:
+        feed.close()

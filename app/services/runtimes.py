@@ -42,12 +42,6 @@ def visible_runtimes(workspace_id: str) -> list[dict]:
     return [public_view(r, now) for r in own + store.runtimes.in_workspace(SHARED_WORKSPACE)]
 
 
-def candidate_runtimes(workspace_id: str) -> list[dict]:
-    """Raw items of the runtimes that may run this workspace's jobs, own first."""
-    store = get_store()
-    return store.runtimes.in_workspace(workspace_id) + store.runtimes.in_workspace(SHARED_WORKSPACE)
-
-
 def all_runtimes_for_status() -> list[dict]:
     now = clock.now()
     return [public_view(r, now) for r in get_store().runtimes.all()]
@@ -102,7 +96,7 @@ def register(request: RegisterRequest) -> RegisterResponse:
     shared = bool(join.attributes.get("shared"))
     workspace_id = SHARED_WORKSPACE if shared else join.workspace_id
     runtime_id = new_id("rt")
-    jobs_url, control_url = queues.create_runtime_queues(runtime_id)
+    jobs_url, control_queue_url = queues.create_runtime_queues(runtime_id)
     secret = new_secret("brt")
     now = clock.now()
     labels = {**join.attributes.get("labels", {}), **request.labels}
@@ -111,19 +105,21 @@ def register(request: RegisterRequest) -> RegisterResponse:
         runtimes={kind: bool(v) for kind, v in request.runtimes.items()}, labels=labels,
         gpus=[g.model_dump() for g in request.gpus], max_concurrent_jobs=request.max_concurrent_jobs,
         free_disk_bytes=request.free_disk_bytes, software_version=request.version, queue_mode=request.queue_mode,
-        jobs_queue_url=jobs_url, control_queue_url=control_url, registered_at=clock.iso(now),
+        jobs_queue_url=jobs_url, control_queue_url=control_queue_url, registered_at=clock.iso(now),
         last_heartbeat=now, last_heartbeat_at=clock.iso(now), status="online", active_jobs=0,
         minted_by_workspace=join.workspace_id, token_digest=hash_secret(secret),
+        control_url=request.control_url,  # the worker's direct control endpoint, if it serves one
     )
     credential = store.credentials.item(hash_secret(secret), "runtime", workspace_id, runtime_id,
                                         attributes={"shared": shared})
     store.table.transact([Write.put(runtime, must_not_exist=True), store.credentials.put_write(credential)])
     audit(join.workspace_id, "runtime.register", actor=join.subject_id, target=runtime_id,
           detail={"name": request.name, "shared": shared, "capabilities": runtime["capabilities"]})
+    store.runtimes.forget(workspace_id)
     dispatch.dispatch_waiting(runtime)
     return RegisterResponse(
         runtime_id=runtime_id, runtime_token=secret, workspace_id=workspace_id, shared=shared,
-        jobs_queue_url=jobs_url, control_queue_url=control_url,
+        jobs_queue_url=jobs_url, control_queue_url=control_queue_url,
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         visibility_seconds=settings.job_visibility_seconds,
     )
@@ -141,14 +137,18 @@ def heartbeat(principal: Principal, request: HeartbeatRequest) -> HeartbeatRespo
     runtime = runtime_of(principal)
     was_online = effective_status(runtime) == "online"
     now = clock.now()
+    # control_url is set every time, None included: a worker restarted without its endpoint (or
+    # on another port) must not be sent control requests at the old address.
     changes = {"last_heartbeat": now, "last_heartbeat_at": clock.iso(now),
-               "status": "draining" if request.draining else "online", "reported_active_jobs": request.active_jobs}
+               "status": "draining" if request.draining else "online", "reported_active_jobs": request.active_jobs,
+               "control_url": request.control_url}
     if request.free_disk_bytes is not None:
         changes["free_disk_bytes"] = request.free_disk_bytes
     if request.load is not None:
         changes["load"] = request.load
     runtime = store.runtimes.update(principal.workspace_id, principal.subject_id, set=changes)
     if not was_online and not request.draining:
+        store.runtimes.forget(principal.workspace_id)
         dispatch.dispatch_waiting(runtime)
     return HeartbeatResponse(ok=True, status=runtime["status"],
                              heartbeat_interval_seconds=get_settings().heartbeat_interval_seconds)
@@ -161,6 +161,7 @@ def mark_offline(runtime: dict) -> bool:
                                     condition=Condition(equals={"last_heartbeat": runtime["last_heartbeat"]}))
     except ConditionFailed:
         return False
+    get_store().runtimes.forget(runtime["workspace_id"])
     audit(runtime.get("minted_by_workspace", runtime["workspace_id"]), "runtime.offline", actor="sweeper",
           target=runtime["runtime_id"])
     return True

@@ -6,6 +6,8 @@ proxied request — is a control message to the runtime that runs it, answered w
 import base64
 from concurrent.futures import ThreadPoolExecutor
 
+from starlette.concurrency import run_in_threadpool
+
 from app import clock
 from app.auth.principal import Principal
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
@@ -15,7 +17,7 @@ from app.messages import (JobStatus, JobType, ProxyRequest, ProxyResponse, Sandb
 from app.schemas.jobs import CreateJobRequest
 from app.schemas.sandboxes import (ContainerView, SandboxPatch, SandboxRequest, SandboxResponse, SandboxView,
                                    ToolView)
-from app.services import control, jobs, system
+from app.services import control, event_feed, jobs, system
 from app.settings import get_settings
 from app.store import get_store
 from app.store.table import Condition
@@ -95,6 +97,26 @@ def _running(job: dict) -> dict:
     if job["status"] != JobStatus.running.value:
         raise Conflict(f"sandbox {job['job_id']} is {job['status']}, not running")
     return job
+
+
+async def wait_until_started(principal: Principal, sandbox_id: str, wait_seconds: float) -> None:
+    """A readiness wait: return once the server has left `starting` (or its job ended), or when
+    `wait_seconds` pass. Woken by the worker's `sandbox` event; the table is re-read meanwhile."""
+    settings = get_settings()
+    feed = event_feed.subscribe(principal.workspace_id, sandbox_id)
+    try:
+        deadline = clock.now() + wait_seconds
+        job = await run_in_threadpool(get, principal, sandbox_id)
+        while (await run_in_threadpool(_server_state, job))[0] == "starting":
+            remaining = deadline - clock.now()
+            if remaining <= 0:
+                return
+            published = await feed.wait(min(settings.sse_poll_seconds, remaining))
+            if any(event["step"] == "sandbox" or jobs.is_final_event(event) for event in published):
+                return  # the server reported, or the job ended: the caller reads the outcome
+            job = await run_in_threadpool(get, principal, sandbox_id)
+    finally:
+        feed.close()
 
 
 def tools(principal: Principal, sandbox_id: str) -> list[ToolView]:

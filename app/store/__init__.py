@@ -12,15 +12,16 @@ from app.store.table import Table
 
 
 class Store:
-    def __init__(self, table_name: str):
+    def __init__(self, table_name: str, cache_seconds: float = 0.0):
         self.table = Table(table_name)
         self.accounts = Accounts(self.table)
-        self.credentials = Credentials(self.table)
+        self.credentials = Credentials(self.table, cache_seconds)
         self.activity = Activity(self.table)
         self.jobs = Jobs(self.table)
-        self.runtimes = Runtimes(self.table)
+        self.runtimes = Runtimes(self.table, cache_seconds)
 
 
 @lru_cache(maxsize=1)
 def get_store() -> Store:
-    return Store(get_settings().table_name)
+    settings = get_settings()
+    return Store(settings.table_name, settings.read_cache_seconds)

@@ -4,7 +4,8 @@ Every secret berth hands out (session, API key, runtime, join, password-reset an
 email-verification tokens) has one credential item keyed by its digest. This is the only
 partition family not keyed by workspace, because it is how a caller's workspace is found; the
 item names the workspace and subject, and only `app.auth` reads it. Revocation deletes the
-item, so a revoked secret fails on the very next request.
+item. Bearer lookups are cached for `credential_cache_seconds`: a revoked secret fails on the
+very next request to the process that revoked it, and within that time everywhere else.
 """
 
 import time
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.errors import ConditionFailed
+from app.store.cache import TtlCache
 from app.store.table import Condition, Table, Write
 
 CredentialKind = Literal["session", "api_key", "runtime", "join", "reset", "verify"]
+_BEARER_KINDS = ("session", "api_key", "runtime")  # long-lived, presented on every request
 
 
 def _key(digest: str) -> tuple[str, str]:
@@ -47,8 +50,9 @@ class Credential:
 
 
 class Credentials:
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, cache_seconds: float = 0.0):
         self.table = table
+        self._bearers: TtlCache[Credential] = TtlCache(cache_seconds)
 
     def item(
         self,
@@ -85,7 +89,21 @@ class Credentials:
         item = self.table.get(*_key(digest))
         return Credential.from_item(item) if item else None
 
+    def bearer(self, digest: str) -> Credential | None:
+        """A session, API key or runtime credential, as authentication reads it (cached)."""
+        credential = self._bearers.get(digest)
+        if credential is None:
+            credential = self.get(digest)
+            if credential is not None and credential.kind in _BEARER_KINDS:
+                self._bearers.put(digest, credential)
+        return credential
+
+    def forget(self, digest: str) -> None:
+        """Drop a cached lookup; call after any write that revokes the credential."""
+        self._bearers.forget(digest)
+
     def delete(self, digest: str) -> bool:
+        self.forget(digest)
         return self.table.delete(*_key(digest))
 
     def delete_write(self, digest: str) -> Write:

@@ -64,6 +64,10 @@ class Jobs:
         return self.table.update(*_job_key(workspace_id, job_id), set=set, add=add, remove=remove,
                                  condition=condition)
 
+    def update_write(self, workspace_id: str, job_id: str, *, set=None, add=None,
+                     condition: Condition | None = None) -> Write:
+        return Write.update(*_job_key(workspace_id, job_id), set=set, add=add, condition=condition)
+
     def finish_write(self, workspace_id: str, job_id: str, status: JobStatus, fields: dict,
                      condition: Condition, retain_until: int) -> Write:
         """Move to a final status and out of the open index; only from a non-final status."""
@@ -71,10 +75,12 @@ class Jobs:
                             set={"status": status.value, "expires_epoch": retain_until, **fields},
                             remove=("open_pk", "open_sk"), condition=condition)
 
-    def requeue_write(self, workspace_id: str, job_id: str, runtime_id: str, open_statuses: list[str]) -> Write:
+    def requeue_write(self, workspace_id: str, job_id: str, runtime_id: str, open_statuses: list[str],
+                      event_seq: int) -> Write:
         """Back to waiting, unassigned and unclaimed, if still on `runtime_id` and unfinished."""
         return Write.update(*_job_key(workspace_id, job_id),
-                            set={"status": JobStatus.queued.value, "open_pk": WAITING, "lease_until": 0},
+                            set={"status": JobStatus.queued.value, "open_pk": WAITING, "lease_until": 0,
+                                 "event_seq": event_seq},
                             remove=("runtime_id", "runtime_workspace", "claim_id"),
                             condition=Condition(equals={"runtime_id": runtime_id}, in_={"status": open_statuses}))
 

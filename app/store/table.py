@@ -305,7 +305,9 @@ class Table:
             self._client.transact_write_items(TransactItems=[w.render(self.name) for w in writes])
         except Exception as error:
             if _condition_failed(error):
-                raise ConditionFailed() from error
+                reasons = getattr(error, "response", {}).get("CancellationReasons", [])
+                failed = tuple(i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed")
+                raise ConditionFailed(failed=failed) from error
             raise
 
     def batch_put(self, items: list[dict]) -> None:
@@ -380,6 +382,11 @@ class Write:
     def update(cls, pk: str, sk: str, *, set: dict | None = None, add: dict | None = None,
                remove: tuple[str, ...] = (), condition: Condition | None = None) -> "Write":
         return cls("update", pk, sk, set=set, add=add, condition=condition, must_exist=True, remove=remove)
+
+    @classmethod
+    def increment(cls, pk: str, sk: str, *, add: dict, set: dict | None = None) -> "Write":
+        """Create-or-add counters (no condition: counters commute)."""
+        return cls("update", pk, sk, set=set, add=add)
 
     @classmethod
     def delete(cls, pk: str, sk: str, *, condition: Condition | None = None) -> "Write":

@@ -142,14 +142,18 @@ def new_account(api) -> Account:
 
 
 class WorkerProcess:
-    """A real worker subprocess (`python -m workers`) against the stack."""
+    """A real worker subprocess (`python -m workers`) against the stack. With `direct_control`
+    (the default) it serves its control endpoint on loopback and the API calls it there; without,
+    every control request goes through its control queue."""
 
-    def __init__(self, stack: LocalStack, hub, data_dir: Path, join_token: str | None, *args: str):
+    def __init__(self, stack: LocalStack, hub, data_dir: Path, join_token: str | None, *args: str,
+                 direct_control: bool = True):
         self.stack = stack
         self.data_dir = data_dir
+        direct = ("--control-listen", "127.0.0.1:0") if direct_control else ()
         command = stack.worker_command(data_dir, join_token, "--heartbeat-interval-seconds", "1",
                                        "--visibility-seconds", "5", "--poll-wait-seconds", "1",
-                                       "--stop-grace-seconds", "5", *args)
+                                       "--stop-grace-seconds", "5", *direct, *args)
         environment = {**stack.worker_environment(), **hub.environment()}
         self.log_path = data_dir.with_suffix(".log")
         self.log = open(self.log_path, "w")
@@ -186,8 +190,10 @@ class WorkerProcess:
 def workers(stack, hub, tmp_path):
     started: list[WorkerProcess] = []
 
-    def start(join_token: str | None, *args: str, data_dir: Path | None = None) -> WorkerProcess:
-        worker = WorkerProcess(stack, hub, data_dir or tmp_path / f"worker{len(started)}", join_token, *args)
+    def start(join_token: str | None, *args: str, data_dir: Path | None = None,
+              direct_control: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(stack, hub, data_dir or tmp_path / f"worker{len(started)}", join_token, *args,
+                               direct_control=direct_control)
         started.append(worker)
         worker.runtime_id  # wait for registration
         return worker

@@ -31,20 +31,32 @@ def stack(tmp_path_factory, hub):
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def owner(stack, everything_server, tmp_path_factory, hub):
+def _workspace_with_worker(stack, hub, tmp_path_factory, direct_control: bool):
     """A workspace with one worker whose sandboxes can see the test servers (read-only)."""
     client = httpx.Client(base_url=stack.api_url, timeout=30)
     account = new_account(client)
     data_dir = tmp_path_factory.mktemp("sandbox-worker") / "worker"
     worker = WorkerProcess(stack, hub, data_dir, account.join_token(), "--max-concurrent-jobs", "8",
-                           "--sandbox-tool-dir", str(ECHO_SERVER.parent), "--sandbox-tool-dir", str(NPM_PREFIX))
+                           "--sandbox-tool-dir", str(ECHO_SERVER.parent), "--sandbox-tool-dir", str(NPM_PREFIX),
+                           direct_control=direct_control)
     account.worker = worker
     account.worker_data_dir = data_dir
     worker.runtime_id  # registered
     yield account
     worker.stop()
     client.close()
+
+
+@pytest.fixture(scope="module")
+def owner(stack, everything_server, tmp_path_factory, hub):
+    """Its worker serves control requests directly (the API falls back to the queue)."""
+    yield from _workspace_with_worker(stack, hub, tmp_path_factory, direct_control=True)
+
+
+@pytest.fixture(scope="module")
+def queue_owner(stack, tmp_path_factory, hub):
+    """Its worker has no control endpoint: every control request goes through the queue."""
+    yield from _workspace_with_worker(stack, hub, tmp_path_factory, direct_control=False)
 
 
 def _start(owner, command=ECHO, **body) -> str:
@@ -71,7 +83,9 @@ def _call(owner, session_id, name, arguments=None):
     return owner.post(f"/v1/sandbox/sessions/{session_id}/tools/call", json={"name": name, "arguments": arguments or {}})
 
 
-def test_sdk_server_through_the_api_matches_a_direct_client(owner):
+@pytest.mark.parametrize("path", ["direct", "queue"])
+def test_sdk_server_through_the_api_matches_a_direct_client(request, path):
+    owner = request.getfixturevalue("owner" if path == "direct" else "queue_owner")
     session_id = _start(owner, env={"GREETING": "hello"})
     session = owner.get(f"/v1/sandbox/sessions/{session_id}").json()
     assert session["isolation"] == "bubblewrap" and session["env"] == ["GREETING"]

@@ -1,0 +1,107 @@
+"""Two fixes to moto's DynamoDB for the local stack, which serves it from a threaded server.
+
+- moto's backend is not thread-safe: concurrent requests raced (a transaction's table copy
+  failed with "dictionary changed size during iteration", a GSI query racing an update with a
+  KeyError), and each race was an HTTP 500. DynamoDB makes each item write atomic; one
+  process-wide lock around every DynamoDB request and backend call gives moto the same.
+- TransactWriteItems deep-copied every table it touched, to roll back on failure, so a
+  transaction cost time in proportion to the table: seconds at thousands of items. It keeps
+  moto's own implementation here but rolls back only the items the transaction names.
+
+Patched on the classes, so it holds for every backend and survives moto's resets.
+"""
+
+import copy
+import functools
+import inspect
+import threading
+
+from moto.dynamodb import models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
+
+_lock = threading.RLock()
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Patch moto's DynamoDB in place; idempotent."""
+    with _install_lock:
+        if getattr(DynamoDBBackend, "_berth_fidelity", False):
+            return
+        models.copy = _CopyKeepingTables()
+        DynamoDBBackend.transact_write_items = _restoring_items(DynamoDBBackend.transact_write_items)
+        for name, attribute in list(vars(DynamoDBBackend).items()):
+            if inspect.isfunction(attribute) and not name.startswith("_"):
+                setattr(DynamoDBBackend, name, _serialised(attribute))
+        # Responses serialise the live items a backend call returned after it returns, and
+        # TransactGetItems and BatchGetItem read item by item: the whole request holds the lock.
+        DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
+        DynamoDBBackend._berth_fidelity = True
+
+
+def _serialised(function):
+    @functools.wraps(function)
+    def locked(*args, **kwargs):
+        with _lock:
+            return function(*args, **kwargs)
+
+    return locked
+
+
+class _CopyKeepingTables:
+    """What moto.dynamodb.models sees as `copy`. Its one deep copy of a Table is
+    transact_write_items' backup (moto 5.2.5, models/__init__.py:613); handing back the table
+    itself makes that backup free and moto's restore of it a no-op, and `_restoring_items`
+    rolls back instead."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+def _restoring_items(transact_write_items):
+    @functools.wraps(transact_write_items)
+    def restoring(backend, transact_items):
+        before = _snapshot(backend, transact_items)
+        try:
+            transact_write_items(backend, transact_items)
+        except Exception:
+            _restore(before)
+            raise
+
+    return restoring
+
+
+def _snapshot(backend, transact_items) -> dict:
+    """Each item the transaction names as it is now (None if absent), by table and key."""
+    items = {}
+    for entry in transact_items:
+        try:
+            op_type, op = next(iter(entry.items()))
+            table = backend.get_table(op["TableName"])
+            hash_key, range_key = backend.get_keys_value(table, op["Item"] if op_type == "Put" else op["Key"])
+        except Exception:  # an operation moto cannot key is one it cannot apply
+            continue
+        if (table.name, hash_key, range_key) not in items:
+            items[table.name, hash_key, range_key] = (
+                table, copy.deepcopy(table.get_item(hash_key, range_key)),
+                len(table.stream_shard.items) if table.stream_shard else None)
+    return items
+
+
+def _restore(before: dict) -> None:
+    # Straight into table.items, as moto's restored table copy was: GSIs are computed from
+    # it, and the stream keeps none of the undone writes.
+    for (_, hash_key, range_key), (table, item, stream_length) in before.items():
+        container, key = (table.items[hash_key], range_key) if table.has_range_key else (table.items, hash_key)
+        if item is None:
+            container.pop(key, None)
+        else:
+            container[key] = item
+        if stream_length is not None:
+            del table.stream_shard.items[stream_length:]
