@@ -191,6 +191,7 @@ def finish(job: dict, status: JobStatus, *, from_statuses: list[str], fields: di
         get_store().table.transact(writes)
     except ConditionFailed:
         return False
+    get_store().jobs.forget(job["workspace_id"], job["job_id"])
     _published(job["workspace_id"], job["job_id"], writes)
     started = job.get("started_epoch")
     if started:

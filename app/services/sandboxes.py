@@ -119,14 +119,22 @@ async def wait_until_started(principal: Principal, sandbox_id: str, wait_seconds
         feed.close()
 
 
+def _routable(principal: Principal, sandbox_id: str) -> dict:
+    """A running sandbox's job for a call on its server (read through the store's brief cache)."""
+    job = get_store().jobs.running(principal.workspace_id, sandbox_id)
+    if job is None or job["type"] not in SANDBOX_TYPES:
+        raise NotFound(f"no sandbox {sandbox_id}")
+    return _running(job)
+
+
 def tools(principal: Principal, sandbox_id: str) -> list[ToolView]:
-    job = _running(get(principal, sandbox_id))
+    job = _routable(principal, sandbox_id)
     result = control.call(job, "tools.list", {}, timeout=get_settings().tool_call_timeout_seconds)
     return [ToolView(**tool) for tool in result.get("tools", [])]
 
 
 def call_tool(principal: Principal, sandbox_id: str, name: str, arguments: dict) -> dict:
-    job = _running(get(principal, sandbox_id))
+    job = _routable(principal, sandbox_id)
     wait = get_settings().tool_call_timeout_seconds
     # The worker gives up a little before the API does, so its answer (a timeout) still arrives.
     request = ToolCallArguments(name=name, arguments=arguments, timeout_seconds=max(wait - 1.0, 0.5))

@@ -17,7 +17,7 @@ class Store:
         self.accounts = Accounts(self.table)
         self.credentials = Credentials(self.table, cache_seconds)
         self.activity = Activity(self.table)
-        self.jobs = Jobs(self.table)
+        self.jobs = Jobs(self.table, cache_seconds)
         self.runtimes = Runtimes(self.table, cache_seconds)
 
 

@@ -9,6 +9,7 @@ sequence number, and are written only-if-new, so a re-sent event is stored once.
 
 from app.messages import JobStatus
 from app.store.accounts import workspace_pk
+from app.store.cache import TtlCache
 from app.store.table import OPEN_INDEX, Condition, Page, Table, Write
 
 WAITING = "JOBS#waiting"
@@ -29,8 +30,9 @@ def _seq_key(seq: int) -> str:
 
 
 class Jobs:
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, cache_seconds: float = 0.0):
         self.table = table
+        self._running: TtlCache[dict] = TtlCache(cache_seconds)
 
     # --- jobs ---------------------------------------------------------------------------------
 
@@ -44,6 +46,19 @@ class Jobs:
 
     def get(self, workspace_id: str, job_id: str) -> dict | None:
         return self.table.get(*_job_key(workspace_id, job_id))
+
+    def running(self, workspace_id: str, job_id: str) -> dict | None:
+        """A job for routing a call to its runtime: cached while it is running. A stale entry is
+        harmless, because the runtime answers for the job's real state (`not_running`)."""
+        job = self._running.get((workspace_id, job_id))
+        if job is None:
+            job = self.get(workspace_id, job_id)
+            if job is not None and job["status"] == JobStatus.running.value:
+                self._running.put((workspace_id, job_id), job)
+        return job
+
+    def forget(self, workspace_id: str, job_id: str) -> None:
+        self._running.forget((workspace_id, job_id))
 
     def page(self, workspace_id: str, *, limit: int, cursor: str | None, status: str | None = None,
              job_type: str | None = None) -> Page:
