@@ -342,13 +342,13 @@ class ApiStamps:
 
 # Consecutive moments of one call, and what happens between them, per path.
 _API_IN = ("client_start", "api_in", "HTTP in, routing, session-token auth (credential cached), body validation")
-_JOB_READ = ("api_in", "request_in", "read the job (DynamoDB GetItem), check that it runs")
+_JOB_READ = ("api_in", "request_in", "read the job (cached in-process while it runs; a GetItem otherwise), check that it runs")
 _API_OUT = (("request_out", "api_out", "the result as the answer"),
             ("api_out", "client_end", "serialise and HTTP out"))
 DIRECT_LEGS = (
     _API_IN,
     _JOB_READ,
-    ("request_in", "post_start", "read the job's runtime (DynamoDB GetItem), build and sign the control message"),
+    ("request_in", "post_start", "the job's runtime (cached listing; a GetItem otherwise), build and sign the control message"),
     ("post_start", "post_end", "HTTP POST to the worker's control endpoint (keep-alive): the worker verifies the "
                                "signature, session.call_tool on the sandbox, the reply as the response"),
     ("post_end", "request_out", "check the status, parse the reply"),
@@ -357,7 +357,7 @@ DIRECT_LEGS = (
 QUEUE_LEGS = (
     _API_IN,
     _JOB_READ,
-    ("request_in", "send_start", "read the job's runtime (DynamoDB GetItem), build the control message"),
+    ("request_in", "send_start", "the job's runtime (cached listing; a GetItem otherwise), build the control message"),
     ("send_start", "send_end", "SQS SendMessage of the control message"),
     ("send_end", "reply_in", "worker: control long poll returns, parse, session.call_tool, reply POST "
                              "until the API's handler runs (runtime-token auth)"),

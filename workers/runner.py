@@ -491,7 +491,9 @@ class Worker:
     async def _run_claimed(
         self, received: ReceivedMessage, message: JobMessage, claim: ClaimResponse, slot: _Slot
     ) -> None:
-        await self._change_visibility(received, self.lease_seconds + VISIBILITY_MARGIN_SECONDS)
+        # Extended while the job starts (the receive already hid it for a lease), settled before any delete.
+        extending = asyncio.create_task(
+            self._change_visibility(received, self.lease_seconds + VISIBILITY_MARGIN_SECONDS))
         run = JobRun(
             received=received,
             message=message,
@@ -521,6 +523,7 @@ class Worker:
         try:
             await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
             final = await self._execute(run)
+            await extending
             run.executed.set()
             slot.release()
             if final is not None:
@@ -543,6 +546,7 @@ class Worker:
                     job_id=message.job_id)
         finally:
             keeper.cancel()
+            await asyncio.wait({extending})
             run.executed.set()
             self.runs.pop(claim.claim_id, None)
             await asyncio.to_thread(shutil.rmtree, work_dir, True)

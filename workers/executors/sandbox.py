@@ -69,7 +69,7 @@ class LiveSandbox:
             self.state = "failed"
             raise ExecutorError(f"the MCP server did not start: {error}") from error
         self.session, self.state, self.started_at = session, "running", time.time()
-        tools = await session.list_tools()
+        tools = session.tools_at_start
         await self.ctx.emit("sandbox", "running", f"server started with {len(tools)} tools",
                             {"state": "running", "isolation": session.isolation, "pid": session.pid,
                              "tools": [tool["name"] for tool in tools]})

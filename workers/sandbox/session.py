@@ -47,6 +47,7 @@ class SandboxSession:
         self.workdir: str | None = None
         self.port: int | None = None  # where an http-transport server listens (on the worker's loopback)
         self.stop_reason: str | None = None
+        self.tools_at_start: list[dict] = []  # what the server listed when it came up
         self._client: ClientSession | None = None
         self._validators: dict[str, Any] = {}  # tool name -> jsonschema validator
         self._runner: asyncio.Task | None = None
@@ -166,7 +167,7 @@ class SandboxSession:
                 with anyio.fail_after(start_timeout):
                     await client.initialize()
                     self._client = client
-                    await self.list_tools()
+                    self.tools_at_start = await self.list_tools()
                 ready.set_result(None)
                 self.stop_reason = await self._wait_for_end(ttl)
                 self._client = None  # no new calls while the server goes down
