@@ -11,7 +11,6 @@ from app.services import sandboxes, system
 from app.settings import get_settings
 from app.store import get_store
 from app.store.accounts import workspace_pk
-from app.store.table import Condition
 
 SHELL_COMMAND = "python3 matrixshell_server.py"
 
