@@ -39,19 +39,13 @@ Usage: python bench/dispatch_latency.py [--jobs 200] [--throughput-jobs 100] [--
 
 import argparse
 import json
-import logging
-import math
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,87 +53,18 @@ sys.path.insert(0, str(ROOT))  # run as a script: import app, workers and tests 
 
 import httpx  # noqa: E402
 
-from app.local.stack import LocalStack, StackOptions, free_port  # noqa: E402
+from app.local.stack import StackOptions  # noqa: E402
+from bench._stack import epoch, raw_sqs_round_trips, running_stack, running_worker, summary_ms  # noqa: E402
 from tests.e2e.conftest import Account, new_account, parse_sse  # noqa: E402
 from tests.support.hub import DEMO_LLAMA, make_demo_hub  # noqa: E402
 
 TARGET_RATIO = 3.0
 QUEUE_MODES = ("sqs", "lease")
 WARM_UP_JOBS = 5  # first jobs import the executor's libraries and fill caches: discarded
-LONG_POLL_SECONDS = 20
-SETTLE_SECONDS = 0.05  # lets a just re-armed long poll reach moto before the next message is sent
 # The workspace's cap on unfinished jobs (16 by default) would refuse the throughput burst with 429.
 STACK_SETTINGS = {"BERTH_MAX_CONCURRENT_JOBS": "10000"}
 INSPECT = {"type": "model.inspect", "payload": {"model": DEMO_LLAMA}}
 FINAL_STATUSES = {"complete", "error", "cancelled", "expired"}
-
-
-# --- figures ---------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(len(ordered) * fraction)) - 1]
-
-
-def summary_ms(seconds: list[float]) -> dict:
-    ms = [s * 1000 for s in seconds]
-    return {"n": len(ms), "p50_ms": round(percentile(ms, 0.5), 1), "p95_ms": round(percentile(ms, 0.95), 1),
-            "mean_ms": round(statistics.fmean(ms), 1)}
-
-
-def epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
-
-
-# --- the stack, an account and a worker ---------------------------------------------------------
-
-
-@contextmanager
-def running_stack(scratch: Path, sweep_interval: float):
-    options = StackOptions(data_dir=scratch / "stack", port=free_port(), moto_port=free_port(), worker=False,
-                           sweep_interval=sweep_interval, snapshot_interval=3600, environment=dict(STACK_SETTINGS))
-    stack = LocalStack(options).start()  # which resets moto: each stack starts empty
-    try:
-        yield stack
-    finally:
-        stack.stop()
-
-
-@contextmanager
-def running_worker(stack: LocalStack, hub, account: Account, scratch: Path, mode: str, slots: int):
-    """One worker process registered in the account's workspace, its job long poll parked."""
-    data_dir = scratch / f"worker-{mode}"
-    command = stack.worker_command(data_dir, account.join_token(), "--queue-mode", mode,
-                                   "--max-concurrent-jobs", str(slots),
-                                   "--poll-wait-seconds", str(LONG_POLL_SECONDS))
-    with open(scratch / f"worker-{mode}.log", "w") as log:
-        process = subprocess.Popen(command, env={**stack.worker_environment(), **hub.environment()},
-                                   stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_registration(data_dir, process)
-            yield process
-        finally:
-            stop_worker(process)
-
-
-def stop_worker(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL if it is still finishing its 20 s long poll: nothing of it is needed now."""
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_for_registration(data_dir: Path, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not (data_dir / "runtime.json").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the worker did not register (see {data_dir}.log)")
-        time.sleep(0.05)
 
 
 class SendStamps:
@@ -277,42 +202,6 @@ def wait_until_final(account: Account, ids: list[str], timeout: float = 900) -> 
 # --- the baseline: SQS alone ---------------------------------------------------------------------
 
 
-def raw_sqs_round_trips(samples: int) -> dict:
-    """SendMessage → return of an already waiting ReceiveMessage long poll, on a fresh queue."""
-    import boto3  # the stack has pointed boto3 at its moto server through the environment
-
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName=f"bench-raw-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    body = job_message_body()
-    arrivals: list[tuple[float, list]] = []
-    arrived = threading.Semaphore(0)
-
-    def receive() -> None:
-        receiver = boto3.client("sqs")  # its own connection, as the worker's is
-        for _ in range(samples):
-            messages = receiver.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=LONG_POLL_SECONDS,
-                                                VisibilityTimeout=30).get("Messages", [])
-            arrivals.append((time.perf_counter(), messages))
-            arrived.release()
-
-    thread = threading.Thread(target=receive, daemon=True)
-    thread.start()
-    trips = []
-    for _ in range(samples):
-        time.sleep(SETTLE_SECONDS)
-        sent = time.perf_counter()
-        sqs.send_message(QueueUrl=url, MessageBody=body)
-        arrived.acquire()
-        received_at, messages = arrivals[-1]
-        if not messages:
-            raise SystemExit("a raw long poll returned empty")
-        trips.append(received_at - sent)
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
-    thread.join()
-    sqs.delete_queue(QueueUrl=url)
-    return summary_ms(trips)
-
-
 def job_message_body() -> str:
     """A body the size and shape of a real job message."""
     from app.messages import JobMessage, JobType, QueueEnvelope
@@ -326,46 +215,48 @@ def job_message_body() -> str:
 # --- the run -----------------------------------------------------------------------------------
 
 
-class MotoFailures(logging.Handler):
-    """Counts requests the moto server answered with a 500 (werkzeug logs each with its traceback).
-    moto's DynamoDB is not safe under concurrent requests; the local stack serialises them
-    (app.local.moto_fidelity), so this should stay 0. botocore would retry any, with backoff, so
-    they would show up as latency."""
+class MotoFailures:
+    """Counts the API's AWS requests that moto answered with a 5xx. moto's DynamoDB is not safe
+    under concurrent requests; the local stack serialises them (app.local.moto_fidelity), so this
+    should stay 0. botocore retries any, with backoff, so they would show up as latency."""
 
     def __init__(self):
-        super().__init__()  # any level: werkzeug adds a stderr handler of its own if none would take its lines
         self.count = 0
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += record.levelno >= logging.ERROR
+    def _seen(self, response=None, **_) -> None:
+        if response is not None and response[0] is not None and response[0].status_code >= 500:
+            self.count += 1
 
     @contextmanager
     def counting(self):
-        werkzeug = logging.getLogger("werkzeug")
-        werkzeug.addHandler(self)
-        werkzeug.propagate = False
+        from app import aws
+
+        clients = [aws.client("dynamodb"), aws.client("sqs")]
+        for client in clients:
+            client.meta.events.register("needs-retry", self._seen)
         try:
             yield self
         finally:
-            werkzeug.removeHandler(self)
-            werkzeug.propagate = True
+            for client in clients:
+                client.meta.events.unregister("needs-retry", self._seen)
 
 
 @contextmanager
 def stack_with_worker(mode: str, options, hub, scratch: Path):
     """A fresh stack (see the module's docstring), an account and its worker; yields the account
     and the count of moto's failures."""
-    with running_stack(scratch / mode, options.sweep_interval) as stack, MotoFailures().counting() as failures, \
-            httpx.Client(base_url=stack.api_url, timeout=60) as client:
-        logging.getLogger().setLevel(logging.WARNING)  # the stack logs every request at INFO
+    with running_stack(scratch / mode, sweep_interval=options.sweep_interval, environment=STACK_SETTINGS) as stack, \
+            MotoFailures().counting() as failures, httpx.Client(base_url=stack.api_url, timeout=60) as client:
         account = new_account(client)
-        with running_worker(stack, hub, account, scratch / mode, mode, options.slots):
+        # Idle when stopped: SIGKILL after 5 s rather than wait out its 20 s long poll.
+        with running_worker(stack, account, scratch / mode / f"worker-{mode}", mode=mode, slots=options.slots,
+                            environment=hub.environment(), stop_timeout=5):
             yield account, failures
 
 
 def latency_of_mode(mode: str, options, hub, scratch: Path) -> dict:
     with stack_with_worker(mode, options, hub, scratch) as (account, failures):
-        row = {"raw_sqs": raw_sqs_round_trips(options.jobs), **latency_row(account, options.jobs),
+        row = {"raw_sqs": raw_sqs_round_trips(options.jobs, job_message_body()), **latency_row(account, options.jobs),
                "moto_failures": failures.count}
     raw_p50 = row["raw_sqs"]["p50_ms"]
     row["ratio"] = round(row["sse_observed"]["p50_ms"] / raw_p50, 2)
@@ -432,8 +323,8 @@ def main() -> None:
                         help="jobs in the throughput burst, on a stack of its own (default 100; 0 skips)")
     parser.add_argument("--slots", type=int, default=4, help="the worker's --max-concurrent-jobs (default 4)")
     parser.add_argument("--modes", nargs="+", choices=QUEUE_MODES, default=list(QUEUE_MODES))
-    parser.add_argument("--sweep-interval", type=float, default=0.5,
-                        help="the stack's sweeper period in s (default 0.5, as in the e2e tests)")
+    parser.add_argument("--sweep-interval", type=float, default=StackOptions.sweep_interval,
+                        help=f"the stack's sweeper period in s (default {StackOptions.sweep_interval:g}, as `make run`)")
     parser.add_argument("--json", action="store_true", help="print machine-readable results")
     options = parser.parse_args()
 

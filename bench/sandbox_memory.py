@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))  # run as a script: import app, workers and tests 
 
 import httpx  # noqa: E402
 
-from bench.sandbox_tool_calls import (create_sandbox, end_sandboxes, running_stack, running_worker,  # noqa: E402
+from bench._stack import running_stack, running_worker  # noqa: E402
+from bench.sandbox_tool_calls import (ECHO_WORKER_ARGS, STACK_SETTINGS, create_sandbox, end_sandboxes,  # noqa: E402
                                       wait_running)
 from tests.e2e.conftest import Account, new_account  # noqa: E402
 
@@ -92,9 +93,11 @@ def start_sandboxes(account: Account, count: int) -> list[str]:
 
 
 def measure(count: int, scratch: Path) -> dict:
-    with running_stack(scratch) as stack, httpx.Client(base_url=stack.api_url, timeout=60) as client:
+    with running_stack(scratch, environment=STACK_SETTINGS) as stack, \
+            httpx.Client(base_url=stack.api_url, timeout=60) as client:
         account = new_account(client)
-        with running_worker(stack, account, scratch / "worker", slots=SLOTS, direct_control=True) as worker:
+        with running_worker(stack, account, scratch / "worker", slots=SLOTS, direct_control=True,
+                            extra_args=ECHO_WORKER_ARGS) as worker:
             figures = {"cold": worker_rss(worker.pid)}
             end_sandboxes(account, start_sandboxes(account, 1))
             figures["warm"] = worker_rss(worker.pid)

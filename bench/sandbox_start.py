@@ -2,11 +2,12 @@
 
 Measured, `--rounds` times: `POST /v1/sandbox/sessions` for the echo server, then one
 `GET /v1/sandbox/sessions/{id}/tools?wait_seconds=20` — a readiness wait: the API holds the
-request until the server has left `starting` (woken by the worker's `sandbox` event), then lists
-its tools — wall time from the POST to its 200. Only a 409 while the sandbox is still `starting`
+request until the server has left `starting` (woken by the worker's `sandbox` event), then answers
+with the tools that event carries (the worker's listing as the server came up) — wall time from
+the POST to its 200. Only a 409 while the sandbox is still `starting`
 is retried (another wait); the requests are counted. One worker (`--queue-mode sqs`, long polls
-parked, serving `--control-listen 127.0.0.1:0` as a sandbox worker does locally, so the listing
-is a direct control request) runs the sandboxes; each is deleted, and its job final, before the
+parked, serving `--control-listen 127.0.0.1:0` as a sandbox worker does locally) runs the
+sandboxes; each is deleted, and its job final, before the
 next round.
 
 Baseline, in the same run: a direct `mcp` client start of the same server script on the same
@@ -31,7 +32,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +42,9 @@ from mcp import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
 from app.messages import SandboxPolicy  # noqa: E402
-from bench.sandbox_tool_calls import (ECHO_COMMAND, create_sandbox, end_sandboxes, running_stack,  # noqa: E402
-                                      running_worker)
+from bench._stack import epoch, running_stack, running_worker  # noqa: E402
+from bench.sandbox_tool_calls import (ECHO_COMMAND, ECHO_WORKER_ARGS, STACK_SETTINGS, create_sandbox,  # noqa: E402
+                                      end_sandboxes)
 from tests.e2e.conftest import Account, new_account  # noqa: E402
 from tests.support.sandbox_fixtures import ECHO_SERVER, python_command  # noqa: E402
 from workers.sandbox.session import SandboxSession  # noqa: E402
@@ -51,10 +52,6 @@ from workers.sandbox.session import SandboxSession  # noqa: E402
 TARGET_RATIO = 1.2
 START_TIMEOUT_SECONDS = 60
 WAIT_SECONDS = 20  # the readiness wait each GET .../tools asks for (the API allows up to 25)
-
-
-def epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
 
 
 # --- the three ways to start a server ---------------------------------------------------------
@@ -129,16 +126,17 @@ LEGS = (
     ("posted", "claimed", "the worker's job long poll returns, claim POST until `started_at`"),
     ("claimed", "running_event", "claim transaction (with the `start` event); work dir, bubblewrap spawn, "
                                  "initialize, list_tools, `sandbox` event POST"),
-    ("running_event", "listed", "the readiness wait of the GET .../tools?wait_seconds wakes on the stored event, "
-                                "then one direct tools.list to the worker's control endpoint answers 200"),
+    ("running_event", "listed", "the readiness wait of the GET .../tools?wait_seconds wakes on the stored event "
+                                "and answers 200 with the tools it carries"),
 )
 
 
 def measure(rounds: int, scratch: Path) -> dict:
     samples = {"api": [], "direct": [], "sandbox_session": []}
-    with running_stack(scratch) as stack, httpx.Client(base_url=stack.api_url, timeout=60) as client:
+    with running_stack(scratch, environment=STACK_SETTINGS) as stack, \
+            httpx.Client(base_url=stack.api_url, timeout=60) as client:
         account = new_account(client)
-        with running_worker(stack, account, scratch / "worker", direct_control=True):
+        with running_worker(stack, account, scratch / "worker", direct_control=True, extra_args=ECHO_WORKER_ARGS):
             through_api(account)  # warm-up: first imports and connections on every hop
             asyncio.run(direct_start())
             asyncio.run(sandbox_session_start(scratch))

@@ -40,17 +40,13 @@ Usage: python bench/sandbox_tool_calls.py [--calls 200] [--modes direct sqs leas
 import argparse
 import asyncio
 import json
-import logging
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +56,8 @@ import httpx  # noqa: E402
 from mcp import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
-from app.local.stack import LocalStack, StackOptions, free_port  # noqa: E402
 from app.messages import SandboxPolicy  # noqa: E402
+from bench._stack import raw_sqs_round_trips, running_stack, running_worker, summary_ms  # noqa: E402
 from tests.e2e.conftest import Account, new_account  # noqa: E402
 from tests.support.sandbox_fixtures import ECHO_SERVER, python_command  # noqa: E402
 from workers.sandbox.session import SandboxSession  # noqa: E402
@@ -69,87 +65,18 @@ from workers.sandbox.session import SandboxSession  # noqa: E402
 TARGET_OVERHEAD_MS = 25.0
 QUEUE_MODES = ("sqs", "lease")  # control requests through the worker's control queue
 MODES = ("direct", *QUEUE_MODES)  # direct: an sqs worker serving --control-listen
-DIRECT_CONTROL_LISTEN = "127.0.0.1:0"  # loopback, any free port: as the local stack runs its worker
 WARM_UP_CALLS = 5  # the first calls fill connection pools and caches on every hop: discarded
-LONG_POLL_SECONDS = 20
-SETTLE_SECONDS = 0.02  # lets a just re-armed long poll reach moto before the next send
 CONTEXT_SAMPLES = 100  # for the figures beside the breakdown: enough for a p50 and p95
 # `python3` inside the sandbox is this interpreter (the sandbox's PATH starts with its prefix), so
 # the direct baseline runs the very same program.
 ECHO_COMMAND = f"python3 {ECHO_SERVER}"
+ECHO_WORKER_ARGS = ("--sandbox-tool-dir", str(ECHO_SERVER.parent))  # the worker's sandboxes see the echo server
 ECHO_CALL = {"name": "echo", "arguments": {"text": "hello from the bench"}}
 # The workspace's cap on unfinished jobs (16 by default) would refuse the memory bench's 20 sandboxes.
 STACK_SETTINGS = {"BERTH_MAX_CONCURRENT_JOBS": "1000"}
 
 
-# --- figures ---------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil(n * fraction)
-    return ordered[int(rank) - 1]
-
-
-def summary_ms(seconds: list[float]) -> dict:
-    ms = [s * 1000 for s in seconds]
-    return {"n": len(ms), "p50_ms": round(percentile(ms, 0.5), 1), "p95_ms": round(percentile(ms, 0.95), 1),
-            "mean_ms": round(statistics.fmean(ms), 1)}
-
-
-# --- the stack, a worker and its sandboxes (the other sandbox benches use these too) -----------
-
-
-@contextmanager
-def running_stack(scratch: Path):
-    options = StackOptions(data_dir=scratch / "stack", port=free_port(), moto_port=free_port(), worker=False,
-                           snapshot_interval=3600, environment=dict(STACK_SETTINGS))
-    stack = LocalStack(options).start()
-    logging.getLogger().setLevel(logging.WARNING)  # the stack logs every request at INFO
-    try:
-        yield stack
-    finally:
-        stack.stop()
-
-
-@contextmanager
-def running_worker(stack: LocalStack, account: Account, data_dir: Path, mode: str = "sqs", slots: int = 4,
-                   direct_control: bool = False):
-    """One worker process registered in the account's workspace; its sandboxes see the echo server.
-    With `direct_control` it serves a control endpoint on loopback, which the API then uses for
-    control requests instead of its control queue."""
-    direct = ("--control-listen", DIRECT_CONTROL_LISTEN) if direct_control else ()
-    command = stack.worker_command(data_dir, account.join_token(), "--queue-mode", mode,
-                                   "--max-concurrent-jobs", str(slots),
-                                   "--poll-wait-seconds", str(LONG_POLL_SECONDS),
-                                   "--sandbox-tool-dir", str(ECHO_SERVER.parent), *direct)
-    with open(data_dir.with_suffix(".log"), "w") as log:
-        process = subprocess.Popen(command, env=stack.worker_environment(), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_registration(data_dir, process)
-            yield process
-        finally:
-            stop_worker(process)
-
-
-def stop_worker(process: subprocess.Popen) -> None:
-    # An idle worker exits once its parked long polls return (up to LONG_POLL_SECONDS); one that
-    # still runs sandboxes (a failed run) gets its stop grace, then is killed.
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_for_registration(data_dir: Path, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not (data_dir / "runtime.json").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the worker did not register (see {data_dir}.log)")
-        time.sleep(0.05)
+# --- sandboxes (the other sandbox benches use these too) -------------------------------------
 
 
 def create_sandbox(account: Account) -> str:
@@ -380,38 +307,9 @@ def breakdown(samples: list[dict], stamps: ApiStamps) -> list[dict]:
             for a, b, what in legs_of(stamps.mode)]
 
 
-def raw_sqs_round_trips(samples: int) -> dict:
-    """SendMessage → return of an already waiting ReceiveMessage long poll, on the stack's moto."""
-    import boto3  # the stack has pointed boto3 at its moto server through the environment
-
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName=f"bench-raw-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    body = json.dumps({"kind": "control", "request_id": uuid.uuid4().hex, "action": "tools.call", **ECHO_CALL})
-    arrivals: list[tuple[float, list]] = []
-    arrived = threading.Semaphore(0)
-
-    def receive() -> None:
-        receiver = boto3.client("sqs")  # its own connection, as the worker's is
-        for _ in range(samples):
-            messages = receiver.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                                WaitTimeSeconds=LONG_POLL_SECONDS).get("Messages", [])
-            arrivals.append((time.perf_counter(), messages))
-            arrived.release()
-
-    thread = threading.Thread(target=receive, daemon=True)
-    thread.start()
-    trips = []
-    for _ in range(samples):
-        time.sleep(SETTLE_SECONDS)
-        sent = time.perf_counter()
-        sqs.send_message(QueueUrl=url, MessageBody=body)
-        arrived.acquire()
-        received_at, messages = arrivals[-1]
-        trips.append(received_at - sent)
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
-    thread.join()
-    sqs.delete_queue(QueueUrl=url)
-    return summary_ms(trips)
+def control_message_body() -> str:
+    """A body the size and shape of a tools.call control message, for the raw SQS baseline."""
+    return json.dumps({"kind": "control", "request_id": uuid.uuid4().hex, "action": "tools.call", **ECHO_CALL})
 
 
 def job_reads(account: Account, session_id: str, samples: int) -> dict:
@@ -476,10 +374,12 @@ def control_endpoint_trips(control_url: str, samples: int) -> dict:
 def measure_mode(mode: str, calls: int, scratch: Path) -> dict:
     """One mode on a stack of its own, so no mode runs on a table another filled."""
     direct = mode == "direct"
-    with running_stack(scratch / mode) as stack, httpx.Client(base_url=stack.api_url, timeout=60) as client:
+    with running_stack(scratch / mode, environment=STACK_SETTINGS) as stack, \
+            httpx.Client(base_url=stack.api_url, timeout=60) as client:
         account = new_account(client)
         worker_dir = scratch / mode / "worker"
-        with running_worker(stack, account, worker_dir, "sqs" if direct else mode, direct_control=direct):
+        with running_worker(stack, account, worker_dir, mode="sqs" if direct else mode, direct_control=direct,
+                            extra_args=ECHO_WORKER_ARGS):
             session_id = create_sandbox(account)
             wait_running(account, session_id)
             control_url = control_url_of(account, session_id)
@@ -496,7 +396,7 @@ def measure_mode(mode: str, calls: int, scratch: Path) -> dict:
                 row["control_http"] = control_endpoint_trips(control_url, CONTEXT_SAMPLES)
             else:
                 row["reply_post"] = reply_posts(client, account, worker_dir, CONTEXT_SAMPLES)
-                row["raw_sqs"] = raw_sqs_round_trips(CONTEXT_SAMPLES)
+                row["raw_sqs"] = raw_sqs_round_trips(CONTEXT_SAMPLES, control_message_body())
             end_sandboxes(account, [session_id])
     return row
 

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="serve control requests directly from the API on this address (port 0: any free one)")
     parser.add_argument("--control-url", metavar="URL",
                         help="the URL the API should use for --control-listen (default: http://HOST:PORT as bound)")
+    parser.add_argument("--control-host-from-ec2-metadata", action="store_true", default=None,
+                        help="advertise this EC2 instance's private address (IMDSv2) with the bound port")
     return parser
 
 

@@ -51,6 +51,8 @@ class WorkerConfig(BaseSettings):
     # use for it (default http://HOST:PORT as bound; required when HOST is a wildcard address).
     control_listen: str | None = None
     control_url: ControlUrl | None = None
+    # Advertise http://<this EC2 instance's private IPv4>:<port> (host-networked ECS tasks).
+    control_host_from_ec2_metadata: bool = False
 
     @field_validator("control_listen")
     @classmethod
@@ -61,10 +63,14 @@ class WorkerConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _check_control_url(self) -> "WorkerConfig":
-        if self.control_url and not self.control_listen:
-            raise ValueError("control_url is advertised only with control_listen")
-        if self.control_listen and not self.control_url and split_host_port(self.control_listen)[0] in WILDCARD_HOSTS:
-            raise ValueError("listening on a wildcard address: give control_url, the address the API should use")
+        if (self.control_url or self.control_host_from_ec2_metadata) and not self.control_listen:
+            raise ValueError("a control URL is advertised only with control_listen")
+        if self.control_url and self.control_host_from_ec2_metadata:
+            raise ValueError("give control_url or control_host_from_ec2_metadata, not both")
+        advertised = self.control_url or self.control_host_from_ec2_metadata
+        if self.control_listen and not advertised and split_host_port(self.control_listen)[0] in WILDCARD_HOSTS:
+            raise ValueError("listening on a wildcard address: give control_url (or control_host_from_ec2_metadata), "
+                             "the address the API should use")
         return self
 
     @property

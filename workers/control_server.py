@@ -128,11 +128,12 @@ class ControlServer:
     """The listening socket (bound at once, so the URL is known before registering) and the
     uvicorn server on it, started and stopped by the worker."""
 
-    def __init__(self, host: str, port: int, url: str | None = None):
+    def __init__(self, host: str, port: int, url: str | None = None, advertised_host: str | None = None):
         self.endpoint = ControlEndpoint()
         self._socket = _listen(host, port)
         bound_port = self._socket.getsockname()[1]
-        self.url = url or f"http://{f'[{host}]' if ':' in host else host}:{bound_port}"
+        reachable_host = advertised_host or host
+        self.url = url or f"http://{f'[{reachable_host}]' if ':' in reachable_host else reachable_host}:{bound_port}"
         config = uvicorn.Config(
             self.endpoint, lifespan="off", access_log=False, log_config=None, log_level="warning", http="h11",
             ws="none", proxy_headers=False, server_header=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,

@@ -53,6 +53,7 @@ from workers.api_client import (
     Unauthorized,
 )
 from workers.config import RuntimeIdentity, WorkerConfig, configure_logging, log, safe_path_component, split_host_port
+from workers import ec2_metadata
 from workers.control_server import ControlServer
 from workers.executors import registry
 from workers.executors.base import Executor, ExecutorError, JobContext
@@ -106,7 +107,13 @@ async def _serve(config: WorkerConfig) -> int:
     control: ControlServer | None = None
     if config.control_listen:
         try:
-            control = ControlServer(*split_host_port(config.control_listen), config.control_url)
+            advertised_host = None
+            if config.control_host_from_ec2_metadata:
+                advertised_host = await asyncio.to_thread(ec2_metadata.private_ipv4)
+            control = ControlServer(*split_host_port(config.control_listen), config.control_url, advertised_host)
+        except ec2_metadata.MetadataUnavailable as exc:
+            log(logger, logging.ERROR, "cannot tell the API where to reach this worker", error=str(exc))
+            return 1
         except OSError as exc:
             log(logger, logging.ERROR, "cannot listen for control requests", address=config.control_listen,
                 error=str(exc))

@@ -1,4 +1,4 @@
-"""Two fixes to moto's DynamoDB for the local stack, which serves it from a threaded server.
+"""Three fixes to moto's DynamoDB for the local stack, which serves it from a threaded server.
 
 - moto's backend is not thread-safe: concurrent requests raced (a transaction's table copy
   failed with "dictionary changed size during iteration", a GSI query racing an update with a
@@ -7,6 +7,10 @@
 - TransactWriteItems deep-copied every table it touched, to roll back on failure, so a
   transaction cost time in proportion to the table: seconds at thousands of items. It keeps
   moto's own implementation here but rolls back only the items the transaction names.
+- A Query on an index sorted the whole table first, comparing keys through DynamoType's Python
+  operators: most of a Query's cost, and growing with the table (it was why job creation slowed
+  as the local table filled). The same order is produced here from each key's plain value, read
+  once per item; DynamoType compares exactly those values.
 
 Patched on the classes, so it holds for every backend and survives moto's resets.
 """
@@ -38,6 +42,7 @@ def install() -> None:
         # Responses serialise the live items a backend call returned after it returns, and
         # TransactGetItems and BatchGetItem read item by item: the whole request holds the lock.
         DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
+        Table.all_items = _all_items_in_key_order
         DynamoDBBackend._berth_fidelity = True
 
 
@@ -48,6 +53,15 @@ def _serialised(function):
             return function(*args, **kwargs)
 
     return locked
+
+
+def _all_items_in_key_order(table: Table) -> list:
+    items = []
+    for by_hash in table.items.values():
+        items.extend(by_hash.values() if table.range_key_attr else [by_hash])
+    if table.range_key_attr:
+        return sorted(items, key=lambda item: (item.hash_key.cast_value, item.range_key.cast_value))
+    return sorted(items, key=lambda item: item.hash_key.cast_value)
 
 
 class _CopyKeepingTables:

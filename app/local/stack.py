@@ -1,6 +1,6 @@
-"""The local stack: an embedded moto server standing in for DynamoDB, SQS and KMS, the API on
-uvicorn, the sweeper and dead-letter consumer on timers, and one local worker registered as a
-shared runtime. The end-to-end tests start this same class.
+"""The local stack: an embedded moto server (a child process) standing in for DynamoDB, SQS and
+KMS, the API on uvicorn, the sweeper and dead-letter consumer on timers, and one local worker
+registered as a shared runtime. The end-to-end tests start this same class.
 
 Only endpoints and credentials differ from AWS; they are set in the process environment before
 anything creates a boto3 client, so every code path is the deployed one.
@@ -22,6 +22,7 @@ from app.logs import get_logger, log_event
 logger = get_logger("berth.local")
 
 PLATFORM_WORKSPACE = "ws_platform"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -111,24 +112,12 @@ class LocalStack:
         return self
 
     def _start_moto(self) -> None:
-        import logging
-
-        from moto.server import ThreadedMotoServer
-
-        from app.local import moto_fidelity
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
-
-        moto_fidelity.install()
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.options.moto_port, verbose=False)
-        self._moto.start()
-        _wait_for_port(self.options.moto_port)
-        # moto's backends live in the process, not in the server: a stack started after another
-        # in the same process would see its tables and queues. Each stack is a fresh AWS; state
-        # comes back only from the snapshot.
-        import httpx
-
-        httpx.post(f"{self.moto_url}/moto-api/reset", timeout=10).raise_for_status()
+        # A process of its own: see app.local.aws_server. Fresh each time, so each stack starts
+        # as an empty AWS and state comes back only from the snapshot.
+        command = [sys.executable, "-m", "app.local.aws_server", "--port", str(self.options.moto_port),
+                   "--state-dir", str(self.state_dir), "--region", self.aws_environment()["AWS_REGION"]]
+        self._moto = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=PROJECT_ROOT)
+        _wait_for_port(self.options.moto_port, process=self._moto)
 
     def _provision(self) -> None:
         from app import aws, queues
@@ -188,7 +177,6 @@ class LocalStack:
             ("dead-letters", min(self.options.sweep_interval, 2.0), self._drain_dead_letters),
             ("snapshot", self.options.snapshot_interval, self.save_state),
             ("ttl", self.options.ttl_interval, self._delete_expired),
-            ("moto-tracking", 5.0, self._forget_moto_instances),
         ):
             thread = threading.Thread(target=self._every, args=(interval, task), name=name, daemon=True)
             thread.start()
@@ -216,18 +204,6 @@ class LocalStack:
         for message in queues.receive(url, max_messages=10, wait_seconds=0, visibility_seconds=30):
             dead_letter(message.body, message.receive_count)
             queues.delete(url, message.receipt)
-
-    @staticmethod
-    def _forget_moto_instances() -> None:
-        """moto records every model object it ever creates (for its dashboard), and a DynamoDB
-        transaction deep-copies the whole table first, so without this the process keeps every
-        item of every transaction: 1.9 GB after 240 jobs in a measurement. Nothing of berth's
-        reads those records."""
-        from moto.core.base_backend import model_data
-
-        for models in model_data.values():
-            for model in models.values():
-                model.instances_tracked.clear()
 
     @staticmethod
     def _delete_expired() -> None:
@@ -293,7 +269,11 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=10)
         if self._moto is not None:
-            self._moto.stop()
+            self._moto.stdin.close()
+            try:
+                self._moto.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._moto.kill()
         self._restore_environment()
 
     def _restore_environment(self) -> None:
@@ -307,9 +287,11 @@ class LocalStack:
         get_settings.cache_clear()
 
 
-def _wait_for_port(port: int, timeout: float = 20.0) -> None:
+def _wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the process meant to listen on 127.0.0.1:{port} exited ({process.returncode})")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return

@@ -44,9 +44,12 @@ async def session_events(principal: User, session_id: str,
 async def list_tools(principal: User, session_id: str,
                      wait_seconds: Annotated[float, Query(ge=0, le=25)] = 0) -> ToolList:
     """The tools the server advertises; 409 while the session is not running. With
-    `wait_seconds`, first wait (bounded) for a starting server to come up."""
+    `wait_seconds`, first wait (bounded) for a starting server to come up; if the wait ends on
+    the server's `running` report, the tools it listed then are the answer."""
     if wait_seconds:
-        await sandboxes.wait_until_started(principal, session_id, wait_seconds)
+        report = await sandboxes.wait_until_started(principal, session_id, wait_seconds)
+        if (listed := sandboxes.tools_reported_at_start(report)) is not None:
+            return ToolList(tools=listed)
     return ToolList(tools=await run_in_threadpool(sandboxes.tools, principal, session_id))
 
 

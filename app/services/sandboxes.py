@@ -99,9 +99,10 @@ def _running(job: dict) -> dict:
     return job
 
 
-async def wait_until_started(principal: Principal, sandbox_id: str, wait_seconds: float) -> None:
+async def wait_until_started(principal: Principal, sandbox_id: str, wait_seconds: float) -> dict | None:
     """A readiness wait: return once the server has left `starting` (or its job ended), or when
-    `wait_seconds` pass. Woken by the worker's `sandbox` event; the table is re-read meanwhile."""
+    `wait_seconds` pass. Woken by the worker's `sandbox` event; the table is re-read meanwhile.
+    Returns the `sandbox` event that ended the wait, if one did."""
     settings = get_settings()
     feed = event_feed.subscribe(principal.workspace_id, sandbox_id)
     try:
@@ -110,13 +111,26 @@ async def wait_until_started(principal: Principal, sandbox_id: str, wait_seconds
         while (await run_in_threadpool(_server_state, job))[0] == "starting":
             remaining = deadline - clock.now()
             if remaining <= 0:
-                return
+                return None
             published = await feed.wait(min(settings.sse_poll_seconds, remaining))
-            if any(event["step"] == "sandbox" or jobs.is_final_event(event) for event in published):
-                return  # the server reported, or the job ended: the caller reads the outcome
+            reports = [event for event in published if event["step"] == "sandbox"]
+            if reports:
+                return reports[-1]
+            if any(jobs.is_final_event(event) for event in published):
+                return None  # the job ended: the caller reads the outcome
             job = await run_in_threadpool(get, principal, sandbox_id)
+        return None
     finally:
         feed.close()
+
+
+def tools_reported_at_start(report: dict | None) -> list[ToolView] | None:
+    """The tools a `running` report carries (the worker's listing as the server came up), or None
+    when it carries none: a listing too large for an event, or a report of another state."""
+    data = (report or {}).get("data", {})
+    if data.get("state") != "running" or "tool_definitions" not in data:
+        return None
+    return [ToolView(**tool) for tool in data["tool_definitions"]]
 
 
 def _routable(principal: Principal, sandbox_id: str) -> dict:

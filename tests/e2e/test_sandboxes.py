@@ -107,6 +107,20 @@ def test_sdk_server_through_the_api_matches_a_direct_client(request, path):
     assert _call(owner, session_id, "add", {"a": 1, "b": 1}).status_code == 409
 
 
+def test_a_readiness_wait_answers_once_the_server_is_up_with_what_it_lists(owner):
+    created = owner.post("/v1/sandbox/sessions", json={"start_command": ECHO})
+    assert created.status_code == 202, created.text
+    session_id = created.json()["session_id"]
+    waited = owner.get(f"/v1/sandbox/sessions/{session_id}/tools", params={"wait_seconds": 20})
+    assert waited.status_code == 200, waited.text  # no polling: the wait ends on the worker's report
+    live = owner.get(f"/v1/sandbox/sessions/{session_id}/tools")
+    assert waited.json() == live.json()
+    assert {"echo", "add"} <= {tool["name"] for tool in waited.json()["tools"]}
+    too_long = owner.get(f"/v1/sandbox/sessions/{session_id}/tools", params={"wait_seconds": 26})
+    assert too_long.status_code == 422 and too_long.json()["success"] is False
+    owner.delete(f"/v1/sandbox/sessions/{session_id}")
+
+
 def test_published_npm_server_through_the_api_matches_a_direct_client(owner, everything_server):
     session_id = _start(owner, EVERYTHING)
     names = {t["name"] for t in owner.get(f"/v1/sandbox/sessions/{session_id}/tools").json()["tools"]}

@@ -201,9 +201,75 @@ def test_worker_control_settings(monkeypatch):
                 {"control_listen": "host name:1"},
                 {"control_listen": "0.0.0.0:7601"},  # a wildcard address needs a URL to advertise
                 {"control_url": "http://10.0.3.7:7601"},  # a URL with nothing listening
+                {"control_host_from_ec2_metadata": True},  # the same
+                {"control_listen": "0.0.0.0:7601", "control_url": "http://10.0.3.7:7601",
+                 "control_host_from_ec2_metadata": True},  # two answers to one question
                 {"control_listen": "127.0.0.1:0", "control_url": "ftp://10.0.3.7"}):
         with pytest.raises(ValidationError):
             WorkerConfig(api_url="http://api", **bad)
+
+
+@pytest.fixture
+def instance_metadata(monkeypatch):
+    """A loopback stand-in for the EC2 instance metadata service, IMDSv2 only: the address is
+    given only with a session token obtained by PUT."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = {"local-ipv4": "10.0.3.7"}
+
+    class Metadata(BaseHTTPRequestHandler):
+        def do_PUT(self):
+            ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+            self._answer(200 if self.path == "/latest/api/token" and ttl else 400, "session-token")
+
+        def do_GET(self):
+            if self.headers.get("X-aws-ec2-metadata-token") != "session-token":
+                return self._answer(401, "")
+            self._answer(200, answers["local-ipv4"]) if self.path == "/latest/meta-data/local-ipv4" \
+                else self._answer(404, "")
+
+        def _answer(self, status, text):
+            body = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    yield answers
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_host_networked_worker_advertises_the_instance_address(instance_metadata):
+    from workers import ec2_metadata
+
+    config = WorkerConfig(api_url="http://api", control_listen="0.0.0.0:0", control_host_from_ec2_metadata=True)
+    address = ec2_metadata.private_ipv4()
+    assert address == "10.0.3.7"
+    server = ControlServer("127.0.0.1", 0, config.control_url, advertised_host=address)
+    try:
+        assert server.url == f"http://10.0.3.7:{server.address.rsplit(':', 1)[1]}"
+    finally:
+        asyncio.run(server.stop())
+    instance_metadata["local-ipv4"] = "<html>not an address</html>"
+    with pytest.raises(ec2_metadata.MetadataUnavailable):
+        ec2_metadata.private_ipv4()
+
+
+def test_no_metadata_service_is_a_clear_error(monkeypatch):
+    from app.local.stack import free_port
+    from workers import ec2_metadata
+
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ec2_metadata.MetadataUnavailable, match="no private IPv4 address"):
+        ec2_metadata.private_ipv4(timeout=1)
 
 
 @pytest.mark.parametrize("url", ["ftp://host:1", "http://", "http://user:pw@host:1", "http://host:1/?q=1",

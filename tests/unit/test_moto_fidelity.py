@@ -175,3 +175,37 @@ def test_concurrent_requests_through_the_threaded_server_do_not_race():
     finally:
         httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10)  # moto's state is the process's
         server.stop()
+
+
+def test_index_queries_keep_moto_order_without_comparing_dynamo_types(dynamodb, monkeypatch):
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    client, table = dynamodb
+    client.create_table(TableName="numbers", BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "h", "KeyType": "HASH"}, {"AttributeName": "r", "KeyType": "RANGE"}],
+                        AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"},
+                                              {"AttributeName": "r", "AttributeType": "N"}])
+    for hash_key, range_key in [("b", "10"), ("a", "9"), ("b", "-1.5"), ("a", "100"), ("c", "0"), ("a", "20")]:
+        client.put_item(TableName="numbers", Item={"h": {"S": hash_key}, "r": {"N": range_key}})
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    numbers = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_table("numbers")
+    expected = sorted((item for by_hash in numbers.items.values() for item in by_hash.values()),
+                      key=lambda item: (item.hash_key, item.range_key))  # moto's own order
+    compared = []
+    monkeypatch.setattr(DynamoType, "__lt__", lambda self, other: compared.append(1) or NotImplemented)
+    in_order = Table.all_items(numbers)
+    assert [(i.hash_key.value, i.range_key.value) for i in in_order] == \
+        [(i.hash_key.value, i.range_key.value) for i in expected] == \
+        [("a", "9"), ("a", "20"), ("a", "100"), ("b", "-1.5"), ("b", "10"), ("c", "0")]
+    assert compared == []  # sorted on plain values
+
+    for n in range(30):  # and an index query still finds its partition's items, in range-key order
+        client.put_item(TableName=table, Item=_item(f"J#{n:02d}", open_pk="OPEN" if n % 3 else "OTHER",
+                                                    open_sk=f"{30 - n:02d}"))
+    response = client.query(TableName=table, IndexName=OPEN_INDEX, KeyConditionExpression="open_pk = :p",
+                            ExpressionAttributeValues={":p": {"S": "OPEN"}})
+    assert [item["open_sk"]["S"] for item in response["Items"]] == sorted(
+        f"{30 - n:02d}" for n in range(30) if n % 3)

@@ -66,3 +66,17 @@ def test_patch_and_actions_on_an_ended_sandbox(client, token):
     action = client.post(f"/api/sandboxes/{sandbox_id}/restart", headers=bearer(token))
     assert action.status_code == 409
     assert client.get("/api/containers", headers=bearer(token)).json()["containers"] == []
+
+
+def test_a_running_report_answers_a_readiness_wait_only_with_full_tool_definitions():
+    from app.services.sandboxes import tools_reported_at_start
+
+    echo = {"name": "echo", "description": "says it back", "input_schema": {"type": "object"}}
+    running = {"step": "sandbox", "status": "running",
+               "data": {"state": "running", "tools": ["echo"], "tool_definitions": [echo]}}
+    assert [tool.model_dump() for tool in tools_reported_at_start(running)] == [echo]
+    too_large_to_carry = {"step": "sandbox", "status": "running", "data": {"state": "running", "tools": ["echo"]}}
+    failed = {"step": "sandbox", "status": "error", "data": {"state": "failed"}}
+    assert tools_reported_at_start(too_large_to_carry) is None
+    assert tools_reported_at_start(failed) is None
+    assert tools_reported_at_start(None) is None

@@ -232,3 +232,16 @@ def test_outputs(template):
         "KmsKeyArn",
         "WorkerTaskRoleArn",
     }
+
+
+def test_the_worker_task_definition_sets_only_settings_the_worker_reads():
+    from workers.config import WorkerConfig
+
+    task = json.loads((ROOT / "infra" / "ecs-worker-task.json").read_text())
+    (container,) = task["containerDefinitions"]
+    names = {entry["name"] for entry in container["environment"] + container["secrets"]}
+    berth_names = {name for name in names if name.startswith("BERTH_")}
+    assert berth_names and all(name.startswith("BERTH_WORKER_") for name in berth_names)
+    fields = {f"BERTH_WORKER_{field.upper()}" for field in WorkerConfig.model_fields}
+    assert berth_names <= fields, berth_names - fields
+    assert {"BERTH_WORKER_API_URL", "BERTH_WORKER_JOIN_TOKEN"} <= berth_names

@@ -28,6 +28,9 @@ LIVENESS_SECONDS = 0.5
 # The runner owns the deadline (it moves when a TTL changes); the session's own timer is only a
 # backstop for a worker that lost track, so it is generous.
 SESSION_TTL_BACKSTOP_SECONDS = 7 * 24 * 3600
+# Up to this size the `running` event carries the listed tools in full; larger listings (events
+# are stored items) are fetched from the server when asked for.
+TOOL_DEFINITIONS_IN_EVENT_MAX_BYTES = 16_384
 _PROXY_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
 
@@ -70,9 +73,11 @@ class LiveSandbox:
             raise ExecutorError(f"the MCP server did not start: {error}") from error
         self.session, self.state, self.started_at = session, "running", time.time()
         tools = session.tools_at_start
-        await self.ctx.emit("sandbox", "running", f"server started with {len(tools)} tools",
-                            {"state": "running", "isolation": session.isolation, "pid": session.pid,
-                             "tools": [tool["name"] for tool in tools]})
+        report = {"state": "running", "isolation": session.isolation, "pid": session.pid,
+                  "tools": [tool["name"] for tool in tools]}
+        if len(json.dumps(tools)) <= TOOL_DEFINITIONS_IN_EVENT_MAX_BYTES:
+            report["tool_definitions"] = tools  # lets a readiness wait answer without asking the server again
+        await self.ctx.emit("sandbox", "running", f"server started with {len(tools)} tools", report)
 
     async def stop(self, reason: str) -> None:
         was_running = self.state == "running"
