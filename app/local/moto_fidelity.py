@@ -7,10 +7,13 @@
 - TransactWriteItems deep-copied every table it touched, to roll back on failure, so a
   transaction cost time in proportion to the table: seconds at thousands of items. It keeps
   moto's own implementation here but rolls back only the items the transaction names.
-- A Query on an index sorted the whole table first, comparing keys through DynamoType's Python
-  operators: most of a Query's cost, and growing with the table (it was why job creation slowed
-  as the local table filled). The same order is produced here from each key's plain value, read
-  once per item; DynamoType compares exactly those values.
+- Every Query read the whole table, sorted by key through DynamoType's Python operators, then
+  kept the items of the partition (or of the index) it asked for: most of a Query's cost, growing
+  with the table (why job creation slowed as the local table filled). DynamoDB reads one
+  partition. Here a Query on the table reads only its partition, and a Query on an index reads
+  the items unsorted (it sorts what matches itself); a Scan, which pages in key order, gets the
+  same order as before from each key's plain value, read once per item, which is exactly what
+  DynamoType compares.
 
 Patched on the classes, so it holds for every backend and survives moto's resets.
 """
@@ -42,7 +45,8 @@ def install() -> None:
         # Responses serialise the live items a backend call returned after it returns, and
         # TransactGetItems and BatchGetItem read item by item: the whole request holds the lock.
         DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
-        Table.all_items = _all_items_in_key_order
+        Table.query = _reading_only_what_it_needs(Table.query)
+        Table.all_items = _all_items
         DynamoDBBackend._berth_fidelity = True
 
 
@@ -55,13 +59,42 @@ def _serialised(function):
     return locked
 
 
-def _all_items_in_key_order(table: Table) -> list:
-    items = []
-    for by_hash in table.items.values():
-        items.extend(by_hash.values() if table.range_key_attr else [by_hash])
+_query_reading = threading.local()  # the Query running on this thread: (table, its partition's key or None)
+
+
+def _reading_only_what_it_needs(query):
+    signature = inspect.signature(query)
+
+    @functools.wraps(query)
+    def reading(table, *args, **kwargs):
+        arguments = signature.bind(table, *args, **kwargs).arguments
+        partition = None if arguments.get("index_name") else arguments.get("hash_key")
+        _query_reading.current = (table, partition)
+        try:
+            return query(table, *args, **kwargs)
+        finally:
+            _query_reading.current = None
+
+    return reading
+
+
+def _all_items(table: Table) -> list:
+    """What moto's Table.all_items returns, as far as its caller needs it (see the module's docstring)."""
+    reading_table, partition = getattr(_query_reading, "current", None) or (None, None)
+    if reading_table is table:
+        if partition is None:
+            return _unsorted(table.items.values(), table)
+        return _unsorted([table.items[partition]] if partition in table.items else [], table)
+    items = _unsorted(table.items.values(), table)
     if table.range_key_attr:
         return sorted(items, key=lambda item: (item.hash_key.cast_value, item.range_key.cast_value))
     return sorted(items, key=lambda item: item.hash_key.cast_value)
+
+
+def _unsorted(partitions, table: Table) -> list:
+    if not table.range_key_attr:
+        return list(partitions)
+    return [item for partition in partitions for item in partition.values()]
 
 
 class _CopyKeepingTables:

@@ -209,3 +209,44 @@ def test_index_queries_keep_moto_order_without_comparing_dynamo_types(dynamodb, 
                             ExpressionAttributeValues={":p": {"S": "OPEN"}})
     assert [item["open_sk"]["S"] for item in response["Items"]] == sorted(
         f"{30 - n:02d}" for n in range(30) if n % 3)
+
+
+def test_a_query_reads_its_partition_and_pages_as_moto_does(dynamodb, monkeypatch):
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    client, table = dynamodb
+    for n in range(300):  # a crowd in another partition
+        client.put_item(TableName=table, Item={"pk": {"S": "WS#crowd"}, "sk": {"S": f"J#{n:03d}"}})
+    for n in (3, 1, 2):
+        client.put_item(TableName=table, Item=_item(f"E#{n}"))
+    equality_checks = []
+    original_eq = DynamoType.__eq__
+    monkeypatch.setattr(DynamoType, "__eq__",
+                        lambda self, other: equality_checks.append(1) or original_eq(self, other))
+    first = client.query(TableName=table, KeyConditionExpression="pk = :p AND begins_with(sk, :e)",
+                         ExpressionAttributeValues={":p": {"S": "WS#a"}, ":e": {"S": "E#"}}, Limit=2)
+    assert [item["sk"]["S"] for item in first["Items"]] == ["E#1", "E#2"]
+    assert len(equality_checks) < 20  # the crowd's 300 items were never looked at
+    rest = client.query(TableName=table, KeyConditionExpression="pk = :p AND begins_with(sk, :e)",
+                        ExpressionAttributeValues={":p": {"S": "WS#a"}, ":e": {"S": "E#"}},
+                        ExclusiveStartKey=first["LastEvaluatedKey"])
+    assert [item["sk"]["S"] for item in rest["Items"]] == ["E#3"]
+    newest = client.query(TableName=table, KeyConditionExpression="pk = :p", ScanIndexForward=False, Limit=1,
+                          ExpressionAttributeValues={":p": {"S": "WS#crowd"}})
+    assert newest["Items"][0]["sk"]["S"] == "J#299"
+
+
+def test_an_index_query_pages_through_every_match_in_order(dynamodb):
+    client, table = dynamodb
+    for n in range(40):
+        client.put_item(TableName=table, Item=_item(f"J#{n:02d}", open_pk="OPEN" if n % 2 else "OTHER",
+                                                    open_sk=f"{n % 7}-{n:02d}"))
+    seen, start = [], {}
+    while True:
+        page = client.query(TableName=table, IndexName=OPEN_INDEX, KeyConditionExpression="open_pk = :p",
+                            ExpressionAttributeValues={":p": {"S": "OPEN"}}, Limit=6, **start)
+        seen += [item["open_sk"]["S"] for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            break
+        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    assert seen == sorted(f"{n % 7}-{n:02d}" for n in range(40) if n % 2)

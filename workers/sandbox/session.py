@@ -49,7 +49,10 @@ class SandboxSession:
         self.stop_reason: str | None = None
         self.tools_at_start: list[dict] = []  # what the server listed when it came up
         self._client: ClientSession | None = None
-        self._validators: dict[str, Any] = {}  # tool name -> jsonschema validator
+        # Tool name -> input schema as last listed, and its jsonschema validator, made on the
+        # tool's first call: checking every schema at start delayed a server's readiness.
+        self._schemas: dict[str, dict] = {}
+        self._validators: dict[str, Any] = {}
         self._runner: asyncio.Task | None = None
         self._stop_requested = asyncio.Event()
         self._stderr = tempfile.TemporaryFile("w+")
@@ -108,7 +111,7 @@ class SandboxSession:
         if self._client is None:
             raise SandboxNotRunning(f"sandbox is not running: {self.stop_reason}")
         tools = (await self._client.list_tools()).tools
-        self._validators = {tool.name: validator for tool in tools if (validator := _validator(tool.input_schema))}
+        self._schemas, self._validators = {tool.name: tool.input_schema for tool in tools}, {}
         return [{"name": t.name, "description": t.description or "", "input_schema": t.input_schema} for t in tools]
 
     async def call_tool(self, name: str, arguments: dict | None = None, timeout: float = 60.0) -> dict:
@@ -118,7 +121,7 @@ class SandboxSession:
         if client is None:
             return _failure(f"sandbox is not running: {self.stop_reason}")
         arguments = arguments or {}
-        validator = self._validators.get(name)
+        validator = self._validator_for(name)
         problem = validator and jsonschema.exceptions.best_match(validator.iter_errors(arguments))
         if problem:
             where = "/".join(str(part) for part in problem.absolute_path) or "arguments"
@@ -140,6 +143,13 @@ class SandboxSession:
             text = " ".join(block.text for block in result.content if block.type == "text")
             return {"ok": False, "error": text or f"{name} reported an error", "result": dumped}
         return {"ok": True, "result": dumped}
+
+    def _validator_for(self, name: str) -> Any:
+        """None for a tool not listed or with a broken schema: the server judges those calls."""
+        if name not in self._validators:
+            schema = self._schemas.get(name)
+            self._validators[name] = _validator(schema) if schema is not None else None
+        return self._validators[name]
 
     async def stop(self) -> None:
         """Stop the server and everything it started; safe to call more than once."""
