@@ -113,10 +113,11 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         # A process of its own: see app.local.aws_server. Fresh each time, so each stack starts
-        # as an empty AWS and state comes back only from the snapshot.
+        # as an empty AWS and state comes back only from the snapshot. Its own session, so a
+        # Ctrl-C meant for the stack does not stop it before the stack has saved its state.
         command = [sys.executable, "-m", "app.local.aws_server", "--port", str(self.options.moto_port),
                    "--state-dir", str(self.state_dir), "--region", self.aws_environment()["AWS_REGION"]]
-        self._moto = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=PROJECT_ROOT)
+        self._moto = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=PROJECT_ROOT, start_new_session=True)
         _wait_for_port(self.options.moto_port, process=self._moto)
 
     def _provision(self) -> None:

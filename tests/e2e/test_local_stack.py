@@ -18,7 +18,9 @@ def _start_berth_up(data_dir, port, moto_port, *extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BERTH_", "AWS_"))}
     command = [sys.executable, "-c", "from app.cli import main; main()", "up", "--port", str(port),
                "--moto-port", str(moto_port), "--data-dir", str(data_dir), "--no-worker", *extra]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # Its own process group, as a shell gives a command: Ctrl-C signals the whole group.
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -31,7 +33,7 @@ def _start_berth_up(data_dir, port, moto_port, *extra):
 
 
 def _stop(process) -> str:
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal: every process of the group
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     return output
