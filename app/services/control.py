@@ -1,4 +1,5 @@
-"""Synchronous requests to a running job, answered by the worker that runs it.
+"""Requests to a running job, answered by the worker that runs it (`request`, `call`), and
+notices it need not answer (`notify`: a cancel).
 
 Directly when the runtime serves a control endpoint (its `control_url`): the API POSTs the signed
 control message there and the response is the reply. Otherwise, or when nothing could be
@@ -27,6 +28,7 @@ from app.store.runtimes import SHARED_WORKSPACE
 
 REPLY_TTL_SECONDS = 300
 CONNECT_TIMEOUT_SECONDS = 1.0  # then the queue, with the time that is left
+NOTIFY_DIRECT_SECONDS = 2.0  # a worker acknowledges a cancel at once
 logger = get_logger("berth.control")
 
 
@@ -102,6 +104,30 @@ def _post(runtime: dict, message: ControlMessage, timeout: float) -> ControlRepl
         return ControlReply.model_validate_json(response.content)
     except ValueError:
         raise BadGateway(f"the runtime's control endpoint sent an unreadable answer to {message.action}") from None
+
+
+def notify(job: dict, action: str, *, valid_seconds: float, directly: bool = True) -> None:
+    """Tell the job's worker without waiting for its answer (a cancel): directly when it serves a
+    control endpoint (waiting at most NOTIFY_DIRECT_SECONDS), else on its control queue, where
+    the message stays valid for `valid_seconds` and its reply expires unread. Only for actions
+    that may safely arrive twice: a direct request whose fate is unknown (timed out, connection
+    lost) goes to the queue as well. `directly=False` for callers outside the fleet's VPC (the
+    sweeper)."""
+    runtime = get_store().runtimes.find(job["runtime_workspace"], job["runtime_id"]) if job.get("runtime_id") else None
+    if runtime is None:
+        return
+
+    def message(seconds: float) -> ControlMessage:
+        return ControlMessage(request_id=new_id("ctl"), workspace_id=job["workspace_id"], job_id=job["job_id"],
+                              action=action, deadline=clock.now() + seconds)
+
+    if directly and _reachable_directly(runtime):
+        try:
+            if _post(runtime, message(NOTIFY_DIRECT_SECONDS), NOTIFY_DIRECT_SECONDS) is not None:
+                return
+        except (GatewayTimeout, BadGateway):
+            pass
+    queues.send(runtime["control_queue_url"], message(valid_seconds))
 
 
 _FAILURES = {"not_running": Conflict, "not_found": NotFound, "bad_request": BadRequest, "forbidden": Forbidden}

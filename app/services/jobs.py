@@ -11,15 +11,15 @@ import asyncio
 import json
 import time
 
-from app import clock, queues
+from app import clock
 from app.auth.principal import Principal
 from app.errors import ConditionFailed, Conflict, NotFound, TooManyRequests, Unprocessable
 from app.ids import new_id
 from app.logs import get_logger, log_event
-from app.messages import (FINAL_JOB_STATUSES, ClaimRequest, ClaimResponse, ControlMessage, EventBatch,
+from app.messages import (FINAL_JOB_STATUSES, ClaimRequest, ClaimResponse, EventBatch,
                           EventBatchResult, EventStatus, JobStatus, JobType)
 from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobView, validate_payload
-from app.services import dispatch, event_feed
+from app.services import control, dispatch, event_feed
 from app.services.activity import audit, audit_write, log_audit, meter, meter_write
 from app.settings import get_settings
 from app.store import get_store
@@ -30,6 +30,7 @@ from app.store.table import Condition, Write
 logger = get_logger("berth.jobs")
 
 RETENTION_SECONDS = 30 * 24 * 3600
+CANCEL_DELIVERY_SECONDS = 60  # how long a cancel may wait for its worker to read it
 _OPEN = [s.value for s in JobStatus if s not in FINAL_JOB_STATUSES]
 _FINAL_EVENT_STATUS = {
     EventStatus.complete: JobStatus.complete,
@@ -226,11 +227,7 @@ def _cancel_on_worker(job: dict, wait_seconds: float) -> CancelResponse:
     except ConditionFailed:
         job = store.jobs.get(job["workspace_id"], job["job_id"])
         return CancelResponse(ok=True, status=job["status"])
-    runtime = store.runtimes.get(job["runtime_workspace"], job["runtime_id"]) if job.get("runtime_id") else None
-    if runtime is not None:
-        queues.send(runtime["control_queue_url"], ControlMessage(
-            request_id=new_id("ctl"), workspace_id=job["workspace_id"], job_id=job["job_id"], action="cancel",
-            deadline=clock.now() + 60))
+    control.notify(job, "cancel", valid_seconds=CANCEL_DELIVERY_SECONDS)
     deadline = clock.now() + wait_seconds
     while clock.now() < deadline:
         current = store.jobs.get(job["workspace_id"], job["job_id"])
@@ -409,12 +406,7 @@ def expire(job: dict) -> bool:
     event = _append_event(job, "job", EventStatus.expired, f"job passed its TTL of {job['ttl_seconds']} s")
     if not finish(job, JobStatus.expired, from_statuses=_OPEN, fields={"error": "expired"}, event=event):
         return False
-    if job.get("runtime_id"):
-        runtime = get_store().runtimes.get(job["runtime_workspace"], job["runtime_id"])
-        if runtime is not None:
-            queues.send(runtime["control_queue_url"], ControlMessage(
-                request_id=new_id("ctl"), workspace_id=job["workspace_id"], job_id=job["job_id"], action="cancel",
-                deadline=clock.now() + 60))
+    control.notify(job, "cancel", valid_seconds=CANCEL_DELIVERY_SECONDS, directly=False)
     return True
 
 

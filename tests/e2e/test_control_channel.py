@@ -86,18 +86,24 @@ def test_a_tool_call_through_the_direct_channel_matches_the_queue_path(direct, f
     direct_session, queued_session = _start(direct), _start(fallback)
 
     # While the direct runtime's item names a control queue nobody reads, only its endpoint can
-    # answer: a request that took the queue would time out.
+    # answer: a request that took the queue would time out, and a cancel would never arrive.
     sqs = aws.client("sqs")
     decoy = sqs.create_queue(QueueName=f"berth-decoy-{uuid.uuid4().hex[:12]}")["QueueUrl"]
     store = get_store()
     store.runtimes.update(direct.workspace_id, direct.runtime_id, set={"control_queue_url": decoy})
+    store.runtimes.forget(direct.workspace_id)  # the API process is this one: no cached listing
     try:
         through_endpoint = _calls(direct, direct_session)
         tools = direct.get(f"/v1/sandbox/sessions/{direct_session}/tools")
         assert tools.status_code == 200 and {"echo", "add"} <= {t["name"] for t in tools.json()["tools"]}
+        cancelled = direct.delete(f"/v1/sandbox/sessions/{direct_session}")
+        assert cancelled.json() == {"ok": True, "status": "cancelled"}  # the worker stopped it and said so
+        assert sqs.get_queue_attributes(QueueUrl=decoy, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"] == "0"
     finally:
         store.runtimes.update(direct.workspace_id, direct.runtime_id,
                               set={"control_queue_url": runtime["control_queue_url"]})
+        store.runtimes.forget(direct.workspace_id)
         sqs.delete_queue(QueueUrl=decoy)
 
     through_queue = _calls(fallback, queued_session)
@@ -105,8 +111,7 @@ def test_a_tool_call_through_the_direct_channel_matches_the_queue_path(direct, f
     assert [call["ok"] for call in through_endpoint] == [True, True]
     assert through_endpoint == through_queue
     assert [call["result"] for call in through_endpoint] == without_berth
-    for account, session_id in ((direct, direct_session), (fallback, queued_session)):
-        assert account.delete(f"/v1/sandbox/sessions/{session_id}").json()["ok"] is True
+    assert fallback.delete(f"/v1/sandbox/sessions/{queued_session}").json() == {"ok": True, "status": "cancelled"}
 
 
 def test_the_endpoint_refuses_unsigned_forged_stale_and_replayed_requests(direct):
