@@ -6,6 +6,7 @@ proxied request — is a control message to the runtime that runs it, answered w
 import base64
 from concurrent.futures import ThreadPoolExecutor
 
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app import clock
@@ -124,13 +125,19 @@ async def wait_until_started(principal: Principal, sandbox_id: str, wait_seconds
         feed.close()
 
 
+_TOOL_LIST = TypeAdapter(list[ToolView])
+
+
 def tools_reported_at_start(report: dict | None) -> list[ToolView] | None:
     """The tools a `running` report carries (the worker's listing as the server came up), or None
     when it carries none: a listing too large for an event, or a report of another state."""
     data = (report or {}).get("data", {})
     if data.get("state") != "running" or "tool_definitions" not in data:
         return None
-    return [ToolView(**tool) for tool in data["tool_definitions"]]
+    try:  # the runtime's word: anything unreadable means asking the server instead
+        return _TOOL_LIST.validate_python(data["tool_definitions"])
+    except ValidationError:
+        return None
 
 
 def _routable(principal: Principal, sandbox_id: str) -> dict:

@@ -77,6 +77,9 @@ def test_a_running_report_answers_a_readiness_wait_only_with_full_tool_definitio
     assert [tool.model_dump() for tool in tools_reported_at_start(running)] == [echo]
     too_large_to_carry = {"step": "sandbox", "status": "running", "data": {"state": "running", "tools": ["echo"]}}
     failed = {"step": "sandbox", "status": "error", "data": {"state": "failed"}}
+    unreadable = {"step": "sandbox", "status": "running",
+                  "data": {"state": "running", "tool_definitions": [{"description": "no name"}, "not a tool"]}}
     assert tools_reported_at_start(too_large_to_carry) is None
+    assert tools_reported_at_start(unreadable) is None
     assert tools_reported_at_start(failed) is None
     assert tools_reported_at_start(None) is None
