@@ -8,11 +8,12 @@ a snapshot's ciphertexts were made with.
 
 import functools
 import json
-import os
 from pathlib import Path
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.kms.models import KmsBackend, kms_backends
+
+from app.local.snapshot import write_atomically
 
 STATE_FILE = "kms.json"
 
@@ -45,9 +46,7 @@ def save(path: Path, region: str) -> None:
             for key in backend.keys.values() if key.key_state == "Enabled"]
     aliases = {alias: key.id for key in backend.keys.values() for alias in key.aliases}
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"keys": keys, "aliases": aliases}))
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps({"keys": keys, "aliases": aliases}))
 
 
 def save_on_change(path: Path, region: str) -> None:

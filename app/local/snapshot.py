@@ -16,7 +16,8 @@ from app import aws
 _DYNAMODB_FILE = "dynamodb.jsonl"
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` whole, flushed to disk: a crash leaves the old file or the new one."""
     temporary = path.with_suffix(path.suffix + ".tmp")
     with open(temporary, "w") as handle:
         handle.write(text)
@@ -37,7 +38,7 @@ def save(state_dir: Path, table_name: str) -> int:
         if "LastEvaluatedKey" not in response:
             break
         request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    _write_atomically(state_dir / _DYNAMODB_FILE, "\n".join(lines) + ("\n" if lines else ""))
+    write_atomically(state_dir / _DYNAMODB_FILE, "\n".join(lines) + ("\n" if lines else ""))
     return len(lines)
 
 

@@ -43,13 +43,21 @@ def _direct() -> httpx.Client:
     return httpx.Client(transport=transport, trust_env=False)
 
 
+def _runtime_of(job: dict) -> dict | None:
+    return get_store().runtimes.find(job["runtime_workspace"], job["runtime_id"]) if job.get("runtime_id") else None
+
+
+def _message(job: dict, action: str, seconds: float, arguments: dict | None = None) -> ControlMessage:
+    return ControlMessage(request_id=new_id("ctl"), workspace_id=job["workspace_id"], job_id=job["job_id"],
+                          action=action, arguments=arguments or {}, deadline=clock.now() + seconds)
+
+
 def request(job: dict, action: str, arguments: dict, timeout: float) -> ControlReply:
     store = get_store()
-    runtime = store.runtimes.find(job["runtime_workspace"], job["runtime_id"]) if job.get("runtime_id") else None
+    runtime = _runtime_of(job)
     if runtime is None:
         raise NotFound("the job has no runtime to ask")
-    message = ControlMessage(request_id=new_id("ctl"), workspace_id=job["workspace_id"], job_id=job["job_id"],
-                             action=action, arguments=arguments, deadline=clock.now() + timeout)
+    message = _message(job, action, timeout, arguments)
     if _reachable_directly(runtime):
         reply = _post(runtime, message, timeout)
         if reply is not None:
@@ -113,21 +121,16 @@ def notify(job: dict, action: str, *, valid_seconds: float, directly: bool = Tru
     that may safely arrive twice: a direct request whose fate is unknown (timed out, connection
     lost) goes to the queue as well. `directly=False` for callers outside the fleet's VPC (the
     sweeper)."""
-    runtime = get_store().runtimes.find(job["runtime_workspace"], job["runtime_id"]) if job.get("runtime_id") else None
+    runtime = _runtime_of(job)
     if runtime is None:
         return
-
-    def message(seconds: float) -> ControlMessage:
-        return ControlMessage(request_id=new_id("ctl"), workspace_id=job["workspace_id"], job_id=job["job_id"],
-                              action=action, deadline=clock.now() + seconds)
-
     if directly and _reachable_directly(runtime):
         try:
-            if _post(runtime, message(NOTIFY_DIRECT_SECONDS), NOTIFY_DIRECT_SECONDS) is not None:
+            if _post(runtime, _message(job, action, NOTIFY_DIRECT_SECONDS), NOTIFY_DIRECT_SECONDS) is not None:
                 return
         except (GatewayTimeout, BadGateway):
             pass
-    queues.send(runtime["control_queue_url"], message(valid_seconds))
+    queues.send(runtime["control_queue_url"], _message(job, action, valid_seconds))
 
 
 _FAILURES = {"not_running": Conflict, "not_found": NotFound, "bad_request": BadRequest, "forbidden": Forbidden}
