@@ -3,11 +3,11 @@
 A job goes to an online runtime of its workspace (preferred) or the shared fleet that
 advertises the job's type and has a free slot. The slot is reserved and the job assigned in one
 transaction (the runtime must still have room, the job must still be waiting); only once that
-commits is the message sent. Candidates come from a briefly cached listing first: a stale hint costs a failed condition and a
-fresh read, never a wrong assignment.
+commits is the message sent. Candidates come from a briefly cached listing first: a stale hint
+costs a failed condition and a fresh read, never a wrong assignment.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from app import clock, queues
 from app.errors import ConditionFailed
@@ -57,8 +57,11 @@ def candidates(job: dict, *, refresh: bool = True) -> Iterator[dict]:
                 yield runtime
 
 
+ASSIGNMENT_FIELDS = ("runtime_id", "runtime_workspace", "dispatched_at", "open_pk")
+
+
 def assignment(runtime: dict, now: float) -> dict:
-    """The job fields that put it on `runtime`."""
+    """The job fields (ASSIGNMENT_FIELDS) that put it on `runtime`."""
     return {"runtime_id": runtime["runtime_id"], "runtime_workspace": runtime["workspace_id"],
             "dispatched_at": now, "open_pk": ASSIGNED}
 
@@ -83,26 +86,40 @@ def send(job: dict, runtime: dict) -> None:
               dispatch=job.get("dispatch", 1))
 
 
-def dispatch(job: dict, *, refresh: bool = True) -> bool:
-    """Assign a waiting job to the best runtime and send it; False when none can take it now."""
+def place(job: dict, job_writes: Callable[[dict], list[Write]], *, refresh: bool = True) -> dict | None:
+    """Put `job` on the best runtime with room: one transaction of `job_writes(assigned job)` and
+    the runtime's slot, then the message. The assigned job, or None when no runtime can take it
+    now. A runtime that filled up meanwhile means trying the next; any other failed condition
+    (among `job_writes`) is raised for the caller to judge."""
     store = get_store()
     for runtime in candidates(job, refresh=refresh):
-        now = clock.now()
-        fields = assignment(runtime, now)
-        writes = [
-            store.jobs.update_write(job["workspace_id"], job["job_id"], set=fields, add={"dispatch": 1},
-                                    condition=Condition(equals={"status": JobStatus.queued.value, "open_pk": WAITING})),
-            slot_write(runtime),
-        ]
+        assigned = {**job, **assignment(runtime, clock.now()), "dispatch": job.get("dispatch", 0) + 1}
+        writes = [*job_writes(assigned), slot_write(runtime)]
         try:
             store.table.transact(writes)
         except ConditionFailed as error:
-            if 0 in error.failed:
-                return False  # cancelled or dispatched by someone else meanwhile
-            continue  # the runtime filled up since it was read
-        send({**job, **fields, "dispatch": job.get("dispatch", 0) + 1}, runtime)
-        return True
-    return False
+            if set(error.failed) - {len(writes) - 1}:
+                raise
+            continue
+        send(assigned, runtime)
+        return assigned
+    return None
+
+
+def dispatch(job: dict, *, refresh: bool = True) -> bool:
+    """Assign a waiting job to the best runtime and send it; False when none can take it now."""
+    store = get_store()
+
+    def assign(assigned: dict) -> list[Write]:
+        fields = {name: assigned[name] for name in ASSIGNMENT_FIELDS}
+        return [store.jobs.update_write(
+            job["workspace_id"], job["job_id"], set=fields, add={"dispatch": 1},
+            condition=Condition(equals={"status": JobStatus.queued.value, "open_pk": WAITING}))]
+
+    try:
+        return place(job, assign, refresh=refresh) is not None
+    except ConditionFailed:
+        return False  # cancelled or dispatched by someone else meanwhile
 
 
 def resend(job: dict) -> None:

@@ -96,25 +96,15 @@ def create(principal: Principal, request: CreateJobRequest, *, extra: dict | Non
                     detail={"type": request.type.value}),
         meter_write(principal.workspace_id, "jobs", request.type.value),
     ]
-    too_many = TooManyRequests(f"the workspace already has {limit} unfinished jobs (policy max_concurrent_jobs)")
-    for runtime in dispatch.candidates(job):
-        assigned = {**job, **dispatch.assignment(runtime, now), "dispatch": 1}
-        try:
-            store.table.transact([store.jobs.create_write(assigned), *common, dispatch.slot_write(runtime)])
-        except ConditionFailed as error:
-            if 2 in error.failed:
-                raise too_many from error
-            continue  # the runtime filled up since it was listed
-        dispatch.send(assigned, runtime)
-        job = assigned
-        break
-    else:
-        try:
+    try:
+        assigned = dispatch.place(job, lambda assigned: [store.jobs.create_write(assigned), *common])
+        if assigned is None:  # no runtime has room: it waits
             store.table.transact([store.jobs.create_write(job), *common])
-        except ConditionFailed as error:
-            raise too_many from error
+    except ConditionFailed as error:
+        raise TooManyRequests(f"the workspace already has {limit} unfinished jobs (policy max_concurrent_jobs)") \
+            from error
     log_audit("job.create", principal.subject_id, job_id)
-    return job
+    return assigned or job
 
 
 def _session_runtime(principal: Principal, session_id: str) -> str:

@@ -126,3 +126,23 @@ def test_a_full_workspace_gets_429_and_nothing_is_stored(client, monkeypatch):
     assert len(listed) == 1
     usage = client.get("/v1/cloud/usage", headers=bearer(token)).json()
     assert usage["totals"]["jobs"]["agent.run"] == 1  # the refused job was not metered
+
+
+def test_a_runtime_full_since_it_was_listed_costs_a_retry_not_a_slot(client):
+    from app.store import get_store
+
+    token = signup(client)["token"]
+    full_since, roomy = _register(client, token, slots=1), _register(client, token, slots=3)
+    runtimes, workspace_id = get_store().runtimes, full_since["workspace_id"]
+    runtimes.update(workspace_id, roomy["runtime_id"], set={"active_jobs": 1})  # ranked after the idle one
+    runtimes.forget(workspace_id)
+    assert len(runtimes.listed(workspace_id)) == 2  # cached: both with room
+    runtimes.update(workspace_id, full_since["runtime_id"], set={"active_jobs": 1})  # behind the cache's back
+
+    job_id = _post_job(client, token)
+    job = client.get(f"/v1/jobs/{job_id}", headers=bearer(token)).json()
+    assert job["runtime_id"] == roomy["runtime_id"]
+    assert _messages(full_since["jobs_queue_url"]) == []
+    assert [message.job_id for message in _messages(roomy["jobs_queue_url"])] == [job_id]
+    slots = {r["runtime_id"]: r["active_jobs"] for r in runtimes.listed(workspace_id, fresh=True)}
+    assert slots == {full_since["runtime_id"]: 1, roomy["runtime_id"]: 2}  # one slot taken, on the runtime used
