@@ -9,7 +9,7 @@ import json
 from functools import lru_cache
 
 from app import aws
-from app.messages import ControlMessage, JobMessage, LeasedMessage, QueueEnvelope
+from app.contract.messages import ControlMessage, JobMessage, LeasedMessage, QueueEnvelope
 from app.settings import get_settings
 
 

@@ -204,7 +204,7 @@ def wait_until_final(account: Account, ids: list[str], timeout: float = 900) -> 
 
 def job_message_body() -> str:
     """A body the size and shape of a real job message."""
-    from app.messages import JobMessage, JobType, QueueEnvelope
+    from app.contract.messages import JobMessage, JobType, QueueEnvelope
 
     message = JobMessage(job_id=f"job_{uuid.uuid4().hex}", workspace_id=f"ws_{uuid.uuid4().hex}",
                          type=JobType.model_inspect, payload=INSPECT["payload"], expires_at=time.time() + 600,

@@ -42,7 +42,7 @@ import httpx  # noqa: E402
 from mcp import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
-from app.messages import SandboxPolicy  # noqa: E402
+from app.contract.messages import SandboxPolicy  # noqa: E402
 from bench._stack import epoch, running_stack, running_worker  # noqa: E402
 from bench.sandbox_tool_calls import (ECHO_COMMAND, ECHO_WORKER_ARGS, STACK_SETTINGS, create_sandbox,  # noqa: E402
                                       end_sandboxes)

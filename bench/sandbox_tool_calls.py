@@ -56,7 +56,7 @@ import httpx  # noqa: E402
 from mcp import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
-from app.messages import SandboxPolicy  # noqa: E402
+from app.contract.messages import SandboxPolicy  # noqa: E402
 from bench._stack import raw_sqs_round_trips, running_stack, running_worker, summary_ms  # noqa: E402
 from tests.e2e.conftest import Account, new_account  # noqa: E402
 from tests.support.sandbox_fixtures import ECHO_SERVER, python_command  # noqa: E402

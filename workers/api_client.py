@@ -1,4 +1,4 @@
-"""The runtime HTTP API as the worker calls it: one method per route, typed with `app.messages`.
+"""The runtime HTTP API as the worker calls it: one method per route, typed with `app.contract.messages`.
 
 Failures are sorted into what the worker decides on: `Unauthorized` (the runtime token was
 revoked, or the join token is bad), `StaleClaim` (another worker owns the job now),
@@ -14,22 +14,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from app.messages import (
-    ClaimRequest,
-    ClaimResponse,
-    ControlReply,
-    EventBatch,
-    EventBatchResult,
-    HeartbeatRequest,
-    HeartbeatResponse,
-    LeaseRenewal,
-    LeaseRenewed,
-    LeaseRequest,
-    LeaseResponse,
-    ReceiptRequest,
-    RegisterRequest,
-    RegisterResponse,
-)
+from app.contract.messages import (ClaimRequest, ClaimResponse, ControlReply, EventBatch, EventBatchResult,
+    HeartbeatRequest, HeartbeatResponse, LeaseRenewal, LeaseRenewed, LeaseRequest, LeaseResponse, ReceiptRequest,
+    RegisterRequest, RegisterResponse)
 
 REQUEST_TIMEOUT_SECONDS = 15.0
 _Model = TypeVar("_Model", bound=BaseModel)

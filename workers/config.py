@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.messages import ControlUrl, RegisterResponse
+from app.contract.messages import ControlUrl, RegisterResponse
 
 RUNTIME_FILE_MODE = 0o600
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")

@@ -4,7 +4,7 @@ reads the ControlReply from the response, instead of a queue round trip and a po
 The answer comes from the same `Worker._answer` the control queue uses, so both paths behave
 alike; the queue stays the API's fallback whenever this endpoint cannot be reached.
 
-Only the API can sign a request (app.messages.sign_control_request, keyed by the runtime token's
+Only the API can sign a request (app.contract.signing.sign_control_request, keyed by the runtime token's
 digest). A request is refused with 401 when it is unsigned, forged, signed more than 30 s away
 from this host's clock, past its deadline, or carries a request id already seen; 413 when its
 body is larger than any the API sends. Neither the key nor a body is ever logged.
@@ -24,15 +24,9 @@ from typing import Any, Awaitable, Callable
 
 import uvicorn
 
-from app.messages import (
-    CONTROL_BODY_MAX_BYTES,
-    CONTROL_SIGNATURE_HEADER,
-    CONTROL_SIGNATURE_TOLERANCE_SECONDS,
-    ControlMessage,
-    ControlReply,
-    ControlRequestRejected,
-    verify_control_request,
-)
+from app.contract.messages import ControlMessage, ControlReply
+from app.contract.signing import (CONTROL_BODY_MAX_BYTES, CONTROL_SIGNATURE_HEADER,
+    CONTROL_SIGNATURE_TOLERANCE_SECONDS, ControlRequestRejected, verify_control_request)
 from workers.config import log
 
 # Longer than the API client's keep-alive expiry (app.services.control), so the API always drops

@@ -30,19 +30,8 @@ from typing import Any, Awaitable, TypeVar
 
 from pydantic import ValidationError
 
-from app.messages import (
-    FINAL_JOB_STATUSES,
-    ClaimRequest,
-    ClaimResponse,
-    ControlMessage,
-    ControlReply,
-    EventStatus,
-    HeartbeatRequest,
-    JobMessage,
-    LeaseRenewal,
-    QueueEnvelope,
-    RegisterRequest,
-)
+from app.contract.messages import (FINAL_JOB_STATUSES, ClaimRequest, ClaimResponse, ControlMessage, ControlReply,
+    EventStatus, HeartbeatRequest, JobMessage, LeaseRenewal, QueueEnvelope, RegisterRequest)
 from workers.api_client import (
     ApiError,
     ApiUnavailable,

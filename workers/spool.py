@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from app.messages import EventBatch, EventIn
+from app.contract.messages import EventBatch, EventIn
 from workers.api_client import ApiUnavailable, Backoff, RequestRejected, RuntimeApiClient, StaleClaim, Unauthorized
 from workers.config import log, safe_path_component
 

@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.messages import LeaseRequest, ReceiptRequest
+from app.contract.messages import LeaseRequest, ReceiptRequest
 from workers.api_client import ApiError, RuntimeApiClient
 
 QueueName = Literal["jobs", "control"]

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app.auth.dependencies import User
-from app.messages import JobStatus
+from app.contract.messages import JobStatus
 from app.schemas.sandboxes import (ActionResponse, ContainerList, SandboxList, SandboxPatch, SandboxRequest,
                                    SandboxView)
 from app.services import sandboxes

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Query, status
 
 from app import queues
 from app.auth.dependencies import AdminUser, Runtime, User
-from app.messages import (ClaimRequest, ClaimResponse, ControlReply, EventBatch, EventBatchResult, HeartbeatRequest,
-                          HeartbeatResponse, LeaseRenewal, LeaseRenewed, LeaseRequest, LeaseResponse, ReceiptRequest,
-                          RegisterRequest, RegisterResponse)
+from app.contract.messages import (ClaimRequest, ClaimResponse, ControlReply, EventBatch, EventBatchResult,
+    HeartbeatRequest, HeartbeatResponse, LeaseRenewal, LeaseRenewed, LeaseRequest, LeaseResponse, ReceiptRequest,
+    RegisterRequest, RegisterResponse)
 from app.schemas.accounts import OkResponse
 from app.schemas.runtimes import JoinTokenCreate, JoinTokenCreated
 from app.services import activity, control, jobs, runtimes

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth.dependencies import User
 from app.errors import BadRequest
-from app.messages import JobStatus, JobType
+from app.contract.messages import JobStatus, JobType
 from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobList, JobView
 from app.services import event_feed, jobs
 from app.settings import get_settings

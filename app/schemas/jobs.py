@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import Unprocessable
-from app.messages import JobStatus, JobType
+from app.contract.messages import JobStatus, JobType
 
 
 class _Payload(BaseModel):

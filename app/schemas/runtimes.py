@@ -1,4 +1,4 @@
-"""Bodies of the runtime-management routes (the runtime protocol itself is in app.messages)."""
+"""Bodies of the runtime-management routes (the runtime protocol itself is in app.contract.messages)."""
 
 from pydantic import BaseModel, ConfigDict, Field
 

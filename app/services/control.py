@@ -21,7 +21,8 @@ from app.auth.principal import Principal
 from app.errors import BadGateway, BadRequest, ConditionFailed, Conflict, Forbidden, GatewayTimeout, NotFound
 from app.ids import new_id
 from app.logs import get_logger, log_event
-from app.messages import CONTROL_SIGNATURE_HEADER, ControlMessage, ControlReply, sign_control_request
+from app.contract.messages import ControlMessage, ControlReply
+from app.contract.signing import CONTROL_SIGNATURE_HEADER, sign_control_request
 from app.settings import get_settings
 from app.store import get_store
 from app.store.runtimes import SHARED_WORKSPACE

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from app import clock, queues
 from app.errors import ConditionFailed
 from app.logs import get_logger, log_event
-from app.messages import JobMessage, JobStatus, JobType
+from app.contract.messages import JobMessage, JobStatus, JobType
 from app.services import runtimes, system
 from app.store import get_store
 from app.store.jobs import ASSIGNED, WAITING

@@ -16,8 +16,8 @@ from app.auth.principal import Principal
 from app.errors import ConditionFailed, Conflict, NotFound, TooManyRequests, Unprocessable
 from app.ids import new_id
 from app.logs import get_logger, log_event
-from app.messages import (FINAL_JOB_STATUSES, ClaimRequest, ClaimResponse, EventBatch,
-                          EventBatchResult, EventStatus, JobStatus, JobType)
+from app.contract.messages import (FINAL_JOB_STATUSES, ClaimRequest, ClaimResponse, EventBatch, EventBatchResult,
+    EventStatus, JobStatus, JobType)
 from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobView, validate_payload
 from app.services import control, dispatch, event_feed
 from app.services.activity import audit, audit_write, log_audit, meter, meter_write

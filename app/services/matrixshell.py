@@ -5,7 +5,8 @@ and again by the server itself)."""
 from app import clock
 from app.auth.principal import Principal
 from app.errors import Conflict, ConditionFailed, Forbidden
-from app.messages import FINAL_JOB_STATUSES, JobStatus, JobType, SandboxRejected
+from app.contract.messages import FINAL_JOB_STATUSES, JobStatus, JobType
+from app.contract.policy import SandboxRejected
 from app.schemas.sandboxes import SandboxRequest, ShellExecRequest, ShellExecResult
 from app.services import sandboxes, system
 from app.settings import get_settings

@@ -4,7 +4,7 @@ from app import clock, queues
 from app.auth.principal import Principal
 from app.errors import BadRequest, ConditionFailed, Forbidden, NotFound, Unauthorized
 from app.ids import hash_secret, new_id, new_secret, secret_prefix
-from app.messages import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse
+from app.contract.messages import HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse
 from app.schemas.runtimes import JoinTokenCreate
 from app.services import dispatch
 from app.services.activity import audit

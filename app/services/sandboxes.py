@@ -13,8 +13,9 @@ from app import clock
 from app.auth.principal import Principal
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from app.ids import new_id
-from app.messages import (JobStatus, JobType, ProxyRequest, ProxyResponse, SandboxRejected, ToolCallArguments,
-                          sign_proxy_token)
+from app.contract.messages import JobStatus, JobType, ProxyRequest, ProxyResponse, ToolCallArguments
+from app.contract.policy import SandboxRejected
+from app.contract.signing import sign_proxy_token
 from app.schemas.jobs import CreateJobRequest
 from app.schemas.sandboxes import (ContainerView, SandboxPatch, SandboxRequest, SandboxResponse, SandboxView,
                                    ToolView)

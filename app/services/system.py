@@ -5,7 +5,8 @@ import shutil
 from pathlib import Path
 
 from app import __version__, aws
-from app.messages import RUNTIME_KINDS, SandboxPolicy
+from app.contract.messages import RUNTIME_KINDS
+from app.contract.policy import SandboxPolicy
 from app.settings import Settings, get_settings
 
 

@@ -7,7 +7,7 @@ Events live in a partition of their own per job, `WS#<ws>#JOB#<id>`, keyed by ze
 sequence number, and are written only-if-new, so a re-sent event is stored once.
 """
 
-from app.messages import JobStatus
+from app.contract.messages import JobStatus
 from app.store.accounts import workspace_pk
 from app.store.cache import TtlCache
 from app.store.table import OPEN_INDEX, Condition, Page, Table, Write

@@ -12,7 +12,8 @@ import pytest
 
 from app import aws
 from app.local.stack import free_port
-from app.messages import CONTROL_SIGNATURE_HEADER, ControlMessage, sign_control_request
+from app.contract.messages import ControlMessage
+from app.contract.signing import CONTROL_SIGNATURE_HEADER, sign_control_request
 from app.store import get_store
 from tests.e2e.conftest import WorkerProcess, new_account
 from tests.support.sandbox_fixtures import ECHO_SERVER, call_directly, python_command

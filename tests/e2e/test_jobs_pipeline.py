@@ -11,7 +11,7 @@ import time
 import pytest
 
 from app import aws
-from app.messages import JobMessage, JobType, QueueEnvelope
+from app.contract.messages import JobMessage, JobType, QueueEnvelope
 from tests.e2e.conftest import new_account
 from tests.support.hub import DEMO_BERT, DEMO_LLAMA
 

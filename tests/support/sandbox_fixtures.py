@@ -11,7 +11,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from workers.sandbox.isolation import bubblewrap_available
-from app.messages import SandboxPolicy
+from app.contract.policy import SandboxPolicy
 from workers.sandbox.session import SandboxSession
 
 MCP_SERVERS = Path(__file__).parent / "mcp_servers"

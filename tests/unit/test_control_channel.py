@@ -1,4 +1,4 @@
-"""The direct control channel without a stack: the request signature (app.messages), the worker's
+"""The direct control channel without a stack: the request signature (app.contract.signing), the worker's
 endpoint (workers.control_server) served by real uvicorn on loopback, the worker's settings for
 it, and the API storing the URL a runtime advertises."""
 
@@ -10,17 +10,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from app.messages import (
-    CONTROL_BODY_MAX_BYTES,
-    CONTROL_SIGNATURE_HEADER,
-    ControlMessage,
-    ControlReply,
-    ControlRequestRejected,
-    HeartbeatRequest,
-    RegisterRequest,
-    sign_control_request,
-    verify_control_request,
-)
+from app.contract.messages import ControlMessage, ControlReply, HeartbeatRequest, RegisterRequest
+from app.contract.signing import (CONTROL_BODY_MAX_BYTES, CONTROL_SIGNATURE_HEADER, ControlRequestRejected,
+    sign_control_request, verify_control_request)
 from app.store import get_store
 from tests.conftest import bearer, signup
 from workers.config import WorkerConfig

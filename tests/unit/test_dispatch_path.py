@@ -4,7 +4,7 @@ transaction per step, the claim recording `start`, and a freed slot going to a w
 import json
 
 from app import aws
-from app.messages import QueueEnvelope
+from app.contract.messages import QueueEnvelope
 from tests.conftest import bearer, signup
 
 

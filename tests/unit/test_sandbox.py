@@ -19,7 +19,7 @@ from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
     running,
     start_sandbox,
 )
-from app.messages import SandboxPolicy, SandboxRejected
+from app.contract.policy import SandboxPolicy, SandboxRejected
 from workers.sandbox.session import SandboxStartFailed
 
 pytestmark = pytest.mark.anyio

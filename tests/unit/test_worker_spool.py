@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from app.messages import EventBatch
+from app.contract.messages import EventBatch
 from workers.api_client import RuntimeApiClient
 from workers.spool import EventSender, EventSpool, SpoolClaim, SpoolClosed
 

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
-from app.messages import SandboxPolicy
+from app.contract.policy import SandboxPolicy
 
 
 class ExecutorError(Exception):

@@ -18,7 +18,7 @@ from huggingface_hub.errors import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.messages import JobType
+from app.contract.messages import JobType
 from workers.executors.base import ExecutorError, JobContext
 
 try:  # huggingface_hub 2.x speaks HTTP through httpx2 and lets its transport errors through; 1.x used httpx

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from app.messages import ControlMessage, GpuInfo, JobType
+from app.contract.messages import ControlMessage, GpuInfo, JobType
 from workers.config import log
 from workers.executors.base import Executor
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.messages import (ControlMessage, ProxyRequest, ProxyResponse, SandboxPolicy, SandboxRejected,
-                          SandboxUpdate, ToolCallArguments, verify_proxy_token)
+from app.contract.messages import ControlMessage, ProxyRequest, ProxyResponse, SandboxUpdate, ToolCallArguments
+from app.contract.policy import SandboxPolicy, SandboxRejected
+from app.contract.signing import verify_proxy_token
 from workers.executors.base import ExecutorError, JobContext
 from workers.sandbox import SandboxSession, SandboxStartFailed
 

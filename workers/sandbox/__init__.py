@@ -1,5 +1,5 @@
 """Worker-side sandbox runtime: one MCP server per session, confined by a SandboxPolicy
-(`app.messages.SandboxPolicy`, which arrives with each sandbox job)."""
+(`app.contract.policy.SandboxPolicy`, which arrives with each sandbox job)."""
 
 from workers.sandbox.isolation import bubblewrap_available
 from workers.sandbox.session import SandboxNotRunning, SandboxSession, SandboxStartFailed

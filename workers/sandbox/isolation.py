@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.messages import SandboxPolicy
+    from app.contract.policy import SandboxPolicy
 
 SANDBOX_HOME = "/sandbox"
 ENV_PREFIX = "BERTH_SANDBOX_ENV_"

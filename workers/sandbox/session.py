@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 
 from workers.sandbox.isolation import Launch, build_launch, claim_sandbox_uid, prepare_workdir, release_sandbox_uid
-from app.messages import SandboxPolicy, SandboxRejected
+from app.contract.policy import SandboxPolicy, SandboxRejected
 
 STDERR_TAIL_BYTES = 2000
 LIVENESS_POLL_SECONDS = 0.5

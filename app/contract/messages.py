@@ -1,20 +1,16 @@
-"""The contract between the API and runtime workers: queue messages and runtime HTTP bodies.
+"""The contract between the API and runtime workers: job and control messages on the queues, and
+the bodies of the runtime HTTP protocol (`/v1/cloud/runtimes/*`).
 
-Workers import this module and nothing else from `app`; it depends only on pydantic.
+Workers import `app.contract` and nothing else from `app`; it depends only on pydantic.
 """
 
-import base64
-import hashlib
-import hmac
-import json
-import os
-import shlex
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.contract.policy import SandboxPolicy
 
 class JobType(str, Enum):
     mcp_test = "mcp.test"
@@ -54,55 +50,6 @@ RUNTIME_KINDS = ("node", "python", "ollama", "vllm", "sglang")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# --- sandbox policy (set by the API from its settings, enforced by the worker) ----------------
-
-
-class SandboxRejected(Exception):
-    """A request breaks the sandbox policy; the message says how, for the user to fix."""
-
-
-class SandboxPolicy(BaseModel):
-    memory_mb: int = Field(512, gt=0, description="private memory per process (RLIMIT_DATA)")
-    cpu_seconds: int = Field(300, gt=0, description="CPU time per process (RLIMIT_CPU)")
-    max_processes: int = Field(64, gt=0, description="processes of the sandbox (RLIMIT_NPROC)")
-    max_open_files: int = Field(256, gt=0, description="descriptors per process (RLIMIT_NOFILE)")
-    network: bool = False
-    command_allowlist: list[str] = Field(
-        default_factory=lambda: ["node", "npx", "python", "python3", "uv", "uvx", "bash", "sh"],
-        description="executable names a start command may run",
-    )
-    command_denylist: list[str] = Field(
-        default_factory=lambda: ["sudo", "/dev/tcp", "mkfs"],
-        description="substrings no command may contain",
-    )
-    ttl_seconds: int = Field(900, gt=0, description="wall-clock life of a session")
-
-    def check_command(self, command: str) -> list[str]:
-        """Split a start command into argv, or raise SandboxRejected saying what is not allowed."""
-        argv = self.check_denylist(command)
-        executable = argv[0]
-        if "/" in executable:
-            # A path could name any binary that merely shares an allowed basename.
-            raise SandboxRejected(f"give the executable by name, not by path: {os.path.basename(executable)!r}")
-        if executable not in self.command_allowlist:
-            allowed = ", ".join(self.command_allowlist) or "none"
-            raise SandboxRejected(f"executable {executable!r} is not allowed in a sandbox (allowed: {allowed})")
-        return argv
-
-    def check_denylist(self, command: str) -> list[str]:
-        """Split any command (a shell line for MatrixShell too) and refuse denied substrings."""
-        try:
-            argv = shlex.split(command)
-        except ValueError as error:
-            raise SandboxRejected(f"command cannot be parsed: {error}") from None
-        if not argv:
-            raise SandboxRejected("command is empty")
-        for denied in self.command_denylist:
-            if denied and denied in command:
-                raise SandboxRejected(f"command contains {denied!r}, which the sandbox policy denies")
-        return argv
 
 
 # --- queue messages --------------------------------------------------------------------------
@@ -323,77 +270,3 @@ class ProxyResponse(BaseModel):
     body_b64: str = ""
 
 
-# --- proxy-auth tokens -------------------------------------------------------------------------
-# Signed by the API with the SHA-256 digest of the runtime's token (the API stores only that
-# digest; the runtime derives it from its token), so the runtime can check that a proxied request
-# was authorised by the API for this sandbox, without a shared secret of its own.
-
-
-def sign_proxy_token(key: str, claims: dict[str, Any]) -> str:
-    body = base64.urlsafe_b64encode(json.dumps(claims, sort_keys=True).encode()).decode().rstrip("=")
-    signature = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
-    return f"{body}.{signature}"
-
-
-def verify_proxy_token(key: str, token: str, now: float) -> dict[str, Any]:
-    """The token's claims, or SandboxRejected if it is forged, malformed or expired."""
-    body, _, signature = token.partition(".")
-    expected = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
-    if not signature or not hmac.compare_digest(signature, expected):
-        raise SandboxRejected("proxy token signature is invalid")
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except ValueError:
-        raise SandboxRejected("proxy token is malformed") from None
-    if not isinstance(claims, dict) or claims.get("exp", 0) <= now:
-        raise SandboxRejected("proxy token has expired")
-    return claims
-
-
-# --- direct control requests -------------------------------------------------------------------
-# The API may POST a ControlMessage straight to a worker's control endpoint instead of queueing
-# it. The request is signed like a proxy token, with the runtime token's digest as the key, over
-# a timestamp and the exact body: `X-Berth-Signature: t=<epoch seconds>,v1=<hex HMAC-SHA256 of
-# "<t>.<body>">`. The worker also refuses a request id it has already seen (see
-# workers.control_server), so a captured request cannot be played again.
-
-CONTROL_SIGNATURE_HEADER = "X-Berth-Signature"
-CONTROL_SIGNATURE_TOLERANCE_SECONDS = 30
-# The API refuses request bodies over settings.max_body_bytes (1 MiB by default); a control
-# message carries at most one such body, base64-encoded for a proxied request (4/3), plus its
-# envelope, so twice that bounds every message the API can send.
-CONTROL_BODY_MAX_BYTES = 2 * 1_048_576
-
-
-class ControlRequestRejected(Exception):
-    """A direct control request is unsigned, forged, stale or past its deadline; the message says which."""
-
-
-def _control_mac(key: str, timestamp: int, body: bytes) -> str:
-    return hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def sign_control_request(key: str, body: bytes, now: float) -> str:
-    """The signature header value for `body`, sent at `now`."""
-    timestamp = int(now)
-    return f"t={timestamp},v1={_control_mac(key, timestamp, body)}"
-
-
-def verify_control_request(key: str, signature: str | None, body: bytes, now: float) -> ControlMessage:
-    """The signed control message; ControlRequestRejected when the signature is missing or forged,
-    its timestamp is more than CONTROL_SIGNATURE_TOLERANCE_SECONDS off, or the message is past its
-    deadline; ValueError when a correctly signed body is not a control message."""
-    if not signature:
-        raise ControlRequestRejected("the request is not signed")
-    fields = dict(part.strip().partition("=")[::2] for part in signature.split(","))
-    timestamp, mac = fields.get("t", ""), fields.get("v1", "")
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or not mac:
-        raise ControlRequestRejected("the signature is malformed")
-    if not hmac.compare_digest(mac.encode(), _control_mac(key, int(timestamp), body).encode()):
-        raise ControlRequestRejected("the signature is invalid")
-    if abs(now - int(timestamp)) > CONTROL_SIGNATURE_TOLERANCE_SECONDS:
-        raise ControlRequestRejected("the signature's timestamp is too far from this runtime's clock")
-    message = ControlMessage.model_validate_json(body)
-    if message.deadline <= now:
-        raise ControlRequestRejected("the request is past its deadline")
-    return message
