@@ -1,16 +1,14 @@
 """Structured JSON-line logs carrying the request id and workspace.
 
-Context lives in contextvars set by the request middleware and by authentication. Messages
-never carry secrets: callers log ids and hashes' prefixes, and `redact` scrubs anything that
-looks like a bearer secret as a last line of defence.
+Context lives in contextvars set by the request middleware and by authentication; the format
+and the scrubbing of secrets are the worker's too (app.contract.logs).
 """
 
 import contextvars
-import json
 import logging
-import re
 import sys
-import time
+
+from app.contract.logs import JsonLineFormatter, log
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # A mutable holder, so a workspace found inside a threadpool route is seen by the access log too.
@@ -34,29 +32,9 @@ def current_workspace() -> str:
     fields = _request_fields.get(None)
     return fields["workspace"] if fields else "-"
 
-_SECRET_PATTERN = re.compile(r"\b(bst|bak|brt|bjt|brs|bvt|bpx)_[A-Za-z0-9_\-]{8,}")
 
-
-def redact(text: str) -> str:
-    return _SECRET_PATTERN.sub(lambda m: f"{m.group(1)}_[redacted]", text)
-
-
-class JsonLineFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": round(time.time(), 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-            "request_id": request_id_var.get(),
-            "workspace": current_workspace(),
-        }
-        extra = getattr(record, "fields", None)
-        if extra:
-            entry.update({k: redact(str(v)) if isinstance(v, str) else v for k, v in extra.items()})
-        if record.exc_info:
-            entry["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+def _request_context() -> dict:
+    return {"request_id": request_id_var.get(), "workspace": current_workspace()}
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -76,7 +54,7 @@ def configure(level: str = "INFO") -> None:
     if any(isinstance(h.formatter, JsonLineFormatter) for h in root.handlers):
         return
     handler = _StderrHandler()
-    handler.setFormatter(JsonLineFormatter())
+    handler.setFormatter(JsonLineFormatter(_request_context))
     root.addHandler(handler)
     root.setLevel(level)
 
@@ -86,4 +64,4 @@ def get_logger(name: str) -> logging.Logger:
 
 
 def log_event(logger: logging.Logger, message: str, **fields) -> None:
-    logger.info(message, extra={"fields": fields})
+    log(logger, logging.INFO, message, **fields)

@@ -5,20 +5,19 @@ over defaults. The registration (`runtime.json`) holds the runtime token, so it 
 mode 0600 and only ever read back by this process; neither token is ever logged.
 """
 
-import json
 import logging
 import os
 import re
 import socket
 import stat
 import sys
-import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.contract.logs import JsonLineFormatter
 from app.contract.messages import ControlUrl, RegisterResponse
 
 RUNTIME_FILE_MODE = 0o600
@@ -142,28 +141,6 @@ class RuntimeIdentity(RegisterResponse):
 
 # --- logs -------------------------------------------------------------------------------------
 
-# Runtime (brt_) and join (bjt_) tokens, and any bearer header, as a last line of defence.
-_SECRET_PATTERN = re.compile(r"\b(brt|bjt)_[A-Za-z0-9_\-]{8,}|(?i:bearer)\s+[A-Za-z0-9_\-.=]{8,}")
-
-
-def redact(text: str) -> str:
-    return _SECRET_PATTERN.sub("[redacted]", text)
-
-
-class JsonLineFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": round(time.time(), 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-        }
-        for key, value in getattr(record, "fields", {}).items():
-            entry[key] = redact(value) if isinstance(value, str) else value
-        if record.exc_info:
-            entry["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
-
 
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
@@ -174,8 +151,3 @@ def configure_logging(level: str) -> None:
     # Their per-request lines would drown the worker's own.
     for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def log(logger: logging.Logger, level: int, message: str, exc_info: bool = False, **fields) -> None:
-    """One log line with structured fields (ids, counts; never a token)."""
-    logger.log(level, message, exc_info=exc_info, extra={"fields": fields})

@@ -27,7 +27,7 @@ import uvicorn
 from app.contract.messages import ControlMessage, ControlReply
 from app.contract.signing import (CONTROL_BODY_MAX_BYTES, CONTROL_SIGNATURE_HEADER,
     CONTROL_SIGNATURE_TOLERANCE_SECONDS, ControlRequestRejected, verify_control_request)
-from workers.config import log
+from app.contract.logs import log
 
 # Longer than the API client's keep-alive expiry (app.services.control), so the API always drops
 # an idle connection before the worker closes it under a request in flight.

@@ -41,7 +41,8 @@ from workers.api_client import (
     StaleClaim,
     Unauthorized,
 )
-from workers.config import RuntimeIdentity, WorkerConfig, configure_logging, log, safe_path_component, split_host_port
+from app.contract.logs import log
+from workers.config import RuntimeIdentity, WorkerConfig, configure_logging, safe_path_component, split_host_port
 from workers import ec2_metadata
 from workers.control_server import ControlServer
 from workers.executors import registry

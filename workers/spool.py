@@ -25,7 +25,8 @@ from pydantic import ValidationError
 
 from app.contract.messages import EventBatch, EventIn
 from workers.api_client import ApiUnavailable, Backoff, RequestRejected, RuntimeApiClient, StaleClaim, Unauthorized
-from workers.config import log, safe_path_component
+from app.contract.logs import log
+from workers.config import safe_path_component
 
 MAX_BATCH = 100  # EventBatch's limit
 MAX_MESSAGE_CHARS = 4000  # EventIn.message's limit; longer messages are cut, not refused

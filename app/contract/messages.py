@@ -5,12 +5,13 @@ Workers import `app.contract` and nothing else from `app`; it depends only on py
 """
 
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.contract.policy import SandboxPolicy
+
 
 class JobType(str, Enum):
     mcp_test = "mcp.test"
@@ -80,7 +81,7 @@ class ControlMessage(_Strict):
     deadline: float  # epoch seconds after which the answer is no longer awaited
 
 
-QueueMessage = Annotated[Union[JobMessage, ControlMessage], Field(discriminator="kind")]
+QueueMessage = Annotated[JobMessage | ControlMessage, Field(discriminator="kind")]
 
 
 class QueueEnvelope(_Strict):

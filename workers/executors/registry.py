@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from app.contract.messages import ControlMessage, GpuInfo, JobType
-from workers.config import log
+from app.contract.logs import log
 from workers.executors.base import Executor
 
 EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox")
