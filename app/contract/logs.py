@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-# Session, API-key, runtime, join, reset, verification and proxy secrets, as minted by app.ids.
-SECRET_PREFIXES = ("bst", "bak", "brt", "bjt", "brs", "bvt", "bpx")
+# Session, API-key, runtime-token, join, reset, verification, proxy and runtime-key secrets (app.ids).
+SECRET_PREFIXES = ("bst", "bak", "brt", "bjt", "brs", "bvt", "bpx", "brk")
 _SECRET_PATTERN = re.compile(
     r"\b(" + "|".join(SECRET_PREFIXES) + r")_[A-Za-z0-9_\-]{8,}|(?i:bearer)\s+[A-Za-z0-9_\-.=]{8,}"
 )
