@@ -11,7 +11,7 @@ import sys
 from pydantic import ValidationError
 
 from workers.config import WorkerConfig
-from workers.runner import run_worker
+from workers.process import run_worker
 
 
 def _label(text: str) -> tuple[str, str]:

@@ -6,17 +6,28 @@ revoked, or the join token is bad), `StaleClaim` (another worker owns the job no
 other 4xx: retrying the same request cannot help).
 """
 
-import asyncio
-import random
 from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from app.contract.messages import (ClaimRequest, ClaimResponse, ControlReply, EventBatch, EventBatchResult,
-    HeartbeatRequest, HeartbeatResponse, LeaseRenewal, LeaseRenewed, LeaseRequest, LeaseResponse, ReceiptRequest,
-    RegisterRequest, RegisterResponse)
+from app.contract.messages import (
+    ClaimRequest,
+    ClaimResponse,
+    ControlReply,
+    EventBatch,
+    EventBatchResult,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LeaseRenewal,
+    LeaseRenewed,
+    LeaseRequest,
+    LeaseResponse,
+    ReceiptRequest,
+    RegisterRequest,
+    RegisterResponse,
+)
 
 REQUEST_TIMEOUT_SECONDS = 15.0
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -140,20 +151,3 @@ def _segment(value: str) -> str:
 
 def _job_path(workspace_id: str, job_id: str) -> str:
     return f"/v1/cloud/runtimes/jobs/{_segment(workspace_id)}/{_segment(job_id)}"
-
-
-class Backoff:
-    """Exponential delays with jitter while the API (or the queue) is unreachable."""
-
-    def __init__(self, cap_seconds: float, first_seconds: float = 0.5):
-        self._first = min(first_seconds, cap_seconds)
-        self._cap = cap_seconds
-        self._next = self._first
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    async def wait(self) -> None:
-        delay = self._next * random.uniform(0.5, 1.0)  # jitter, so a fleet does not retry in step
-        self._next = min(self._next * 2, self._cap)
-        await asyncio.sleep(delay)

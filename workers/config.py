@@ -6,10 +6,8 @@ mode 0600 and only ever read back by this process; neither token is ever logged.
 """
 
 import logging
-import os
 import re
 import socket
-import stat
 import sys
 from pathlib import Path
 from typing import Literal
@@ -18,9 +16,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.contract.logs import JsonLineFormatter
-from app.contract.messages import ControlUrl, RegisterResponse
+from app.contract.messages import ControlUrl
 
-RUNTIME_FILE_MODE = 0o600
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 
@@ -104,39 +101,6 @@ def safe_path_component(value: str) -> str:
     if not _SAFE_COMPONENT.match(value) or value in {".", ".."}:
         raise ValueError(f"not usable as a file name: {value!r}")
     return value
-
-
-class RuntimeIdentity(RegisterResponse):
-    """A registration as saved in `runtime.json`: the API's answer plus where and how it was made."""
-
-    api_url: str
-    queue_mode: Literal["sqs", "lease"]
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = path.with_name(path.name + ".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, RUNTIME_FILE_MODE)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(self.model_dump_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if mode != RUNTIME_FILE_MODE:
-            raise PermissionError(f"{path} has mode {oct(mode)}, expected {oct(RUNTIME_FILE_MODE)}")
-
-    @classmethod
-    def load(cls, path: Path) -> "RuntimeIdentity | None":
-        if not path.exists():
-            return None
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if mode != RUNTIME_FILE_MODE:
-            # Someone widened it; the token inside is still ours, so narrow it back and say so.
-            logging.getLogger("berth.worker").warning(
-                "runtime file had mode %s; reset to %s", oct(mode), oct(RUNTIME_FILE_MODE)
-            )
-            os.chmod(path, RUNTIME_FILE_MODE)
-        return cls.model_validate_json(path.read_text())
 
 
 # --- logs -------------------------------------------------------------------------------------

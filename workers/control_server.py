@@ -20,14 +20,20 @@ import json
 import logging
 import socket
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvicorn
 
-from app.contract.messages import ControlMessage, ControlReply
-from app.contract.signing import (CONTROL_BODY_MAX_BYTES, CONTROL_SIGNATURE_HEADER,
-    CONTROL_SIGNATURE_TOLERANCE_SECONDS, ControlRequestRejected, verify_control_request)
 from app.contract.logs import log
+from app.contract.messages import ControlMessage, ControlReply
+from app.contract.signing import (
+    CONTROL_BODY_MAX_BYTES,
+    CONTROL_SIGNATURE_HEADER,
+    CONTROL_SIGNATURE_TOLERANCE_SECONDS,
+    ControlRequestRejected,
+    verify_control_request,
+)
 
 # Longer than the API client's keep-alive expiry (app.services.control), so the API always drops
 # an idle connection before the worker closes it under a request in flight.
