@@ -1,8 +1,9 @@
 """The worker's direct control endpoint: the API POSTs a signed ControlMessage to `/control` and
 reads the ControlReply from the response, instead of a queue round trip and a posted reply.
 
-The answer comes from the same `Worker._answer` the control queue uses, so both paths behave
-alike; the queue stays the API's fallback whenever this endpoint cannot be reached.
+The answer comes from `ControlHandling.answer` (workers.control), as for the control queue, so
+both paths behave alike; the queue stays the API's fallback whenever this endpoint cannot be
+reached.
 
 Only the API can sign a request (app.contract.signing.sign_control_request, keyed by the runtime token's
 digest). A request is refused with 401 when it is unsigned, forged, signed more than 30 s away
