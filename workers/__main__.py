@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from pydantic import ValidationError
-from pydantic_settings import CliSettingsSource, SettingsError
+from pydantic_settings import CliApp, CliSettingsSource, SettingsError
 
 from workers.config import WorkerConfig
 from workers.process import run_worker
@@ -54,7 +54,7 @@ def command_line() -> CliSettingsSource[argparse.ArgumentParser]:
 def settings(arguments: list[str]) -> WorkerConfig:
     """The settings from these flags over the environment over defaults; UnknownArguments,
     SettingsError or ValidationError when they are not valid."""
-    return WorkerConfig(_cli_settings_source=command_line()(args=arguments))
+    return CliApp.run(WorkerConfig, cli_args=arguments, cli_settings_source=command_line())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from app.contract.signing import (
 # Longer than the API client's keep-alive expiry (app.services.control), so the API always drops
 # an idle connection before the worker closes it under a request in flight.
 KEEP_ALIVE_SECONDS = 75
-SHUTDOWN_GRACE_SECONDS = 3.0  # requests in flight when the worker stops get this long to finish
+SHUTDOWN_GRACE_SECONDS = 3  # requests in flight when the worker stops get this long to finish
 # A request signed at `t` verifies until `t + tolerance`, and `t` may be up to `tolerance` ahead of
 # this clock, so an id must be remembered at most this long (or until its deadline, if sooner).
 REPLAY_WINDOW_SECONDS = 2 * CONTROL_SIGNATURE_TOLERANCE_SECONDS

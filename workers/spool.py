@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.contract.logs import log
-from app.contract.messages import EventBatch, EventIn
+from app.contract.messages import EventBatch, EventIn, EventStatus
 from workers.api_client import ApiUnavailable, RequestRejected, RuntimeApiClient, StaleClaim, Unauthorized
 from workers.config import safe_path_component
 from workers.retry import Retry
@@ -81,7 +81,8 @@ class EventSpool:
             if entry is None or not entry.open:
                 raise SpoolClosed(claim_id)
             event = EventIn(
-                seq=entry.next_seq, step=step, status=status, message=message[:MAX_MESSAGE_CHARS], data=data or {}
+                seq=entry.next_seq, step=step, status=EventStatus(status), message=message[:MAX_MESSAGE_CHARS],
+                data=data or {},
             )
             with open(entry.path, "a", encoding="utf-8") as handle:
                 handle.write(_line(event.model_dump(mode="json")))
