@@ -45,9 +45,9 @@ def up(
     console.print("stopped; state saved.")
 
 
-@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def worker(context: typer.Context) -> None:
-    """Run a runtime worker: `berth worker --api URL --join-token TOKEN` (see --help of python -m workers)."""
+    """Run a runtime worker: `berth worker --api URL --join-token TOKEN` (`berth worker --help` lists every setting)."""
     from workers.__main__ import main as worker_main
 
     raise typer.Exit(worker_main(context.args))

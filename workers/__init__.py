@@ -1,0 +1,16 @@
+"""The runtime worker. It shares only the message contract (`app.contract`) with the API.
+
+A job's journey through it:
+- `__main__`: the command line, built from `config.WorkerConfig` (every setting a flag and a
+  `BERTH_WORKER_*` variable).
+- `process`: signals, the direct control endpoint (its address from `ec2_metadata` on EC2), one
+  `Worker` per registration.
+- `registration`: the saved registration (`runtime.json`), registering, registering again.
+- `worker`: heartbeats, receiving from the job and control queues (`transport`), stopping well.
+- `job_run`: claim, execute (`executors`), keep the lease and the message's visibility, the
+  final event, release.
+- `spool`: a job's events, durable on disk until the API has them.
+- `control` and `control_server`: control requests from the queue and the endpoint, one answer.
+- `api_client`, `transport`, `mailbox`: the runtime API, the queues, a received message.
+- `retry`, `concurrency`: the one retry helper; small asyncio pieces.
+"""

@@ -1,65 +1,88 @@
-"""`python -m workers --api URL --join-token TOKEN ...`: the worker without the `berth` CLI.
+"""`python -m workers --api URL --join-token TOKEN ...` (and `berth worker ...`): run a worker.
 
-Flags override `BERTH_WORKER_*` environment variables; a flag left out leaves the variable (or
-the default) in force. Prefer BERTH_WORKER_JOIN_TOKEN to --join-token on shared hosts, where
-other users can read command lines.
+The parser is built by pydantic-settings from `WorkerConfig`'s fields, so every setting is a flag
+with the description as its help and its `BERTH_WORKER_*` variable beside it; there is no second
+list of flags to keep in step. Flags override variables, which override defaults. A bad value is
+reported without its input (one may be the join token) and exits 2.
 """
 
 import argparse
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import CliApp, CliSettingsSource, SettingsError
 
 from workers.config import WorkerConfig
-from workers.runner import run_worker
+from workers.process import run_worker
+
+PROG = "python -m workers"
+# Shorter names for three flags, kept from the hand-written parser this replaced.
+FLAG_ALIASES = {"api-url": "api", "labels": "label", "sandbox-tool-dirs": "sandbox-tool-dir"}
 
 
-def _label(text: str) -> tuple[str, str]:
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    return key, value
+class UnknownArguments(Exception):
+    def __init__(self, arguments: list[str]):
+        options = sorted({argument.partition("=")[0] for argument in arguments if argument.startswith("-")})
+        described = f"unknown option {', '.join(options)}" if options else "unexpected argument"
+        # Values are never quoted back: one may be the join token.
+        super().__init__(f"{described} (see {PROG} --help)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m workers", description="Run a berth runtime worker.")
-    parser.add_argument("--api", dest="api_url", help="base URL of the berth API")
-    parser.add_argument("--join-token", help="workspace join token (needed only for the first registration)")
-    parser.add_argument("--name", help="runtime name shown in the workspace (default: host name)")
-    parser.add_argument("--data-dir", help="registration, spool and job work directories")
-    parser.add_argument("--max-concurrent-jobs", type=int)
-    parser.add_argument("--queue-mode", choices=["sqs", "lease"], help="read SQS directly, or lease through the API")
-    parser.add_argument("--label", dest="labels", type=_label, action="append", help="key=value, repeatable")
-    parser.add_argument("--heartbeat-interval-seconds", type=int)
-    parser.add_argument("--visibility-seconds", type=int)
-    parser.add_argument("--poll-wait-seconds", type=int)
-    parser.add_argument("--stop-grace-seconds", type=float)
-    parser.add_argument("--log-level")
-    parser.add_argument("--sandbox-tool-dir", dest="sandbox_tool_dirs", action="append",
-                        help="host directory visible read-only in every sandbox, repeatable")
-    parser.add_argument("--control-listen", metavar="HOST:PORT",
-                        help="serve control requests directly from the API on this address (port 0: any free one)")
-    parser.add_argument("--control-url", metavar="URL",
-                        help="the URL the API should use for --control-listen (default: http://HOST:PORT as bound)")
-    parser.add_argument("--control-host-from-ec2-metadata", action="store_true", default=None,
-                        help="advertise this EC2 instance's private address (IMDSv2) with the bound port")
-    return parser
+def _parse_every_argument(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Namespace:
+    namespace, unknown = parser.parse_known_args(arguments)
+    if unknown:
+        raise UnknownArguments(unknown)
+    return namespace
+
+
+def command_line() -> CliSettingsSource[argparse.ArgumentParser]:
+    return CliSettingsSource(
+        WorkerConfig,
+        cli_prog_name=PROG,
+        cli_kebab_case=True,
+        cli_shortcuts=FLAG_ALIASES,
+        cli_implicit_flags=True,  # --control-host-from-ec2-metadata / --no-control-host-from-ec2-metadata
+        cli_avoid_json=True,  # --label KEY=VALUE and repeated flags, not JSON, in the help
+        cli_hide_none_type=True,
+        cli_show_env_vars=True,
+        cli_exit_on_error=False,
+        parse_args_method=_parse_every_argument,
+        formatter_class=argparse.HelpFormatter,  # wraps the description (WorkerConfig's docstring) too
+    )
+
+
+def settings(arguments: list[str]) -> WorkerConfig:
+    """The settings from these flags over the environment over defaults; UnknownArguments,
+    SettingsError or ValidationError when they are not valid."""
+    return CliApp.run(WorkerConfig, cli_args=arguments, cli_settings_source=command_line())
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = vars(_parser().parse_args(argv))
-    given = {name: value for name, value in arguments.items() if value is not None}
-    if "labels" in given:
-        given["labels"] = dict(given["labels"])
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in arguments or "--help" in arguments:
+        print(command_line().root_parser.format_help())
+        return 0
     try:
-        config = WorkerConfig(**given)
+        config = settings(arguments)
+    except (UnknownArguments, SettingsError) as exc:
+        print(f"invalid arguments: {_without_values(str(exc), arguments)}", file=sys.stderr)
+        return 2
     except ValidationError as exc:
-        # Inputs left out of the message: one of them may be the join token.
         for error in exc.errors(include_input=False, include_url=False):
             field = ".".join(str(part) for part in error["loc"])
             print(f"invalid setting {field}: {error['msg']}", file=sys.stderr)
         return 2
     return run_worker(config)
+
+
+def _without_values(message: str, arguments: list[str]) -> str:
+    """`message` with any value from the command line that it quotes masked (argparse quotes a
+    value it cannot use as `'value'`)."""
+    for argument in arguments:
+        value = argument.partition("=")[2] if argument.startswith("-") else argument
+        if value:
+            message = message.replace(repr(value), "'***'")
+    return message
 
 
 if __name__ == "__main__":

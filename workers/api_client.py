@@ -6,17 +6,28 @@ revoked, or the join token is bad), `StaleClaim` (another worker owns the job no
 other 4xx: retrying the same request cannot help).
 """
 
-import asyncio
-import random
 from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from app.contract.messages import (ClaimRequest, ClaimResponse, ControlReply, EventBatch, EventBatchResult,
-    HeartbeatRequest, HeartbeatResponse, LeaseRenewal, LeaseRenewed, LeaseRequest, LeaseResponse, ReceiptRequest,
-    RegisterRequest, RegisterResponse)
+from app.contract.messages import (
+    ClaimRequest,
+    ClaimResponse,
+    ControlReply,
+    EventBatch,
+    EventBatchResult,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LeaseRenewal,
+    LeaseRenewed,
+    LeaseRequest,
+    LeaseResponse,
+    ReceiptRequest,
+    RegisterRequest,
+    RegisterResponse,
+)
 
 REQUEST_TIMEOUT_SECONDS = 15.0
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -69,10 +80,10 @@ class RuntimeApiClient:
         return await self._post("/v1/cloud/runtimes/lease", request, LeaseResponse, timeout=timeout)
 
     async def ack(self, request: ReceiptRequest) -> None:
-        await self._post("/v1/cloud/runtimes/ack", request, None)
+        await self._send("/v1/cloud/runtimes/ack", request)
 
     async def change_visibility(self, request: ReceiptRequest) -> None:
-        await self._post("/v1/cloud/runtimes/visibility", request, None)
+        await self._send("/v1/cloud/runtimes/visibility", request)
 
     async def claim(self, workspace_id: str, job_id: str, request: ClaimRequest) -> ClaimResponse:
         return await self._post(f"{_job_path(workspace_id, job_id)}/claim", request, ClaimResponse)
@@ -85,16 +96,18 @@ class RuntimeApiClient:
 
     async def reply_control(self, workspace_id: str, request_id: str, reply: ControlReply) -> None:
         path = f"/v1/cloud/runtimes/control/{_segment(workspace_id)}/{_segment(request_id)}/reply"
-        await self._post(path, reply, None)
+        await self._send(path, reply)
 
-    async def _post(
-        self,
-        path: str,
-        body: BaseModel,
-        response_model: type[_Model] | None,
-        authenticated: bool = True,
-        timeout: float | None = None,
-    ) -> _Model | None:
+    async def _post(self, path: str, body: BaseModel, response_model: type[_Model], authenticated: bool = True,
+                    timeout: float | None = None) -> _Model:
+        response = await self._send(path, body, authenticated, timeout)
+        try:
+            return response_model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise RequestRejected(response.status_code, f"unexpected response body from {path}") from exc
+
+    async def _send(self, path: str, body: BaseModel, authenticated: bool = True,
+                    timeout: float | None = None) -> httpx.Response:
         headers = {}
         if authenticated:
             if not self.runtime_token:
@@ -111,12 +124,7 @@ class RuntimeApiClient:
             raise ApiUnavailable(0, f"{type(exc).__name__} calling {path}") from exc
         if response.status_code >= 400:
             raise _error_for(response)
-        if response_model is None:
-            return None
-        try:
-            return response_model.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise RequestRejected(response.status_code, f"unexpected response body from {path}") from exc
+        return response
 
 
 def _error_for(response: httpx.Response) -> ApiError:
@@ -140,20 +148,3 @@ def _segment(value: str) -> str:
 
 def _job_path(workspace_id: str, job_id: str) -> str:
     return f"/v1/cloud/runtimes/jobs/{_segment(workspace_id)}/{_segment(job_id)}"
-
-
-class Backoff:
-    """Exponential delays with jitter while the API (or the queue) is unreachable."""
-
-    def __init__(self, cap_seconds: float, first_seconds: float = 0.5):
-        self._first = min(first_seconds, cap_seconds)
-        self._cap = cap_seconds
-        self._next = self._first
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    async def wait(self) -> None:
-        delay = self._next * random.uniform(0.5, 1.0)  # jitter, so a fleet does not retry in step
-        self._next = min(self._next * 2, self._cap)
-        await asyncio.sleep(delay)

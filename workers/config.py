@@ -1,15 +1,14 @@
-"""The worker's settings, its saved registration, and its JSON-line logs.
+"""The worker's settings and its JSON-line logs.
 
-Settings come from keyword arguments (the CLI) over `BERTH_WORKER_*` environment variables
-over defaults. The registration (`runtime.json`) holds the runtime token, so it is written with
-mode 0600 and only ever read back by this process; neither token is ever logged.
+Every setting is a field of `WorkerConfig`, and so both a `BERTH_WORKER_*` variable and a flag of
+`python -m workers` / `berth worker` (workers.__main__ builds the parser from these fields; a
+field's description is its help). Flags override variables, which override defaults.
 """
 
 import logging
 import os
 import re
 import socket
-import stat
 import sys
 from pathlib import Path
 from typing import Literal
@@ -18,40 +17,83 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.contract.logs import JsonLineFormatter
-from app.contract.messages import ControlUrl, RegisterResponse
+from app.contract.messages import ControlUrl
 
-RUNTIME_FILE_MODE = 0o600
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def this_host_name() -> str:
+    return socket.gethostname()[:100] or "runtime"
+
+
+def berth_data_dir_worker() -> Path:
+    """`worker` under the local stack's data directory (BERTH_DATA_DIR, default ~/.berth)."""
+    return Path(os.environ.get("BERTH_DATA_DIR") or Path.home() / ".berth") / "worker"
 
 
 class WorkerConfig(BaseSettings):
+    """Run a berth runtime worker: register with the API (once; the registration is saved),
+    heartbeat, take jobs from the runtime's queues, run them and report back.
+
+    Every setting is a flag and a BERTH_WORKER_* variable; flags override variables, which
+    override defaults. Prefer BERTH_WORKER_JOIN_TOKEN to --join-token on shared hosts, where other
+    users can read command lines.
+    """
+
     model_config = SettingsConfigDict(env_prefix="BERTH_WORKER_", extra="forbid")
 
-    api_url: str
-    join_token: SecretStr | None = None  # needed only when there is no saved registration
-    name: str = Field(default_factory=lambda: socket.gethostname()[:100] or "runtime", min_length=1, max_length=100)
-    data_dir: Path = Path.home() / ".berth" / "worker"
-    max_concurrent_jobs: int = Field(default=2, ge=1, le=256)
-    queue_mode: Literal["sqs", "lease"] = "lease"
-    labels: dict[str, str] = Field(default_factory=dict)
-    # Overrides of what registration returns; end-to-end tests set them small.
-    heartbeat_interval_seconds: int | None = Field(default=None, ge=1)
-    visibility_seconds: int | None = Field(default=None, ge=5, le=3600)
-    poll_wait_seconds: int = Field(default=10, ge=0, le=20)  # long-poll wait on both queues
-    stop_grace_seconds: float = Field(default=30.0, ge=0)  # running jobs may finish this long after SIGTERM
-    cancel_grace_seconds: float = Field(default=10.0, ge=0)  # an executor has this long to honour ctx.cancelled
-    flush_timeout_seconds: float = Field(default=10.0, ge=0)  # spool delivery attempts while stopping
-    retry_max_seconds: float = Field(default=30.0, gt=0)  # cap of the backoff while the API is unreachable
-    log_level: str = "INFO"
-    # Host directories every sandbox sees read-only at the same path (pre-installed MCP servers).
-    sandbox_tool_dirs: list[Path] = Field(default_factory=list)
-    # The direct control endpoint (workers.control_server): HOST:PORT to listen on (port 0 picks a
-    # free one; unset: control requests come through the queue only), and the URL the API should
-    # use for it (default http://HOST:PORT as bound; required when HOST is a wildcard address).
-    control_listen: str | None = None
-    control_url: ControlUrl | None = None
-    # Advertise http://<this EC2 instance's private IPv4>:<port> (host-networked ECS tasks).
-    control_host_from_ec2_metadata: bool = False
+    api_url: str = Field(description="base URL of the berth API")
+    join_token: SecretStr | None = Field(
+        default=None, description="workspace join token; needed only when there is no saved registration")
+    name: str = Field(default_factory=this_host_name, min_length=1, max_length=100,
+                      description="runtime name shown in the workspace")
+    data_dir: Path = Field(
+        default_factory=berth_data_dir_worker,
+        description="registration, event spool and job work directories: by default `worker` under "
+                    "$BERTH_DATA_DIR (the local stack's), else ~/.berth/worker")
+    max_concurrent_jobs: int = Field(default=2, ge=1, le=256, description="jobs run at once")
+    queue_mode: Literal["sqs", "lease"] = Field(
+        default="lease", description="sqs: read the runtime's SQS queues directly (needs AWS credentials); "
+                                     "lease: lease their messages through the API")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="labels shown on the runtime: --label KEY=VALUE, repeatable "
+                                          "(the variable takes a JSON object)")
+    heartbeat_interval_seconds: int | None = Field(
+        default=None, ge=1, description="heartbeat every this many seconds instead of the API's interval")
+    visibility_seconds: int | None = Field(
+        default=None, ge=5, le=3600,
+        description="claim lease and message visibility instead of the API's (tests set it small)")
+    poll_wait_seconds: int = Field(default=10, ge=0, le=20, description="long-poll wait on both queues")
+    stop_grace_seconds: float = Field(
+        default=30.0, ge=0, description="after SIGTERM, running jobs may finish this long before they are released")
+    cancel_grace_seconds: float = Field(
+        default=10.0, ge=0, description="a stopped executor has this long to return before it is cancelled")
+    flush_timeout_seconds: float = Field(
+        default=10.0, ge=0, description="a stopping worker tries this long to deliver its spooled events")
+    retry_max_seconds: float = Field(
+        default=30.0, gt=0, description="the longest wait between retries while the API or a queue is unreachable")
+    log_level: str = Field(default="INFO", description="one of " + ", ".join(LOG_LEVELS))
+    sandbox_tool_dirs: list[Path] = Field(
+        default_factory=list,
+        description="host directory every sandbox sees read-only at the same path (pre-installed MCP servers): "
+                    "--sandbox-tool-dir DIR, repeatable (the variable takes a JSON list)")
+    control_listen: str | None = Field(
+        default=None, description="HOST:PORT where the API sends control requests directly (port 0: any free one); "
+                                  "unset: they come through the control queue only")
+    control_url: ControlUrl | None = Field(
+        default=None, description="the URL the API should use for --control-listen "
+                                  "(default: http://HOST:PORT as bound; needed when HOST is a wildcard address)")
+    control_host_from_ec2_metadata: bool = Field(
+        default=False, description="advertise this EC2 instance's private address (IMDSv2) with the bound port "
+                                   "(host-networked ECS tasks)")
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError("expected one of " + ", ".join(LOG_LEVELS))
+        return value.upper()
 
     @field_validator("control_listen")
     @classmethod
@@ -88,14 +130,15 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 def split_host_port(address: str) -> tuple[str, int]:
-    """`HOST:PORT` (`[v6]:PORT` for IPv6) as a host and a port; ValueError when it is neither."""
+    """`HOST:PORT` (`[v6]:PORT` for IPv6) as a host and a port; ValueError when it is neither (without
+    quoting the address: a misplaced argument could be a secret)."""
     host, separator, port = address.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not separator or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, got {address!r}")
+        raise ValueError("expected HOST:PORT with a port from 0 to 65535")
     if host not in WILDCARD_HOSTS and not re.fullmatch(r"[A-Za-z0-9.:\-]{1,253}", host):
-        raise ValueError(f"not a host name or address: {host!r}")
+        raise ValueError("HOST is not a host name or address")
     return host, int(port)
 
 
@@ -104,39 +147,6 @@ def safe_path_component(value: str) -> str:
     if not _SAFE_COMPONENT.match(value) or value in {".", ".."}:
         raise ValueError(f"not usable as a file name: {value!r}")
     return value
-
-
-class RuntimeIdentity(RegisterResponse):
-    """A registration as saved in `runtime.json`: the API's answer plus where and how it was made."""
-
-    api_url: str
-    queue_mode: Literal["sqs", "lease"]
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = path.with_name(path.name + ".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, RUNTIME_FILE_MODE)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(self.model_dump_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if mode != RUNTIME_FILE_MODE:
-            raise PermissionError(f"{path} has mode {oct(mode)}, expected {oct(RUNTIME_FILE_MODE)}")
-
-    @classmethod
-    def load(cls, path: Path) -> "RuntimeIdentity | None":
-        if not path.exists():
-            return None
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        if mode != RUNTIME_FILE_MODE:
-            # Someone widened it; the token inside is still ours, so narrow it back and say so.
-            logging.getLogger("berth.worker").warning(
-                "runtime file had mode %s; reset to %s", oct(mode), oct(RUNTIME_FILE_MODE)
-            )
-            os.chmod(path, RUNTIME_FILE_MODE)
-        return cls.model_validate_json(path.read_text())
 
 
 # --- logs -------------------------------------------------------------------------------------

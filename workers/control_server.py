@@ -1,8 +1,9 @@
 """The worker's direct control endpoint: the API POSTs a signed ControlMessage to `/control` and
 reads the ControlReply from the response, instead of a queue round trip and a posted reply.
 
-The answer comes from the same `Worker._answer` the control queue uses, so both paths behave
-alike; the queue stays the API's fallback whenever this endpoint cannot be reached.
+The answer comes from `ControlHandling.answer` (workers.control), as for the control queue, so
+both paths behave alike; the queue stays the API's fallback whenever this endpoint cannot be
+reached.
 
 Only the API can sign a request (app.contract.signing.sign_control_request, keyed by the runtime token's
 digest). A request is refused with 401 when it is unsigned, forged, signed more than 30 s away
@@ -20,19 +21,25 @@ import json
 import logging
 import socket
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvicorn
 
-from app.contract.messages import ControlMessage, ControlReply
-from app.contract.signing import (CONTROL_BODY_MAX_BYTES, CONTROL_SIGNATURE_HEADER,
-    CONTROL_SIGNATURE_TOLERANCE_SECONDS, ControlRequestRejected, verify_control_request)
 from app.contract.logs import log
+from app.contract.messages import ControlMessage, ControlReply
+from app.contract.signing import (
+    CONTROL_BODY_MAX_BYTES,
+    CONTROL_SIGNATURE_HEADER,
+    CONTROL_SIGNATURE_TOLERANCE_SECONDS,
+    ControlRequestRejected,
+    verify_control_request,
+)
 
 # Longer than the API client's keep-alive expiry (app.services.control), so the API always drops
 # an idle connection before the worker closes it under a request in flight.
 KEEP_ALIVE_SECONDS = 75
-SHUTDOWN_GRACE_SECONDS = 3.0  # requests in flight when the worker stops get this long to finish
+SHUTDOWN_GRACE_SECONDS = 3  # requests in flight when the worker stops get this long to finish
 # A request signed at `t` verifies until `t + tolerance`, and `t` may be up to `tolerance` ahead of
 # this clock, so an id must be remembered at most this long (or until its deadline, if sooner).
 REPLAY_WINDOW_SECONDS = 2 * CONTROL_SIGNATURE_TOLERANCE_SECONDS

@@ -22,7 +22,8 @@ def private_ipv4(timeout: float = 2.0) -> str:
     endpoint = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", DEFAULT_ENDPOINT)
     try:
         with httpx.Client(base_url=endpoint, timeout=timeout, trust_env=False) as client:
-            token = client.put("/latest/api/token", headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_SECONDS)})
+            ttl = {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_SECONDS)}
+            token = client.put("/latest/api/token", headers=ttl)
             token.raise_for_status()
             answer = client.get("/latest/meta-data/local-ipv4", headers={"X-aws-ec2-metadata-token": token.text})
             answer.raise_for_status()

@@ -17,16 +17,18 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
-from app.contract.messages import EventBatch, EventIn
-from workers.api_client import ApiUnavailable, Backoff, RequestRejected, RuntimeApiClient, StaleClaim, Unauthorized
 from app.contract.logs import log
+from app.contract.messages import EventBatch, EventIn, EventStatus
+from workers.api_client import ApiUnavailable, RequestRejected, RuntimeApiClient, StaleClaim, Unauthorized
 from workers.config import safe_path_component
+from workers.retry import Retry
 
 MAX_BATCH = 100  # EventBatch's limit
 MAX_MESSAGE_CHARS = 4000  # EventIn.message's limit; longer messages are cut, not refused
@@ -79,7 +81,8 @@ class EventSpool:
             if entry is None or not entry.open:
                 raise SpoolClosed(claim_id)
             event = EventIn(
-                seq=entry.next_seq, step=step, status=status, message=message[:MAX_MESSAGE_CHARS], data=data or {}
+                seq=entry.next_seq, step=step, status=EventStatus(status), message=message[:MAX_MESSAGE_CHARS],
+                data=data or {},
             )
             with open(entry.path, "a", encoding="utf-8") as handle:
                 handle.write(_line(event.model_dump(mode="json")))
@@ -190,6 +193,10 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+# The failures a later delivery round may overcome.
+_UNREACHABLE = (ApiUnavailable, Unauthorized)
+
+
 class EventSender:
     """Delivers spooled events in order, up to `MAX_BATCH` per request, one claim after another.
 
@@ -204,14 +211,14 @@ class EventSender:
         self,
         spool: EventSpool,
         api: RuntimeApiClient,
-        retry_max_seconds: float,
+        retry: Retry,
         on_dropped: Callable[[str], None] = lambda claim_id: None,
         on_cancel_requested: Callable[[str], None] = lambda claim_id: None,
         coalesce_seconds: float = 0.005,
     ):
         self._spool = spool
         self._api = api
-        self._backoff = Backoff(retry_max_seconds)
+        self._retry = retry
         self._on_dropped = on_dropped
         self._on_cancel_requested = on_cancel_requested
         self._coalesce_seconds = coalesce_seconds
@@ -231,10 +238,7 @@ class EventSender:
             self._wake.clear()
             await asyncio.sleep(self._coalesce_seconds)  # let a burst of emits share one request
             while await asyncio.to_thread(self._spool.pending_claims):
-                if await self._deliver_round():
-                    self._backoff.reset()
-                else:
-                    await self._backoff.wait()
+                await self._retry.until_done(self._deliver_round, retry_on=_UNREACHABLE)
             if not self._wake.is_set():  # nothing was spooled while the last check ran
                 self._drained.set()
 
@@ -275,8 +279,8 @@ class EventSender:
         if future is not None and not future.done():
             future.set_result(delivered)
 
-    async def _deliver_round(self) -> bool:
-        """One batch per pending claim; False as soon as the API is unreachable."""
+    async def _deliver_round(self) -> None:
+        """One batch per pending claim, until the API is unreachable (raised: the round is retried)."""
         for claim in await asyncio.to_thread(self._spool.pending_claims):
             events = await asyncio.to_thread(self._spool.pending, claim.claim_id, MAX_BATCH)
             if not events:
@@ -284,9 +288,9 @@ class EventSender:
             batch = EventBatch(claim_id=claim.claim_id, events=events)
             try:
                 result = await self._api.post_events(claim.workspace_id, claim.job_id, batch)
-            except (ApiUnavailable, Unauthorized) as exc:
+            except _UNREACHABLE as exc:
                 log(logger, logging.WARNING, "event delivery failed; will retry", job_id=claim.job_id, error=str(exc))
-                return False
+                raise
             except StaleClaim:
                 log(logger, logging.WARNING, "claim is stale; dropping its spooled events", job_id=claim.job_id)
                 await self.drop(claim.claim_id)
@@ -302,4 +306,3 @@ class EventSender:
                 self._settle(claim.claim_id, True)
             if result.cancel_requested:
                 self._on_cancel_requested(claim.claim_id)
-        return True

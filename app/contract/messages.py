@@ -5,7 +5,7 @@ Workers import `app.contract` and nothing else from `app`; it depends only on py
 """
 
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -46,7 +46,8 @@ class EventStatus(str, Enum):
     complete = "complete"
 
 
-RUNTIME_KINDS = ("node", "python", "ollama", "vllm", "sglang")
+RuntimeKind = Literal["node", "python", "ollama", "vllm", "sglang"]
+RUNTIME_KINDS: tuple[RuntimeKind, ...] = get_args(RuntimeKind)
 
 
 class _Strict(BaseModel):
@@ -120,7 +121,7 @@ class RegisterRequest(_Strict):
     join_token: str = Field(min_length=8, max_length=200)
     name: str = Field(default="runtime", min_length=1, max_length=100)
     capabilities: list[JobType] = Field(default_factory=list, max_length=len(JobType))
-    runtimes: dict[Literal["node", "python", "ollama", "vllm", "sglang"], bool] = Field(default_factory=dict)
+    runtimes: dict[RuntimeKind, bool] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     gpus: list[GpuInfo] = Field(default_factory=list, max_length=64)
     max_concurrent_jobs: int = Field(default=2, ge=1, le=256)
@@ -231,13 +232,16 @@ class EventBatchResult(BaseModel):
     cancel_requested: bool = False
 
 
+# Why a control action failed, so the API can answer with the right status: not_running → 409,
+# not_found → 404, bad_request → 400, forbidden → 403, failed (or empty) → 502.
+ControlErrorCode = Literal["", "not_running", "not_found", "bad_request", "forbidden", "failed"]
+
+
 class ControlReply(_Strict):
     ok: bool
     result: dict[str, Any] = Field(default_factory=dict)
     error: str = ""
-    # Why it failed, so the API can answer with the right status: not_running → 409,
-    # not_found → 404, bad_request → 400, forbidden → 403, failed (or empty) → 502.
-    code: Literal["", "not_running", "not_found", "bad_request", "forbidden", "failed"] = ""
+    code: ControlErrorCode = ""
 
 
 # --- control arguments and results (sandboxes) -------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from app.contract.messages import EventBatch
 from workers.api_client import RuntimeApiClient
+from workers.retry import Retry
 from workers.spool import EventSender, EventSpool, SpoolClaim, SpoolClosed
 
 CLAIM = SpoolClaim(claim_id="clm_one", workspace_id="ws_1", job_id="job_one")
@@ -161,7 +162,7 @@ def api_error(status: int, message: str) -> httpx.Response:
 async def deliver(spool: EventSpool, fake: FakeEventsApi, *claims: SpoolClaim, **callbacks) -> tuple[list[bool], list]:
     """Run a sender until every given claim settles; returns finish() outcomes and callbacks seen."""
     api = RuntimeApiClient("http://api.test", runtime_token="brt_test-token", transport=httpx.MockTransport(fake))
-    sender = EventSender(spool, api, retry_max_seconds=0.01, **callbacks)
+    sender = EventSender(spool, api, Retry(max_seconds=0.01), **callbacks)
     running = asyncio.create_task(sender.run())
     try:
         return await asyncio.gather(*(sender.finish(claim.claim_id) for claim in claims))
@@ -214,7 +215,7 @@ def test_sender_delivers_leftovers_of_a_previous_run_with_their_claim(tmp_path):
     async def scenario() -> bool:
         spool = EventSpool(tmp_path)  # the restarted worker
         api = RuntimeApiClient("http://api.test", runtime_token="brt_test-token", transport=httpx.MockTransport(fake))
-        sender = EventSender(spool, api, retry_max_seconds=0.01)
+        sender = EventSender(spool, api, Retry(max_seconds=0.01))
         running = asyncio.create_task(sender.run())
         try:
             return await sender.flush(None)

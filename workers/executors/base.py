@@ -7,9 +7,11 @@ once `ctx.cancelled` is set.
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
+from app.contract.messages import ControlErrorCode
 from app.contract.policy import SandboxPolicy
 
 
@@ -19,7 +21,7 @@ class ExecutorError(Exception):
     `code` tells the API how to answer a control action that failed (see ControlReply.code).
     """
 
-    def __init__(self, message: str, code: str = "failed"):
+    def __init__(self, message: str, code: ControlErrorCode = "failed"):
         super().__init__(message)
         self.code = code
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.contract.messages import JobType
 from workers.executors.base import ExecutorError, JobContext
 
+HubTransportError: type[Exception]
 try:  # huggingface_hub 2.x speaks HTTP through httpx2 and lets its transport errors through; 1.x used httpx
     from httpx2 import TransportError as HubTransportError
 except ImportError:
@@ -118,7 +119,8 @@ def inspect_model(
 
     config = info.config or {}
     architecture, model_type = _architecture(config)
-    files = [{"path": sibling.rfilename, "size": sibling.size} for sibling in info.siblings or []]
+    siblings = info.siblings or []
+    files = [{"path": sibling.rfilename, "size": sibling.size} for sibling in siblings]
     gated_mode = info.gated or None  # the hub says False, "auto" or "manual"
     return {
         "model": info.id,
@@ -134,7 +136,7 @@ def inspect_model(
         "task": info.pipeline_tag,
         "library": info.library_name,
         "tags": list(info.tags or []),
-        "vllm": _vllm_verdict(architecture, model_type, [file["path"] for file in files]),
+        "vllm": _vllm_verdict(architecture, model_type, [sibling.rfilename for sibling in siblings]),
     }
 
 

@@ -12,11 +12,12 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from app.contract.messages import ControlMessage, GpuInfo, JobType
 from app.contract.logs import log
+from app.contract.messages import ControlMessage, GpuInfo, JobType, RuntimeKind
 from workers.executors.base import Executor
 
 EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox")
@@ -24,36 +25,48 @@ EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbo
 logger = logging.getLogger("berth.worker.registry")
 
 
-def available() -> dict[str, Executor]:
-    """Job type -> executor, for every executor whose module (and dependencies) import here."""
-    executors: dict[str, Executor] = {}
-    for module_name in EXECUTOR_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            log(logger, logging.WARNING, "executor not available on this host", module=module_name, reason=str(exc))
-            continue
-        executors.update({JobType(job_type).value: executor for job_type, executor in module.EXECUTORS.items()})
-        _control_handlers.update(getattr(module, "CONTROL_HANDLERS", {}))
-    return executors
-
-
-# --- control actions ------------------------------------------------------------------------
-
 # Answers a control message with a result dict, or raises ExecutorError with a reason to show.
-# Filled by `available()` from the executor modules that load on this host.
 ControlHandler = Callable[[ControlMessage], Awaitable[dict[str, Any]]]
-_control_handlers: dict[str, ControlHandler] = {}
 
 
-def control_handler(action: str) -> ControlHandler | None:
-    return _control_handlers.get(action)
+class ExecutorRegistry:
+    """The job types this host can run and the control actions it answers, loaded once from the
+    executor modules whose dependencies import here; the worker owns it."""
+
+    def __init__(self, executors: dict[str, Executor], control_handlers: dict[str, ControlHandler]):
+        self.executors = executors
+        self.control_handlers = control_handlers
+
+    @classmethod
+    def load(cls, module_names: tuple[str, ...] = EXECUTOR_MODULES) -> "ExecutorRegistry":
+        executors: dict[str, Executor] = {}
+        control_handlers: dict[str, ControlHandler] = {}
+        for module_name in module_names:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                log(logger, logging.WARNING, "executor not available on this host", module=module_name,
+                    reason=str(exc))
+                continue
+            executors.update({JobType(job_type).value: executor for job_type, executor in module.EXECUTORS.items()})
+            control_handlers.update(getattr(module, "CONTROL_HANDLERS", {}))
+        return cls(executors, control_handlers)
+
+    @property
+    def job_types(self) -> list[JobType]:
+        return sorted(JobType(job_type) for job_type in self.executors)
+
+    def executor(self, job_type: str) -> Executor | None:
+        return self.executors.get(job_type)
+
+    def control_handler(self, action: str) -> ControlHandler | None:
+        return self.control_handlers.get(action)
 
 
 # --- host facts -----------------------------------------------------------------------------
 
 
-def detect_runtimes() -> dict[str, bool]:
+def detect_runtimes() -> dict[RuntimeKind, bool]:
     return {
         "node": shutil.which("node") is not None,
         "python": shutil.which("python3") is not None or shutil.which("python") is not None,
