@@ -19,7 +19,7 @@ from app.contract.messages import ControlMessage, GpuInfo, JobType
 from app.contract.logs import log
 from workers.executors.base import Executor
 
-EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox")
+EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox", "workers.executors.ssh")
 
 logger = logging.getLogger("berth.worker.registry")
 
