@@ -130,6 +130,18 @@ async def test_a_double_dash_in_the_template_makes_a_dash_value_an_operand(serve
     assert (server.root / "-rf").is_file()
 
 
+async def test_a_secret_value_reaches_the_host_but_no_result_or_event(server):
+    keep = {"command": ["sh", "-c", 'printf %s "$1" > received', "sh", "{password}"],
+            "parameters": {"password": {"type": "string", "pattern": ".+", "secret": True}}}
+
+    result, events = await run(run_payload(server, keep, {"password": "hunter2; rm -f canary"}))
+
+    assert (server.root / "received").read_text() == "hunter2; rm -f canary"
+    assert result["parameters"] == {"password": "[redacted]"} and result["command"].endswith(" 'sh' [redacted]")
+    assert "hunter2" not in str(result) and "hunter2" not in str(events)
+    assert (server.root / "canary").exists()
+
+
 # --- connecting: pinned host keys, client keys -----------------------------------------------------
 
 

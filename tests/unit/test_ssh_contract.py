@@ -6,7 +6,7 @@ import shlex
 import asyncssh
 import pytest
 
-from app.contract.ssh.actions import REDACTED, ParametersInvalid, SshAction, audit_parameters, render
+from app.contract.ssh.actions import REDACTED, ParametersInvalid, SshAction, audit_view, render
 from app.contract.ssh.hosts import parse_host_key
 from app.contract.ssh.inventory import InventoryInvalid, parse_inventory
 from app.contract.ssh.jobs import SshFailure, SshOutcome, SshRunPayload
@@ -221,9 +221,9 @@ def test_secret_parameters_stay_out_of_every_audit_view():
     with pytest.raises(ParametersInvalid) as refused:
         render(login, {"user": "ops", "password": "hunter2; rm"})
     assert "hunter2" not in str(refused.value)
-    assert audit_parameters(login, {"password": "hunter2; rm", "user": "x" * 300}) == {
+    assert audit_view(login, {"password": "hunter2; rm", "user": "x" * 300}) == {
         "password": REDACTED, "user": "x" * 256 + "…"}
-    assert audit_parameters(None, {"password": "hunter2"}) == {"password": REDACTED}
+    assert audit_view(None, {"password": "hunter2"}) == {"password": REDACTED}
 
 
 def test_a_job_payload_reveals_the_client_key_only_to_the_runtime():

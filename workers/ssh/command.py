@@ -98,9 +98,10 @@ async def run_command(conn: asyncssh.SSHClientConnection, command: str, *, timeo
 
 
 async def _stop(process: asyncssh.SSHClientProcess, collecting: asyncio.Future) -> None:
-    """TERM the remote command (sshd delivers it to the program: the command starts with `exec`),
-    then close its channel; servers that ignore signal requests end it when the channel closes
-    (ours) or when it next writes (OpenSSH without a terminal)."""
+    """Send TERM over the channel (a server that honours signal requests delivers it to the
+    program itself, since the command starts with `exec`), then close the channel. What a server
+    that ignores the signal does with the command when its channel closes is up to the server: the
+    test server kills it; sshd without a terminal leaves it until it next writes to its output."""
     try:
         process.send_signal("TERM")
     except (OSError, asyncssh.Error):

@@ -242,7 +242,7 @@ class RenderedCommand:
     audit_parameters: dict[str, Any]
 
 
-def audit_parameters(action: SshAction | None, parameters: Mapping[str, Any]) -> dict[str, Any]:
+def audit_view(action: SshAction | None, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters as an audit record keeps them, valid or not: secret ones redacted, long values
     cut, and for an unknown action (whose secrets nobody knows) no values at all."""
     view: dict[str, Any] = {}
@@ -295,4 +295,4 @@ def render(action: SshAction, parameters: Mapping[str, Any]) -> RenderedCommand:
     if len(command.encode()) > MAX_COMMAND_BYTES:
         raise ParametersInvalid({"(command)": f"the rendered command is over {MAX_COMMAND_BYTES} bytes"})
     return RenderedCommand(argv=tuple(argv), command=command, audit_command="exec " + " ".join(audit_words),
-                           audit_parameters=audit_parameters(action, values))
+                           audit_parameters=audit_view(action, values))
