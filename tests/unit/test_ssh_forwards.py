@@ -121,21 +121,21 @@ async def test_a_forward_carries_http_to_a_service_behind_the_host_and_closes_wh
     assert len(_Dashboard.seen) == 2
 
 
-@pytest.mark.parametrize(("arguments", "message", "code"), [
-    ({"token": token()[:-4] + "0000", "method": "GET", "path": ""}, "signature is invalid", "forbidden"),
-    ({"token": token(ttl=-1), "method": "GET", "path": ""}, "has expired", "forbidden"),
-    ({"token": token(job_id="job-2"), "method": "GET", "path": ""}, "not signed for this forward", "forbidden"),
-    ({"token": token(workspace_id="ws-2"), "method": "GET", "path": ""}, "not signed for this forward", "forbidden"),
-    ({"token": token(key="another-runtime"), "method": "GET", "path": ""}, "signature is invalid", "forbidden"),
-    ({"token": token(), "method": "get", "path": ""}, "invalid ssh.proxy arguments", "bad_request"),
-])
-async def test_only_requests_with_a_token_signed_for_this_forward_get_through(server, dashboard, arguments, message,
-                                                                            code):
+@pytest.mark.parametrize(("make_token", "method", "message", "code"), [
+    (lambda: token()[:-4] + "0000", "GET", "signature is invalid", "forbidden"),
+    (lambda: token(ttl=-1), "GET", "has expired", "forbidden"),
+    (lambda: token(job_id="job-2"), "GET", "not signed for this forward", "forbidden"),
+    (lambda: token(workspace_id="ws-2"), "GET", "not signed for this forward", "forbidden"),
+    (lambda: token(key="another-runtime"), "GET", "signature is invalid", "forbidden"),
+    (token, "get", "invalid ssh.proxy arguments", "bad_request"),
+], ids=["forged", "expired", "another-forward", "another-workspace", "another-runtime", "malformed"])
+async def test_only_requests_with_a_token_signed_for_this_forward_get_through(server, dashboard, make_token, method,
+                                                                            message, code):
     job = recorded_job("ssh.forward", forward_payload(server, dashboard))
     holding = await opened(job)
     try:
         with pytest.raises(ExecutorError) as refused:
-            await proxy(proxy_message(arguments))
+            await proxy(proxy_message({"token": make_token(), "method": method, "path": ""}))
         with pytest.raises(ExecutorError) as elsewhere:
             await proxy(proxy_message({"token": token(workspace_id="ws-2"), "method": "GET", "path": ""},
                                       workspace_id="ws-2"))
