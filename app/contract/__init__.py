@@ -1,2 +1,3 @@
 """The worker contract: `messages` (queue messages and runtime HTTP bodies), `policy` (the sandbox
-policy) and `signing` (proxy tokens and signed control requests)."""
+policy), `signing` (proxy tokens and signed control requests) and `ssh` (the infra SSH documents
+and the payloads and results of SSH jobs)."""

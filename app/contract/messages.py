@@ -21,6 +21,10 @@ class JobType(str, Enum):
     model_preload = "model.preload"
     agent_run = "agent.run"
     tool_run = "tool.run"
+    # Infra SSH (app.contract.ssh.jobs): created by the API's SSH service under an approved lease,
+    # never through POST /v1/jobs.
+    ssh_run = "ssh.run"
+    ssh_forward = "ssh.forward"
 
 
 class JobStatus(str, Enum):
@@ -77,7 +81,7 @@ class ControlMessage(_Strict):
     workspace_id: str
     job_id: str
     action: Literal["cancel", "tools.list", "tools.call", "sandbox.inspect", "sandbox.stop", "sandbox.start",
-                    "sandbox.restart", "sandbox.update", "proxy"]
+                    "sandbox.restart", "sandbox.update", "proxy", "ssh.proxy"]
     arguments: dict[str, Any] = Field(default_factory=dict)
     deadline: float  # epoch seconds after which the answer is no longer awaited
 

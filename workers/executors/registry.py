@@ -20,7 +20,7 @@ from app.contract.logs import log
 from app.contract.messages import ControlMessage, GpuInfo, JobType, RuntimeKind
 from workers.executors.base import Executor
 
-EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox")
+EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox", "workers.executors.ssh")
 
 logger = logging.getLogger("berth.worker.registry")
 
