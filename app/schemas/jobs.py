@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import Unprocessable
 from app.contract.messages import JobStatus, JobType
@@ -67,6 +67,15 @@ class CreateJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: JobType
+
+    @field_validator("type")
+    @classmethod
+    def _created_here(cls, value: JobType) -> JobType:
+        # Other types (ssh.*, model.attach) are created by their own routes, which check more.
+        if value not in PAYLOAD_MODELS:
+            creatable = ", ".join(t.value for t in PAYLOAD_MODELS)
+            raise ValueError(f"jobs of type {value.value} are not created through /v1/jobs (here: {creatable})")
+        return value
     ttl_seconds: int | None = Field(default=None, ge=1, description="Defaults to the policy's default TTL")
     payload: dict[str, Any] = Field(default_factory=dict)
 
