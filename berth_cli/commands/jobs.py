@@ -25,7 +25,8 @@ def list_jobs(
         "--type", help=f"Only jobs of this type ({', '.join(JOB_TYPES)}).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="Jobs per page.")] = 20,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Continue from a previous page's cursor.")] = None,
-    all_pages: Annotated[bool, typer.Option("--all", help="Follow the cursor through every page.")] = False,
+    all_pages: Annotated[bool, typer.Option(
+        "--all", help="Follow the cursor through every page (with --json: one answer holding them all).")] = False,
     profile: ProfileOption = DEFAULT_PROFILE,
     as_json: JsonOption = False,
 ) -> None:
