@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,3 +215,57 @@ def workers(stack, hub, tmp_path):
             except ProcessLookupError:
                 pass
         worker.stop()
+
+
+REPOSITORY = Path(__file__).parents[2]
+
+
+class BerthCli:
+    """The `berth` command as a user runs it: a process of its own, with a config directory of
+    its own. Every run checks that no stored key appears in what the command printed."""
+
+    def __init__(self, config_dir: Path, api_url: str):
+        self.config_dir = config_dir
+        self.api_url = api_url
+        self.environment = {**{k: v for k, v in os.environ.items() if not k.startswith("BERTH_")},
+                            "BERTH_CONFIG_DIR": str(config_dir)}
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "berth_cli", *args]
+
+    def __call__(self, *args: str, stdin: str | None = None, env: dict | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+        done = subprocess.run(self.command(*args), input=stdin, capture_output=True, text=True, timeout=timeout,
+                              cwd=REPOSITORY, env={**self.environment, **(env or {})})
+        self.assert_no_key_shown(done.stdout + done.stderr, allowed="--show-key" in args,
+                                 also=(env or {}).get("BERTH_API_KEY"))
+        return done
+
+    def start(self, *args: str) -> subprocess.Popen:
+        """A long-running command (`jobs follow`), its output read when it ends."""
+        return subprocess.Popen(self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=REPOSITORY, env=self.environment)
+
+    def profiles(self) -> dict:
+        path = self.config_dir / "profiles.json"
+        return json.loads(path.read_text())["profiles"] if path.exists() else {}
+
+    def assert_no_key_shown(self, printed: str, allowed: bool = False, also: str | None = None) -> None:
+        if not allowed:
+            keys = [profile["api_key"] for profile in self.profiles().values()] + ([also] if also else [])
+            assert not [key for key in keys if key in printed], "a key was printed"
+
+
+@pytest.fixture
+def berth(stack, tmp_path) -> BerthCli:
+    """The CLI with no profile yet."""
+    return BerthCli(tmp_path / "berth-config", stack.api_url)
+
+
+@pytest.fixture
+def logged_in(berth, account) -> BerthCli:
+    """The CLI with a `default` profile for `account`, made by `berth login` with its password."""
+    email = account.get("/v1/auth/me").json()["user"]["email"]
+    done = berth("login", "--api", berth.api_url, "--email", email, "--password-stdin", stdin="correct-horse\n")
+    assert done.returncode == 0, done.stderr
+    return berth

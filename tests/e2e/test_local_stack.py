@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 def _start_berth_up(data_dir, port, moto_port, *extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BERTH_", "AWS_"))}
-    command = [sys.executable, "-c", "from app.cli import main; main()", "up", "--port", str(port),
+    command = [sys.executable, "-m", "berth_cli", "up", "--port", str(port),
                "--moto-port", str(moto_port), "--data-dir", str(data_dir), "--no-worker", *extra]
     # Its own process group, as a shell gives a command: Ctrl-C signals the whole group.
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -1,4 +1,5 @@
-"""The `berth` command: `berth up` runs the local stack, `berth worker` runs a runtime worker."""
+"""`berth up` runs the local stack, `berth worker` a runtime worker. Both run berth's own code
+in this process, so they import it, and only when run: every other verb speaks HTTP alone."""
 
 import signal
 import threading
@@ -7,14 +8,16 @@ from typing import Annotated
 
 import typer
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="berth: MCP sandboxes and model serving.")
+app = typer.Typer()
+
+DEFAULT_DATA_DIR = Path.home() / ".berth"
 
 
-@cli.command()
+@app.command()
 def up(
     port: Annotated[int, typer.Option(envvar="BERTH_PORT", help="API port")] = 7500,
     moto_port: Annotated[int, typer.Option(envvar="BERTH_MOTO_PORT", help="embedded AWS (moto) port")] = 7566,
-    data_dir: Annotated[Path, typer.Option(envvar="BERTH_DATA_DIR", help="where local state lives")] = Path.home() / ".berth",
+    data_dir: Annotated[Path, typer.Option(envvar="BERTH_DATA_DIR", help="where local state lives")] = DEFAULT_DATA_DIR,
     fresh: Annotated[bool, typer.Option("--fresh", help="start with empty state")] = False,
     worker: Annotated[bool, typer.Option(help="start the local shared worker")] = True,
 ) -> None:
@@ -45,13 +48,10 @@ def up(
     console.print("stopped; state saved.")
 
 
-@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+# Every argument, `--help` included, goes to the worker's own parser.
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def worker(context: typer.Context) -> None:
     """Run a runtime worker: `berth worker --api URL --join-token TOKEN` (`berth worker --help` lists every setting)."""
     from workers.__main__ import main as worker_main
 
     raise typer.Exit(worker_main(context.args))
-
-
-def main() -> None:
-    cli()
