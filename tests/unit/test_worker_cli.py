@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from app.cli import cli
+from berth_cli.app import cli
 from workers.__main__ import main, settings
 from workers.config import WorkerConfig
 
