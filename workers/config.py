@@ -12,16 +12,23 @@ import socket
 import stat
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.contract.logs import JsonLineFormatter
 from app.contract.messages import ControlUrl, RegisterResponse
+from workers.packages.installers import DEFAULT_REGISTRY_URLS
 
 RUNTIME_FILE_MODE = 0o600
+PackageRegistry = Literal["pypi", "npm"]  # the registries a worker installs from itself
+HttpUrlText = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=500)]
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+def _public_registries() -> dict[PackageRegistry, str]:
+    return {"pypi": DEFAULT_REGISTRY_URLS["pypi"], "npm": DEFAULT_REGISTRY_URLS["npm"]}
 
 
 class WorkerConfig(BaseSettings):
@@ -45,6 +52,11 @@ class WorkerConfig(BaseSettings):
     log_level: str = "INFO"
     # Host directories every sandbox sees read-only at the same path (pre-installed MCP servers).
     sandbox_tool_dirs: list[Path] = Field(default_factory=list)
+    # The package cache (workers.packages): its directory (default <data_dir>/packages), its size
+    # cap, and the registries this runtime installs from (a registry type left out is refused).
+    package_cache_dir: Path | None = None
+    package_cache_max_bytes: int = Field(default=10 * 1024**3, ge=0)
+    package_registries: dict[PackageRegistry, HttpUrlText] = Field(default_factory=_public_registries)
     # The direct control endpoint (workers.control_server): HOST:PORT to listen on (port 0 picks a
     # free one; unset: control requests come through the queue only), and the URL the API should
     # use for it (default http://HOST:PORT as bound; required when HOST is a wildcard address).
@@ -79,6 +91,10 @@ class WorkerConfig(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def package_cache_root(self) -> Path:
+        return self.package_cache_dir or self.data_dir / "packages"
 
     def job_work_dir(self, job_id: str) -> Path:
         return self.data_dir / "jobs" / safe_path_component(job_id)
