@@ -260,3 +260,25 @@ def _split_pypi(token: str) -> tuple[str, str | None]:
 def _first_message(error: ValidationError) -> str:
     first = error.errors()[0]
     return str(first["ctx"]["error"]) if "error" in first.get("ctx", {}) else first["msg"]
+
+
+# --- the package cache as a runtime reports it ------------------------------------------------
+
+
+class CachedPackage(BaseModel):
+    registry_type: str
+    identifier: str
+    version: str
+    size_bytes: int = Field(ge=0)
+    installed_at: float
+    last_used_at: float
+    in_use: bool  # a sandbox runs it now: never evicted while so
+
+
+class PackageCacheUsage(BaseModel):
+    """A runtime's package cache, for `/v1/system/storage`."""
+
+    entries: list[CachedPackage] = Field(default_factory=list)
+    total_bytes: int = Field(default=0, ge=0)
+    max_bytes: int = Field(default=0, ge=0)
+    free_disk_bytes: int = Field(default=0, ge=0)

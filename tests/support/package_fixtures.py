@@ -6,7 +6,7 @@ an executable given by path; an installed entry point is a path. `sandbox_comman
 exact argv through `sh -c 'exec "$0" "$@"' ARGV…` — sh is allowed, the argv travels as sh's
 positional parameters (never parsed as shell), and exec leaves the entry point as the process
 the sandbox runs. The worker's executor is meant to hand the argv over directly (see
-workers/packages/README.md); this is what lets the tests prove the argv runs today.
+docs/packages.md); this is what lets the tests prove the argv runs today.
 
 Run as a script (`python -m tests.support.package_fixtures ROOT SPEC_JSON`) it ensures one
 package in the cache at ROOT and prints what it got: the cross-process test runs two at once.
@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 
 from app.contract.packages import PackageSpec
-from tests.support.registry_server import EVERYTHING_PACKAGE, EVERYTHING_VERSIONS, TIME_PACKAGE, TIME_VERSIONS
+from tests.support.registry_server import (
+    EVERYTHING_PACKAGE,
+    EVERYTHING_VERSIONS,
+    FILESYSTEM_PACKAGE,
+    FILESYSTEM_VERSION,
+    TIME_PACKAGE,
+    TIME_VERSIONS,
+)
 from workers.packages import InstalledPackage, InstallProgress, PackageCache
 from workers.packages.installers import DEFAULT_REGISTRY_URLS
 
@@ -27,6 +34,7 @@ TIME_SPEC = PackageSpec(registry_type="pypi", identifier=TIME_PACKAGE, version=T
 EVERYTHING_SPEC = PackageSpec.model_validate(
     {"registryType": "npm", "identifier": EVERYTHING_PACKAGE, "version": EVERYTHING_VERSIONS[-1],
      "packageArguments": [{"type": "positional", "value": "stdio"}]})
+FILESYSTEM_SPEC = PackageSpec(registry_type="npm", identifier=FILESYSTEM_PACKAGE, version=FILESYSTEM_VERSION)
 # A small npm package with a bin and no dependencies: cheap to install many versions of.
 SMALL_PACKAGE = "semver"
 SMALL_VERSIONS = ("7.6.0", "7.6.1", "7.6.2", "7.6.3")
@@ -41,8 +49,8 @@ def public_cache(root: Path, max_bytes: int = GIGABYTE) -> PackageCache:
     return PackageCache(root, max_bytes, dict(DEFAULT_REGISTRY_URLS))
 
 
-def sandbox_command(installed: InstalledPackage) -> str:
-    return shlex.join(["sh", "-c", 'exec "$0" "$@"', *installed.argv])
+def sandbox_command(installed: InstalledPackage, *more_arguments: str) -> str:
+    return shlex.join(["sh", "-c", 'exec "$0" "$@"', *installed.argv, *more_arguments])
 
 
 class ProgressLog:

@@ -14,6 +14,7 @@ from app.contract.packages import PackageSpec
 from app.contract.policy import SandboxPolicy
 from tests.support.package_fixtures import (
     EVERYTHING_SPEC,
+    FILESYSTEM_SPEC,
     SMALL_PACKAGE,
     SMALL_VERSIONS,
     TIME_SPEC,
@@ -48,10 +49,11 @@ def staged_files(root: Path) -> list[Path]:
     return [path for path in (root / "staging").rglob("*") if path.is_file()] if (root / "staging").exists() else []
 
 
-async def start_in_sandbox(installed, workdir: Path, env: dict[str, str] | None = None) -> SandboxSession:
+async def start_in_sandbox(installed, workdir: Path, env: dict[str, str] | None = None,
+                           more_arguments: tuple[str, ...] = ()) -> SandboxSession:
     session = SandboxSession()
-    await session.start(sandbox_command(installed), installed.env | (env or {}), str(workdir), SandboxPolicy(),
-                        readonly_dirs=installed.readonly_dirs)
+    await session.start(sandbox_command(installed, *more_arguments), installed.env | (env or {}), str(workdir),
+                        SandboxPolicy(), readonly_dirs=installed.readonly_dirs)
     return session
 
 
@@ -99,6 +101,26 @@ async def test_server_everything_from_npm_runs_in_the_sandbox_with_its_arguments
     assert installed.argv[-1] == "stdio"  # the package argument, after the entry point
     assert echoed["ok"] is True and "from the cache" in json.dumps(echoed["result"])
     assert "s3cret" in json.dumps(environment["result"])
+
+
+@pytest.mark.usefixtures("require_bubblewrap")
+async def test_inside_the_sandbox_the_installed_package_can_be_read_but_not_changed(shared_root, tmp_path):
+    installed = await public_cache(shared_root).ensure(FILESYSTEM_SPEC)
+    files_dir = installed.readonly_dirs[0]
+    try:
+        # The filesystem server, allowed into its own installed files.
+        session = await start_in_sandbox(installed, tmp_path / "work", more_arguments=(files_dir,))
+        try:
+            read = await session.call_tool("read_text_file", {"path": f"{files_dir}/package.json"})
+            written = await session.call_tool("write_file", {"path": f"{files_dir}/planted.txt", "content": "x"})
+        finally:
+            await session.stop()
+    finally:
+        installed.release()
+
+    assert read["ok"] is True and FILESYSTEM_SPEC.identifier in json.dumps(read["result"])
+    assert written["ok"] is False and "EROFS: read-only file system" in written["error"]
+    assert not Path(files_dir, "planted.txt").exists()
 
 
 async def test_a_second_start_of_the_same_version_installs_nothing(shared_root):

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.contract.packages import OCI, PackageSpec
+from app.contract.packages import OCI, CachedPackage, PackageCacheUsage, PackageSpec
 from workers.packages.errors import PackageInstallFailed, PackageRefused
 from workers.packages.installers import Installer, installers, missing_tool_message, refuse_unsupported
 from workers.packages.locks import FileLock
@@ -82,25 +82,6 @@ class InstalledPackage:
             self._lease.release()
 
 
-@dataclass(frozen=True)
-class CacheEntry:
-    registry_type: str
-    identifier: str
-    version: str
-    size_bytes: int
-    installed_at: float
-    last_used_at: float
-    in_use: bool
-
-
-@dataclass(frozen=True)
-class CacheSummary:
-    entries: list[CacheEntry]
-    total_bytes: int
-    max_bytes: int
-    free_disk_bytes: int
-
-
 class PackageCache:
     def __init__(self, root: Path, max_bytes: int, registry_urls: dict[str, str], *,
                  available: dict[str, Installer] | None = None,
@@ -143,14 +124,14 @@ class PackageCache:
         return InstalledPackage(key, launch.argv + arguments, launch.readonly_dirs, launch.env, installed_now,
                                 lease, lambda: self._touch(key))
 
-    def summary(self) -> CacheSummary:
-        """What `/v1/system/storage` shows of the cache."""
-        entries = []
-        for key, receipt, last_used in self._entries():
-            entries.append(CacheEntry(key.registry_type, receipt["identifier"], key.version, receipt["size_bytes"],
-                                      receipt["installed_at"], last_used, self._in_use(key)))
-        return CacheSummary(entries, sum(e.size_bytes for e in entries), self.max_bytes,
-                            shutil.disk_usage(self.root).free)
+    def summary(self) -> PackageCacheUsage:
+        """What `/v1/system/storage` shows of the cache, least recently used first."""
+        entries = [CachedPackage(registry_type=key.registry_type, identifier=receipt["identifier"], version=key.version,
+                                 size_bytes=receipt["size_bytes"], installed_at=receipt["installed_at"],
+                                 last_used_at=last_used, in_use=self._in_use(key))
+                   for key, receipt, last_used in sorted(self._entries(), key=lambda entry: entry[2])]
+        return PackageCacheUsage(entries=entries, total_bytes=sum(entry.size_bytes for entry in entries),
+                                 max_bytes=self.max_bytes, free_disk_bytes=shutil.disk_usage(self.root).free)
 
     def evict(self) -> list[PackageKey]:
         """Delete least recently used versions not in use until the cache fits its cap."""
@@ -212,7 +193,9 @@ class PackageCache:
     async def _install(self, key: PackageKey, spec: PackageSpec, installer: Installer,
                        announce: Listeners) -> tuple[dict, bool]:
         lock = FileLock(self._lock_path(key, "install"))
-        await lock.acquire(shared=False)
+        if not lock.try_acquire(shared=False):
+            await announce(InstallProgress("resolving", str(key), f"waiting for another install of {key}"))
+            await lock.acquire(shared=False)
         try:
             receipt = self._receipt(key)
             if receipt is not None:  # another process installed it while we waited

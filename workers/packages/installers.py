@@ -195,7 +195,7 @@ def installers(registry_urls: dict[str, str], *, python: str | None = None) -> d
     """The installers this host can run for the registries it is configured with; a registry
     whose tool is missing is left out (its packages are then refused, saying why)."""
     found: dict[str, Installer] = {}
-    uv, npm, node = _uv_binary(), shutil.which("npm"), shutil.which("node")
+    uv, npm, node = uv_binary(), shutil.which("npm"), shutil.which("node")
     if PYPI in registry_urls and uv:
         found[PYPI] = UvInstaller(uv, python or sys.executable, registry_urls[PYPI])
     if NPM in registry_urls and npm and node:
@@ -245,7 +245,7 @@ def _runs_on_node(script: Path) -> bool:
     return not first.startswith(b"#!") or b"node" in first
 
 
-def _uv_binary() -> str | None:
+def uv_binary() -> str | None:
     try:
         from uv import find_uv_bin  # the `uv` wheel of the worker extra
     except ImportError:
