@@ -4,13 +4,16 @@ off, the cache read-only) and listed with the `mcp` client."""
 
 import asyncio
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from app.contract.packages import PackageSpec
+from app.contract.packages import PackageSpec, parse_start_command
 from app.contract.policy import SandboxPolicy
 from tests.support.package_fixtures import (
     EVERYTHING_SPEC,
@@ -123,6 +126,23 @@ async def test_inside_the_sandbox_the_installed_package_can_be_read_but_not_chan
     assert not Path(files_dir, "planted.txt").exists()
 
 
+@pytest.mark.usefixtures("require_bubblewrap")
+async def test_an_install_made_under_a_private_umask_still_runs_as_the_sandbox_s_own_uid(tmp_path):
+    previous = os.umask(0o077)  # a worker may run so; a root worker's sandboxes run as other uids
+    try:
+        installed = await public_cache(tmp_path / "cache").ensure(TIME_SPEC)
+    finally:
+        os.umask(previous)
+    try:
+        session = await start_in_sandbox(installed, tmp_path / "work")
+        await session.stop()
+    finally:
+        installed.release()
+
+    assert {tool["name"] for tool in session.tools_at_start} == {"get_current_time", "convert_time"}
+    assert stat.S_IMODE(os.stat(installed.readonly_dirs[0]).st_mode) == 0o755
+
+
 async def test_a_second_start_of_the_same_version_installs_nothing(shared_root):
     cache = public_cache(shared_root)
     first = await cache.ensure(TIME_SPEC)
@@ -194,6 +214,18 @@ async def test_a_package_without_a_version_is_resolved_to_the_latest_and_cached_
     assert installed.key.version == latest
     assert log.stages[0] == "resolving" and log.events[0].message == f"resolving the latest version of {SMALL_PACKAGE}"
     assert (tmp_path / "cache" / "installed" / "npm" / SMALL_PACKAGE / latest / "receipt.json").exists()
+
+
+async def test_uvx_without_a_version_runs_the_latest_pypi_release_uv_resolves_for_this_python(shared_root):
+    latest_published = httpx.get(f"https://pypi.org/pypi/{TIME_SPEC.identifier}/json", timeout=30).json()["info"]
+    log = ProgressLog()
+
+    installed = await public_cache(shared_root).ensure(parse_start_command(f"uvx {TIME_SPEC.identifier}"), log)
+    installed.release()
+
+    assert installed.key.version == latest_published["version"]  # it supports Python 3.10 and later
+    assert log.events[0].message == f"resolving the latest version of {TIME_SPEC.identifier}"
+    assert installed.argv[1].endswith("/venv/bin/mcp-server-time")
 
 
 # --- failures -------------------------------------------------------------------------------------

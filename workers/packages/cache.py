@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -332,20 +333,27 @@ async def _ignore(line: str) -> None:
 
 def _prepare_for_sandboxes(entry_dir: Path) -> int:
     """Readable (and traversable) by a sandbox's unprivileged uid, writable by no one else;
-    returns the bytes it takes on disk (hard links counted once)."""
+    returns the bytes it takes on disk (hard links counted once). Installers leave most modes
+    right already, so a mode is changed only where it is not."""
     seen: set[tuple[int, int]] = set()
     size = 0
     for directory, subdirs, names in os.walk(entry_dir):
-        os.chmod(directory, 0o755)
-        for name in names + subdirs:
+        for name in subdirs + names:
             path = os.path.join(directory, name)
             info = os.lstat(path)
             if (info.st_dev, info.st_ino) not in seen:
                 seen.add((info.st_dev, info.st_ino))
                 size += info.st_blocks * 512
-            if name in names and not os.path.islink(path):
-                mode = info.st_mode & 0o777
-                os.chmod(path, (mode | 0o444 | (0o111 if mode & 0o100 else 0)) & ~0o022)
+            mode = stat.S_IMODE(info.st_mode)
+            if stat.S_ISDIR(info.st_mode):
+                wanted = 0o755
+            elif stat.S_ISREG(info.st_mode):
+                wanted = (mode | 0o444 | (0o111 if mode & 0o100 else 0)) & ~0o022
+            else:
+                continue  # a symlink: its target's mode is what counts
+            if mode != wanted:
+                os.chmod(path, wanted)
+    os.chmod(entry_dir, 0o755)  # made by mkdtemp: 0700
     return size
 
 
