@@ -72,8 +72,9 @@ def accepts_registry(registry_type: str, registry_url: str, base_url: str | None
     configured registry itself."""
     if base_url is None:
         return True
-    wanted = base_url.rstrip("/")
-    return wanted == PUBLIC_REGISTRIES.get(registry_type) or registry_url.rstrip("/").startswith(wanted)
+    wanted, configured = base_url.rstrip("/"), registry_url.rstrip("/")
+    return wanted == PUBLIC_REGISTRIES.get(registry_type) or configured == wanted or \
+        configured.startswith(wanted + "/")  # https://pypi.org serves its index at https://pypi.org/simple
 
 
 class UvInstaller:
