@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python bench/sandbox_tool_calls.py
 	$(BIN)/python bench/sandbox_start.py
 	$(BIN)/python bench/sandbox_memory.py
+	$(BIN)/python bench/package_start.py
 
 lint-template: install
 	$(BIN)/cfn-lint template.yaml

@@ -11,14 +11,17 @@ import re
 import socket
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.contract.logs import JsonLineFormatter
 from app.contract.messages import ControlUrl
+from workers.packages.installers import DEFAULT_REGISTRY_URLS
 
+PackageRegistry = Literal["pypi", "npm"]  # the registries a worker installs from itself
+HttpUrlText = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=500)]
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -30,6 +33,10 @@ def this_host_name() -> str:
 def berth_data_dir_worker() -> Path:
     """`worker` under the local stack's data directory (BERTH_DATA_DIR, default ~/.berth)."""
     return Path(os.environ.get("BERTH_DATA_DIR") or Path.home() / ".berth") / "worker"
+
+
+def _public_registries() -> dict[PackageRegistry, str]:
+    return {"pypi": DEFAULT_REGISTRY_URLS["pypi"], "npm": DEFAULT_REGISTRY_URLS["npm"]}
 
 
 class WorkerConfig(BaseSettings):
@@ -78,6 +85,15 @@ class WorkerConfig(BaseSettings):
         default_factory=list,
         description="host directory every sandbox sees read-only at the same path (pre-installed MCP servers): "
                     "--sandbox-tool-dir DIR, repeatable (the variable takes a JSON list)")
+    package_cache_dir: Path | None = Field(
+        default=None, description="where installed MCP server packages are kept (default: packages under the data dir)")
+    package_cache_max_bytes: int = Field(
+        default=10 * 1024**3, ge=0, description="size cap of the package cache; least recently used versions "
+                                                "not in use are evicted past it")
+    package_registries: dict[PackageRegistry, HttpUrlText] = Field(
+        default_factory=_public_registries,
+        description="the registries this runtime installs packages from, by type (JSON object; a type left out "
+                    "is refused)")
     control_listen: str | None = Field(
         default=None, description="HOST:PORT where the API sends control requests directly (port 0: any free one); "
                                   "unset: they come through the control queue only")
@@ -121,6 +137,10 @@ class WorkerConfig(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def package_cache_root(self) -> Path:
+        return self.package_cache_dir or self.data_dir / "packages"
 
     def job_work_dir(self, job_id: str) -> Path:
         return self.data_dir / "jobs" / safe_path_component(job_id)
