@@ -52,6 +52,10 @@ class WorkerConfig(BaseSettings):
     control_url: ControlUrl | None = None
     # Advertise http://<this EC2 instance's private IPv4>:<port> (host-networked ECS tasks).
     control_host_from_ec2_metadata: bool = False
+    # Models (workers.models): the command vLLM runs with (the snapshot and serving flags follow
+    # it), and the host directories `mount_volume` installs may serve from (none: refused).
+    vllm_command: str = Field(default="vllm serve", min_length=1, max_length=1000)
+    model_volume_roots: list[Path] = Field(default_factory=list)
 
     @field_validator("control_listen")
     @classmethod

@@ -47,6 +47,7 @@ from workers import ec2_metadata
 from workers.control_server import ControlServer
 from workers.executors import registry
 from workers.executors.base import Executor, ExecutorError, JobContext
+from workers.models import host as models_host
 from workers.spool import EventSender, EventSpool, SpoolClaim, SpoolClosed
 from workers.transport import LeaseTransport, QueueError, QueueTransport, ReceivedMessage, SqsTransport
 
@@ -93,6 +94,7 @@ async def _serve(config: WorkerConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown)
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    models_host.configure(config)
     executors = await asyncio.to_thread(registry.available)
     control: ControlServer | None = None
     if config.control_listen:
