@@ -9,13 +9,14 @@ It takes vLLM's arguments (an unknown one is an error, as in vLLM), refuses a di
 a model (no config.json, no weights) the way vLLM fails to load, answers `GET /health`,
 `GET /v1/models`, `POST /v1/chat/completions` and `/v1/completions` (both with `stream: true`) and
 `/v1/embeddings`, with deterministic answers: a completion echoes its prompt, an embedding is
-derived from a hash of its text. `GET /fake/launch` tells a test how it was started.
+derived from a hash of its text. `GET /fake/launch` tells a test how it was started, and
+`GET /fake/last-request` the headers of the last POST it answered.
 
 Fault modes (flags placed in the command, before the worker's arguments):
   --fake-never-healthy          listen, but answer /health with 503 forever
   --fake-fail-to-load           print a loading error and exit 1 before listening
   --fake-startup-delay S        take S seconds to "load" before listening
-  --fake-crash-after-ready S    exit with code 3, S seconds after it starts serving
+  --fake-crash-after-ready S    exit with code 3, S seconds after its first healthy answer to /health
   --fake-crash-once-file PATH   with --fake-crash-after-ready: crash only if PATH does not exist (then create it)
 
 Stdlib plus starlette and uvicorn (what vLLM's own server is built on); it imports nothing from berth.
@@ -23,7 +24,6 @@ Stdlib plus starlette and uvicorn (what vLLM's own server is built on); it impor
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
@@ -88,6 +88,8 @@ class Engine:
         self.max_model_len = arguments.max_model_len or config.get("max_position_embeddings") or 2048
         self.dimensions = int(config.get("hidden_size") or 16)
         self.healthy = not arguments.fake_never_healthy
+        self.last_request_headers: dict[str, str] = {}
+        self._crash_armed = arguments.fake_crash_after_ready is not None
 
     def unknown_model(self, body: dict) -> Response | None:
         if body.get("model") in (self.name, None):
@@ -100,6 +102,9 @@ class Engine:
     # --- routes -------------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
+        if self.healthy and self._crash_armed:  # whoever asked now knows it was ready
+            self._crash_armed = False
+            _crash_later(self.arguments.fake_crash_after_ready, self.arguments.fake_crash_once_file)
         return Response(status_code=200 if self.healthy else 503)
 
     async def models(self, request: Request) -> Response:
@@ -110,7 +115,11 @@ class Engine:
     async def launch(self, request: Request) -> Response:
         return JSONResponse({"argv": sys.argv[1:], "pid": os.getpid(), "environment": dict(os.environ)})
 
+    async def last_request(self, request: Request) -> Response:
+        return JSONResponse({"headers": self.last_request_headers})
+
     async def chat(self, request: Request) -> Response:
+        self.last_request_headers = dict(request.headers)
         body = await request.json()
         if (refusal := self.unknown_model(body)) is not None:
             return refusal
@@ -122,6 +131,7 @@ class Engine:
         return JSONResponse(self._completion("chat.completion", text, prompt_tokens, chat=True))
 
     async def completions(self, request: Request) -> Response:
+        self.last_request_headers = dict(request.headers)
         body = await request.json()
         if (refusal := self.unknown_model(body)) is not None:
             return refusal
@@ -212,20 +222,14 @@ def main(argv: list[str] | None = None) -> None:
     config = _load(arguments.model)
     time.sleep(arguments.fake_startup_delay)
     engine = Engine(arguments, config)
-
-    @contextlib.asynccontextmanager
-    async def serving(app: Starlette):
-        if arguments.fake_crash_after_ready is not None and engine.healthy:
-            _crash_later(arguments.fake_crash_after_ready, arguments.fake_crash_once_file)
-        yield
-
-    app = Starlette(lifespan=serving, routes=[
+    app = Starlette(routes=[
         Route("/health", engine.health),
         Route("/v1/models", engine.models),
         Route("/v1/chat/completions", engine.chat, methods=["POST"]),
         Route("/v1/completions", engine.completions, methods=["POST"]),
         Route("/v1/embeddings", engine.embeddings, methods=["POST"]),
         Route("/fake/launch", engine.launch),
+        Route("/fake/last-request", engine.last_request),
     ])
     _log("INFO", f"Starting vLLM API server on http://{arguments.host}:{arguments.port}")
     uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning", access_log=False)

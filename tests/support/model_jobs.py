@@ -107,3 +107,17 @@ class ModelJob:
         return ControlMessage(request_id=f"req-{time.monotonic_ns()}", workspace_id=workspace_id or self.workspace_id,
                               job_id=self.job_id, action=action, arguments=arguments or {},
                               deadline=time.time() + 30)
+
+
+def engine_pids(marker: Path) -> list[int]:
+    """Live processes whose command line mentions `marker` (each test's own directory)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(marker) in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State"))
+                if "zombie" not in state:
+                    pids.append(int(entry.name))
+        except (OSError, StopIteration):
+            continue
+    return pids
