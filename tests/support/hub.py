@@ -311,14 +311,15 @@ class _Handler(BaseHTTPRequestHandler):
         piece = max(1, int(bytes_per_second / 20))  # twenty writes a second
         sent = 0
         for start in range(0, len(body), piece):
+            chunk = body[start : start + piece]
+            time.sleep(len(chunk) / bytes_per_second)  # paced before it is sent: the last byte ends the request
             try:
-                self.wfile.write(body[start : start + piece])
+                self.wfile.write(chunk)
                 self.wfile.flush()
             except OSError:  # the client went away (a cancelled pull)
                 self.close_connection = True
                 break
-            sent += len(body[start : start + piece])
-            time.sleep(len(body[start : start + piece]) / bytes_per_second)
+            sent += len(chunk)
         return sent
 
     def log_message(self, format: str, *args) -> None:
@@ -351,6 +352,8 @@ class LocalHub:
         self._corrupted: set[tuple[str, str]] = set()
         # While True, every connection is closed without an answer (a hub that went away).
         self.unreachable = False
+        # While False, Range headers are ignored and whole files served (as some CDNs do).
+        self.honour_ranges = True
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -681,7 +684,7 @@ class LocalHub:
         if blob.lfs_sha256:
             headers.update({"X-Linked-Etag": f'"{blob.lfs_sha256}"', "X-Linked-Size": str(blob.size)})
         try:
-            byte_range = _byte_range(request.range, blob.size)
+            byte_range = _byte_range(request.range if self.honour_ranges else None, blob.size)
         except _Unsatisfiable:
             return _Response.error(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{blob.size}"})
         status, body = 200, blob.content

@@ -42,6 +42,7 @@ def hub_environment(hub, monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     yield
     hub.unreachable = False
+    hub.honour_ranges = True
     for repo in (DEMO_SHARDED, DEMO_LLAMA, DEMO_GATED):
         hub.set_bandwidth(repo, None)
     for path in ENGINE_FILES:
@@ -135,6 +136,21 @@ async def test_a_connection_cut_mid_file_resumes_where_it_broke(hub, host, tmp_p
     size = len(hub.files(DEMO_SHARDED)[shard])
     assert gets == [(None, 200, 8192), ("bytes=8192-", 206, size - 8192)]  # nothing fetched twice
     assert result["bytes_downloaded"] == result["bytes_total"]
+
+
+async def test_a_resumed_download_that_the_server_starts_over_is_verified_from_its_new_first_byte(
+        hub, host, tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
+    shard = "model-00001-of-00003.safetensors"
+    hub.interrupt_next_download(DEMO_SHARDED, shard, after_bytes=16384)
+    hub.honour_ranges = False
+    before = len(hub.requests)
+
+    result = await pull_job(tmp_path, {"model": DEMO_SHARDED}).start().result()
+
+    gets = [(r.range, r.status) for r in downloads(hub, before, DEMO_SHARDED) if file_of(r) == shard]
+    assert gets == [(None, 200), ("bytes=16384-", 200)]  # the resume was answered with the whole file
+    assert (Path(result["local_path"]) / shard).read_bytes() == hub.files(DEMO_SHARDED)[shard]
 
 
 async def test_a_hub_that_goes_away_mid_download_fails_clearly_and_the_next_pull_fetches_only_what_was_missing(

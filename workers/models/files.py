@@ -29,7 +29,6 @@ _SAFETENSORS_WEIGHTS = re.compile(r"^model(-\d+-of-\d+)?\.safetensors$")
 _BIN_WEIGHTS = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
-_HASH_BLOCK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,28 +69,15 @@ def has_weights(paths: list[str]) -> bool:
 # --- verification ----------------------------------------------------------------------------
 
 
-def verify_file(path: Path, expected: RepoFile) -> str | None:
-    """None if the file at `path` is `expected`; otherwise what is wrong with it.
+def expected_digest(file: RepoFile) -> tuple["hashlib._Hash", str, str]:
+    """A fresh hash to feed the file's bytes to, the digest it must reach, and what that digest is.
 
     LFS files are checked against their sha256, the rest against their git blob id: the hub
     publishes both, so every byte of a snapshot is checked, not only the weights.
     """
-    try:
-        size = path.stat().st_size
-    except OSError as error:
-        return f"{expected.path} is missing ({error.strerror})"
-    if size != expected.size:
-        return f"{expected.path} has {size} bytes, the hub says {expected.size}"
-    if expected.lfs_sha256:
-        digest, want, kind = hashlib.sha256(), expected.lfs_sha256, "sha256"
-    else:
-        digest, want, kind = hashlib.sha1(b"blob %d\0" % size), expected.git_oid, "git blob id"
-    with open(path, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    if digest.hexdigest() != want:
-        return f"{expected.path}: {kind} {digest.hexdigest()[:12]}… does not match the hub's {want[:12]}…"
-    return None
+    if file.lfs_sha256:
+        return hashlib.sha256(), file.lfs_sha256, "sha256"
+    return hashlib.sha1(b"blob %d\0" % file.size), file.git_oid, "git blob id"
 
 
 def remove_cached_file(snapshot: Path, path: str) -> None:

@@ -3,10 +3,11 @@
 Checking: the revision is pinned to its commit; the files an engine needs are chosen; a gated repo's
 access is tried with the job's token; their sizes, less what the cache already holds, must fit the
 free disk of the cache's filesystem. Downloading: `snapshot_download` at the commit with exactly
-those files, its bars feeding a `DownloadMeter`. Each file is verified (sha256 for LFS files, the
-git blob id for the rest) as soon as it lands, while the others still download, so verification
-rarely adds time; a mismatch stops the pull and removes the bad file. Only then is the snapshot
-recorded as verified (`VerifiedSnapshot`), and only a recorded snapshot is ever reused.
+those files, its bars feeding a `DownloadMeter`. Each file is hashed while it downloads (sha256 for
+LFS files, the git blob id for the rest: `StreamingVerifier`) and checked when it lands, so the
+check adds only the hashing of the last bytes; a mismatch stops the pull and removes the bad file.
+Only a pull whose every file checked out records its snapshot as verified (`VerifiedSnapshot`),
+and only a recorded snapshot is ever reused.
 
 Resuming: huggingface_hub resumes a broken connection within a pull with a Range request. A pull
 that stopped (cancelled, hub gone, worker stopped) keeps every finished file; huggingface_hub 2.x
@@ -23,7 +24,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +33,13 @@ from huggingface_hub import snapshot_download
 from app.contract.models import FailureCode, InstallationStatus, is_commit
 from workers.models import hub
 from workers.models.cache import RepoLock, cached_ref, is_cached, remember_ref, remove_partial_files, repo_dir
-from workers.models.files import RepoFile, VerifiedSnapshot, remove_cached_file, select_engine_files, verify_file
+from workers.models.files import RepoFile, VerifiedSnapshot, remove_cached_file, select_engine_files
 from workers.models.host import ModelHost
 from workers.models.installation import Installation
 from workers.models.progress import DownloadMeter, ProgressThrottle, PullAborted
+from workers.models.verify import StreamingVerifier
 
-DOWNLOAD_WORKERS = 4
+DOWNLOAD_WORKERS = 8  # huggingface_hub's default: what a pull without berth would use
 DISK_HEADROOM_BYTES = 256 * 1024 * 1024  # left free after the pull, for the engine's logs and caches
 
 
@@ -71,17 +73,13 @@ class SnapshotPull:
         self.host, self.model, self.revision, self.token = host, model, revision, token
         self._on_phase = on_phase  # called in the pulling thread
         self.abort = threading.Event()
-        self.meter = DownloadMeter(self.abort, self._verify_landed)
+        self.meter = DownloadMeter(self.abort)
         self.bytes_total = 0
         self.bytes_cached = 0  # of the needed files, already in the cache when the pull began
         self.present: list[RepoFile] = []
-        self._needed: list[RepoFile] = []
         self._snapshot = Path()
-        self._verifier: ThreadPoolExecutor | None = None
-        self._submitted: dict[str, Future] = {}
         self._problems: list[str] = []
         self._lock = threading.Lock()
-        self.verified_bytes = 0
 
     def run(self) -> PullOutcome:
         self._phase("checking", "running", f"resolving {self.model}@{self.revision}", InstallationStatus.checking)
@@ -104,7 +102,7 @@ class SnapshotPull:
     # --- steps ----------------------------------------------------------------------------
 
     def _pull(self, commit: str, needed: list[RepoFile], gated: bool, private: bool) -> PullOutcome:
-        self._needed, self.bytes_total = needed, sum(file.size for file in needed)
+        self.bytes_total = sum(file.size for file in needed)
         self._snapshot = repo_dir(self.host, self.model) / "snapshots" / commit
         record = VerifiedSnapshot.load(self.host.state_dir, self.model, commit)
         if record is not None and {f["path"] for f in record.files} >= {f.path for f in needed} \
@@ -119,13 +117,19 @@ class SnapshotPull:
                     f" {to_fetch} to download ({_size(self.bytes_total - self.bytes_cached)})",
                     InstallationStatus.checking, commit=commit, bytes_total=self.bytes_total,
                     files_total=len(needed), bytes_done=self.bytes_cached, files_done=len(present))
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as self._verifier:
-            self._verify_landed()  # what earlier pulls left starts verifying at once
-            self._download(commit, needed)
-            self._phase("verifying", "running", "checking sizes and hashes", InstallationStatus.verifying)
-            for future in list(self._submitted.values()):
+        verifier = StreamingVerifier(repo_dir(self.host, self.model) / "blobs", self.abort)
+        # One verifier per file a download thread may be writing, in the order they are fetched.
+        with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS + 1, thread_name_prefix="verify") as verifiers:
+            in_fetch_order = sorted(needed, key=lambda file: file.path)
+            verifying = [verifiers.submit(self._verify, verifier, file) for file in in_fetch_order]
+            try:
+                self._download(commit, needed)
+            except BaseException:
+                self.abort.set()  # the verifiers waiting for files that will not come
+                raise
+            self._phase("verifying", "running", "checking the last bytes' hashes", InstallationStatus.verifying)
+            for future in verifying:
                 future.result()
-        self._verifier = None
         if self._problems:
             raise hub.PullFailed(FailureCode.verification_failed, "verification failed: " + "; ".join(
                 self._problems[:3]) + " (the bad files were removed; pull again to fetch them anew)")
@@ -154,20 +158,14 @@ class SnapshotPull:
                     InstallationStatus.downloading, fraction=1.0, bytes_done=self.bytes_total,
                     files_done=len(needed))
 
-    def _verify_landed(self) -> None:
-        """Queue every needed file that is now in the snapshot for verification (once each)."""
-        if self._verifier is None:
+    def _verify(self, verifier: StreamingVerifier, file: RepoFile) -> None:
+        try:
+            problem = verifier.verify(file)
+        except PullAborted:
             return
-        for file in self._needed:
-            if file.path not in self._submitted and (self._snapshot / file.path).exists():
-                self._submitted[file.path] = self._verifier.submit(self._verify, file)
-
-    def _verify(self, file: RepoFile) -> None:
-        problem = verify_file(self._snapshot / file.path, file)
+        if problem is None:
+            return
         with self._lock:
-            self.verified_bytes += file.size
-            if problem is None:
-                return
             self._problems.append(problem)
         remove_cached_file(self._snapshot, file.path)
         self.abort.set()  # no point fetching the rest of a snapshot that cannot be used as it is
