@@ -104,9 +104,9 @@ class ModelJob:
         return "; ".join(f"{e.step}/{e.status}: {e.message[:120]}" for e in self.events[-8:])
 
     def control(self, action: str, arguments: dict | None = None, workspace_id: str | None = None) -> ControlMessage:
-        return ControlMessage(request_id=f"req-{time.monotonic_ns()}", workspace_id=workspace_id or self.workspace_id,
-                              job_id=self.job_id, action=action, arguments=arguments or {},
-                              deadline=time.time() + 30)
+        return ControlMessage.model_validate({
+            "request_id": f"req-{time.monotonic_ns()}", "workspace_id": workspace_id or self.workspace_id,
+            "job_id": self.job_id, "action": action, "arguments": arguments or {}, "deadline": time.time() + 30})
 
 
 def engine_pids(marker: Path) -> list[int]:

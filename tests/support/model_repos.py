@@ -76,12 +76,14 @@ def sharded_llama_files(shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0) -
 
 
 def add_model_repos(hub: LocalHub, shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
-    llama = {"pipeline_tag": "text-generation", "library_name": "transformers", "license": "llama3.1"}
-    hub.add_model(DEMO_SHARDED, sharded_llama_files(shard_bytes), **llama)
-    hub.add_model(DEMO_PRIVATE, sharded_llama_files(DEFAULT_SHARD_BYTES, seed=100), private=True, **llama)
-    files = sharded_llama_files(DEFAULT_SHARD_BYTES, seed=200)
-    hub.add_model(DEMO_OVERSIZED, files, declared_sizes={"model-00001-of-00003.safetensors": OVERSIZED_BYTES},
-                  **llama)
+    def add_llama(repo_id: str, files: dict[str, bytes], **settings) -> None:
+        hub.add_model(repo_id, files, pipeline_tag="text-generation", library_name="transformers",
+                      license="llama3.1", **settings)
+
+    add_llama(DEMO_SHARDED, sharded_llama_files(shard_bytes))
+    add_llama(DEMO_PRIVATE, sharded_llama_files(DEFAULT_SHARD_BYTES, seed=100), private=True)
+    add_llama(DEMO_OVERSIZED, sharded_llama_files(DEFAULT_SHARD_BYTES, seed=200),
+              declared_sizes={"model-00001-of-00003.safetensors": OVERSIZED_BYTES})
 
 
 def _json(payload: dict) -> bytes:

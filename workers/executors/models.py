@@ -69,8 +69,9 @@ async def _run(ctx: JobContext, kind: type[ModelPullPayload], keep_serving: bool
         result = await _obtain(installation, payload, host)
         if result is None:
             return {"cancelled": True}
-        if not isinstance(payload, ModelServePayload) or keep_serving is None:
+        if keep_serving is None:
             return result
+        assert isinstance(payload, ModelServePayload)
         engine = engines.ENGINES[payload.engine.engine]
         supervisor = Supervisor(installation, engine, command, result["local_path"], payload.engine, host.gpus,
                                 ctx.cancelled)
@@ -113,14 +114,13 @@ async def _obtain(installation: Installation, payload: ModelPullPayload,
 async def _mount(installation: Installation, local_path: str, host: models_host.ModelHost) -> dict[str, Any]:
     await installation.report("checking", "running", f"checking {local_path}", status=InstallationStatus.checking)
     try:
-        directory, files = await asyncio.to_thread(check_volume, local_path, host.volume_roots)
+        directory, files, total = await asyncio.to_thread(check_volume, local_path, host.volume_roots)
     except VolumeRefused as refusal:
         raise await installation.fail(FailureCode.volume_invalid, str(refusal)) from refusal
-    total = sum(path.stat().st_size for path in files)
-    await installation.report("attached", "ok", f"{directory}: {len(files)} files, nothing to download",
+    await installation.report("attached", "ok", f"{directory}: {files} files, nothing to download",
                               status=InstallationStatus.attached, local_path=str(directory), bytes_total=total,
-                              bytes_done=total, files_total=len(files), files_done=len(files), cached=True)
-    return {"local_path": str(directory), "files": len(files), "bytes_total": total, "bytes_downloaded": 0,
+                              bytes_done=total, files_total=files, files_done=files, cached=True)
+    return {"local_path": str(directory), "files": files, "bytes_total": total, "bytes_downloaded": 0,
             "cached": True, "installation_id": installation.payload.installation_id}
 
 

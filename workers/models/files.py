@@ -80,15 +80,11 @@ def expected_digest(file: RepoFile) -> tuple["hashlib._Hash", str, str]:
     return hashlib.sha1(b"blob %d\0" % file.size), file.git_oid, "git blob id"
 
 
-def remove_cached_file(snapshot: Path, path: str) -> None:
-    """Drop a file from the cache (its snapshot link and blob) so that the next pull fetches it."""
-    pointer = snapshot / path
-    blob = Path(os.path.realpath(pointer))
-    for victim in (pointer, blob):
-        try:
-            victim.unlink()
-        except FileNotFoundError:
-            pass
+def remove_cached_file(repo_cache: Path, commit: str, file: RepoFile) -> None:
+    """Drop a file from a repo's cache (its blob and its snapshot link) so the next pull fetches it.
+    The blob goes by its own name: the link may not be made yet when a bad file is found."""
+    for victim in (repo_cache / "blobs" / file.etag, repo_cache / "snapshots" / commit / file.path):
+        victim.unlink(missing_ok=True)
 
 
 # --- the record of verified snapshots --------------------------------------------------------
@@ -149,9 +145,10 @@ class VolumeRefused(Exception):
     pass
 
 
-def check_volume(local_path: str, roots: tuple[Path, ...]) -> tuple[Path, list[Path]]:
-    """The mounted model directory (symlinks resolved) and its files; VolumeRefused with the reason
-    when it is outside the allowed roots, missing, or not a model an engine can load."""
+def check_volume(local_path: str, roots: tuple[Path, ...]) -> tuple[Path, int, int]:
+    """The mounted model directory (symlinks resolved), its number of files and their bytes;
+    VolumeRefused with the reason when it is outside the allowed roots, missing, or not a model an
+    engine can load."""
     if not roots:
         raise VolumeRefused("this runtime allows no mounted model volumes (BERTH_WORKER_MODEL_VOLUME_ROOTS)")
     directory = Path(os.path.realpath(local_path))
@@ -170,4 +167,4 @@ def check_volume(local_path: str, roots: tuple[Path, ...]) -> tuple[Path, list[P
         raise VolumeRefused(f"{local_path}/config.json is not readable JSON: {error}") from error
     if not has_weights(names):
         raise VolumeRefused(f"{local_path} has no safetensors or .bin weights at its top level")
-    return directory, files
+    return directory, len(files), sum(path.stat().st_size for path in files)

@@ -167,7 +167,7 @@ class SnapshotPull:
             return
         with self._lock:
             self._problems.append(problem)
-        remove_cached_file(self._snapshot, file.path)
+        remove_cached_file(self._snapshot.parent.parent, self._snapshot.name, file)
         self.abort.set()  # no point fetching the rest of a snapshot that cannot be used as it is
 
     def _check_disk(self, needed_bytes: int, files: int) -> None:

@@ -12,10 +12,10 @@ when it lands and hashes it then: slower, never wrong.
 """
 
 import glob
+import io
 import os
 import threading
 from pathlib import Path
-from typing import BinaryIO
 
 from workers.models.files import RepoFile, expected_digest
 from workers.models.progress import PullAborted
@@ -34,7 +34,7 @@ class StreamingVerifier:
         PullAborted when the pull stops first."""
         digest, want, kind = expected_digest(file)
         blob = self.blobs / file.etag
-        handle: BinaryIO | None = None
+        handle: io.BufferedReader | None = None
         position = 0
         buffer = bytearray(READ_BYTES)
         try:
@@ -70,7 +70,7 @@ class StreamingVerifier:
             return f"{file.path}: {kind} {digest.hexdigest()[:12]}… does not match the hub's {want[:12]}…"
         return None
 
-    def _open(self, file: RepoFile, blob: Path) -> BinaryIO | None:
+    def _open(self, file: RepoFile, blob: Path) -> io.BufferedReader | None:
         candidates = [blob] if blob.exists() else sorted(self.blobs.glob(f"{glob.escape(file.etag)}.*.incomplete"))
         for candidate in candidates:
             try:
@@ -84,7 +84,7 @@ class StreamingVerifier:
             raise PullAborted()
 
 
-def _is(path: Path, handle: BinaryIO) -> bool:
+def _is(path: Path, handle: io.BufferedReader) -> bool:
     try:
         landed = os.stat(path)
     except FileNotFoundError:
