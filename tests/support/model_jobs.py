@@ -3,6 +3,7 @@ benchmarks: a real JobContext whose events are collected, a model host in a temp
 and the fake engine as its vLLM command."""
 
 import asyncio
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,11 @@ FAKE_ENGINE = Path(__file__).resolve().parent / "fake_engine.py"
 def fake_engine_command(*flags: str) -> list[str]:
     """What BERTH_WORKER_VLLM_COMMAND holds in tests: the fake engine, with its fault flags."""
     return [sys.executable, str(FAKE_ENGINE), *flags]
+
+
+def fake_vllm_environment(*flags: str) -> dict[str, str]:
+    """For a worker process (`python -m workers`): its vLLM command is the fake engine."""
+    return {"BERTH_WORKER_VLLM_COMMAND": shlex.join(fake_engine_command(*flags))}
 
 
 def model_host(directory: Path, *engine_flags: str, gpus: list[str] | None = None,

@@ -1,6 +1,7 @@
 """The pieces of model jobs that need no hub: the contract, the file selection, progress and its
 throttle, GPU hand-out, engine availability, and engine processes outliving nothing."""
 
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from app.contract.models import (
 from tests.support.hub import demo_llama_files
 from tests.support.model_jobs import FAKE_ENGINE, engine_pids
 from tests.support.model_repos import ENGINE_FILES, sharded_llama_files
+from workers.config import WorkerConfig
 from workers.executors import registry
 from workers.models import engines
 from workers.models import host as models_host
@@ -200,3 +202,18 @@ def eventually(condition, timeout: float = 10) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_the_worker_settings_give_the_vllm_command_and_the_volumes_a_mount_may_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("BERTH_WORKER_VLLM_COMMAND", "/opt/vllm/bin/vllm serve")
+    monkeypatch.setenv("BERTH_WORKER_MODEL_VOLUME_ROOTS", json.dumps([str(tmp_path / "volumes")]))
+
+    host = ModelHost.from_config(WorkerConfig(api_url="http://api", data_dir=tmp_path / "data"))
+
+    assert host.engine_commands == {"vllm": ["/opt/vllm/bin/vllm", "serve"]}
+    assert host.volume_roots == ((tmp_path / "volumes").resolve(),)
+    assert host.hub_cache == tmp_path / "data" / "models" / "hub"
+    monkeypatch.delenv("BERTH_WORKER_VLLM_COMMAND")
+    monkeypatch.delenv("BERTH_WORKER_MODEL_VOLUME_ROOTS")
+    defaults = WorkerConfig(api_url="http://api")
+    assert (defaults.vllm_command, defaults.model_volume_roots) == ("vllm serve", [])
