@@ -21,7 +21,6 @@ the installation statuses (`checking`, `downloading`, `verifying`, `attached`, `
 plus `engine` for engine starts and restarts; the event status is `running`, `ok` or `error`.
 """
 
-import re
 from enum import Enum
 from typing import Any, Literal
 
@@ -245,7 +244,3 @@ class EvictionResult(BaseModel):
     evicted: bool
     freed_bytes: int = 0
     reason: str = ""  # why nothing was evicted (in use by a running job, not cached)
-
-
-def is_commit(revision: str) -> bool:
-    return re.fullmatch(r"[0-9a-f]{40}", revision) is not None

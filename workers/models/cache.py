@@ -5,19 +5,24 @@ This worker owns its cache (one worker per data directory), so what a pull that 
 process left behind (`blobs/*.incomplete`) can be removed by the next pull of that repo.
 """
 
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from huggingface_hub import scan_cache_dir
 
-from app.contract.models import EvictionResult, is_commit
+from app.contract.models import EvictionResult
 from workers.models.files import VerifiedSnapshot
 from workers.models.host import ModelHost
 from workers.models.progress import PullAborted
 
 _repo_locks: dict[str, threading.Lock] = {}
 _repo_locks_guard = threading.Lock()
+
+
+def is_commit(revision: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{40}", revision) is not None
 
 
 def repo_dir(host: ModelHost, model: str) -> Path:

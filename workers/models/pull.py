@@ -30,9 +30,17 @@ from pathlib import Path
 
 from huggingface_hub import snapshot_download
 
-from app.contract.models import FailureCode, InstallationStatus, is_commit
+from app.contract.models import FailureCode, InstallationStatus
 from workers.models import hub
-from workers.models.cache import RepoLock, cached_ref, is_cached, remember_ref, remove_partial_files, repo_dir
+from workers.models.cache import (
+    RepoLock,
+    cached_ref,
+    is_cached,
+    is_commit,
+    remember_ref,
+    remove_partial_files,
+    repo_dir,
+)
 from workers.models.files import RepoFile, VerifiedSnapshot, remove_cached_file, select_engine_files
 from workers.models.host import ModelHost
 from workers.models.installation import Installation
