@@ -49,6 +49,9 @@ from workers.models.verify import StreamingVerifier
 
 DOWNLOAD_WORKERS = 8  # huggingface_hub's default: what a pull without berth would use
 DISK_HEADROOM_BYTES = 256 * 1024 * 1024  # left free after the pull, for the engine's logs and caches
+# Pulls block a thread each for as long as they run (or wait for their repo's lock): they get their
+# own, so that many pulls never starve the worker's other `asyncio.to_thread` work (its event spool).
+_PULL_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="model-pull")
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ async def run_pull(host: ModelHost, model: str, revision: str, token: str | None
     loop = asyncio.get_running_loop()
     phases: asyncio.Queue[Phase] = asyncio.Queue()
     pull = SnapshotPull(host, model, revision, token, lambda phase: loop.call_soon_threadsafe(phases.put_nowait, phase))
-    task = asyncio.ensure_future(asyncio.to_thread(pull.run))
+    task = asyncio.ensure_future(loop.run_in_executor(_PULL_THREADS, pull.run))
     stop = asyncio.ensure_future(cancelled.wait())
     throttle: ProgressThrottle | None = None
     try:
