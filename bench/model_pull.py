@@ -26,7 +26,7 @@ progress events the executor emitted per GB pulled. Then the resume cases, on a 
   the files that had not finished when it stopped (goal: only those; huggingface_hub 2.x discards
   partial files, so each unfinished file is fetched again whole).
 
-Usage: python bench/model_pull.py [--rounds 3] [--shard-mb 64] [--link-mb-per-s 40]
+Usage: python bench/model_pull.py [--rounds 3] [--shard-mb 64] [--link-mb-per-s 20]
 """
 
 import argparse
@@ -206,7 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shard-mb", type=float, default=64, help="size of each of the three weight shards")
-    parser.add_argument("--link-mb-per-s", type=float, default=40, help="hub bandwidth per connection, second pass")
+    parser.add_argument("--link-mb-per-s", type=float, default=20, help="hub bandwidth per connection, second pass")
     parser.add_argument("--resume-mb-per-s", type=float, default=20, help="hub bandwidth per file in the resume cases")
     arguments = parser.parse_args()
     asyncio.run(run(arguments.rounds, arguments.shard_mb, arguments.link_mb_per_s, arguments.resume_mb_per_s))
