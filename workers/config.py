@@ -104,6 +104,12 @@ class WorkerConfig(BaseSettings):
         default=False, description="advertise this EC2 instance's private address (IMDSv2) with the bound port "
                                    "(host-networked ECS tasks)")
 
+    vllm_command: str = Field(
+        default="vllm serve", min_length=1, max_length=1000,
+        description="the command that starts vLLM; the snapshot and the serving flags follow it")
+    model_volume_roots: list[Path] = Field(
+        default_factory=list, description="host directories `mount_volume` model installs may serve from "
+                                          "(JSON list; none: mount_volume is refused)")
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:

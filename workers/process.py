@@ -15,6 +15,7 @@ from workers.api_client import RuntimeApiClient
 from workers.config import WorkerConfig, configure_logging, split_host_port
 from workers.control_server import ControlServer
 from workers.executors.registry import ExecutorRegistry
+from workers.models import host as models_host
 from workers.registration import Registration
 from workers.retry import Retry
 from workers.worker import Outcome, ShutdownSignal, Worker
@@ -34,6 +35,7 @@ async def _serve(config: WorkerConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown)
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    models_host.configure(config)
     executors = await asyncio.to_thread(ExecutorRegistry.load)
     control = None
     if config.control_listen:

@@ -19,6 +19,7 @@ class JobType(str, Enum):
     model_inspect = "model.inspect"
     model_pull = "model.pull"
     model_preload = "model.preload"
+    model_attach = "model.attach"  # created by attaching a model profile (app.contract.models)
     agent_run = "agent.run"
     tool_run = "tool.run"
     # Infra SSH (app.contract.ssh.jobs): created by the API's SSH service under an approved lease,
@@ -81,7 +82,8 @@ class ControlMessage(_Strict):
     workspace_id: str
     job_id: str
     action: Literal["cancel", "tools.list", "tools.call", "sandbox.inspect", "sandbox.stop", "sandbox.start",
-                    "sandbox.restart", "sandbox.update", "proxy", "ssh.proxy"]
+                    "sandbox.restart", "sandbox.update", "proxy", "ssh.proxy", "model.status", "model.proxy",
+                    "model.evict"]
     arguments: dict[str, Any] = Field(default_factory=dict)
     deadline: float  # epoch seconds after which the answer is no longer awaited
 

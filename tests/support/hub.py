@@ -24,10 +24,10 @@ import math
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # Files the hub keeps in LFS: the usual weight formats (per the default .gitattributes) and
@@ -54,18 +54,20 @@ class _Blob:
     git_oid: str  # of the git blob; for LFS files that blob is the pointer file
     lfs_sha256: str | None = None
     lfs_pointer_size: int | None = None
+    declared_size: int | None = None  # what the metadata claims, for a file too big to hold in a test
 
     @classmethod
-    def of(cls, path: str, content: bytes) -> "_Blob":
-        if not path.endswith(LFS_SUFFIXES) and len(content) < LFS_MIN_SIZE:
+    def of(cls, path: str, content: bytes, declared_size: int | None = None) -> "_Blob":
+        size = len(content) if declared_size is None else declared_size
+        if not path.endswith(LFS_SUFFIXES) and size < LFS_MIN_SIZE:
             return cls(path, content, _git_blob_oid(content))
         sha256 = hashlib.sha256(content).hexdigest()
-        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(content)}\n".encode()
-        return cls(path, content, _git_blob_oid(pointer), sha256, len(pointer))
+        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+        return cls(path, content, _git_blob_oid(pointer), sha256, len(pointer), declared_size)
 
     @property
     def size(self) -> int:
-        return len(self.content)
+        return len(self.content) if self.declared_size is None else self.declared_size
 
     @property
     def etag(self) -> str:
@@ -185,7 +187,7 @@ _MODEL_SORT_KEYS = {
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 # --- HTTP plumbing ---------------------------------------------------------------------------
@@ -197,6 +199,7 @@ class RecordedRequest:
     path: str
     range: str | None
     status: int
+    bytes_sent: int = 0  # of the body, as written before the connection ended
 
 
 @dataclass
@@ -221,6 +224,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     drop_after: int | None = None  # send only this many body bytes, then close the connection
+    unreachable_after: bool = False  # and then hang up on every request until `hub.unreachable` is cleared
 
     @classmethod
     def json(cls, payload, status: int = 200, headers: dict[str, str] | None = None) -> "_Response":
@@ -277,21 +281,46 @@ class _Handler(BaseHTTPRequestHandler):
             token=authorization.removeprefix("Bearer ").strip() or None,
             range=self.headers.get("Range"),
         )
-        self.server.hub._wait_latency(unquote(url.path))
-        response = self.server.hub._handle(request)
-        self.server.hub._record(RecordedRequest(self.command, unquote(url.path), request.range, response.status))
+        hub = self.server.hub
+        if hub.unreachable:
+            self.close_connection = True  # hang up without an answer, like a host that went away
+            return
+        hub._wait_latency(unquote(url.path))
+        response = hub._handle(request)
         self.send_response(response.status)
         for name, value in {**response.headers, "Content-Length": str(len(response.body))}.items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command == "HEAD":
-            return
-        if response.drop_after is None:
-            self.wfile.write(response.body)
-            return
-        self.wfile.write(response.body[: response.drop_after])
-        self.wfile.flush()
-        self.close_connection = True
+        sent = 0
+        try:
+            if self.command != "HEAD":
+                sent = self._write_body(response, hub._bandwidth_for(unquote(url.path)))
+        finally:
+            hub._record(RecordedRequest(self.command, unquote(url.path), request.range, response.status, sent))
+        if response.drop_after is not None:
+            self.close_connection = True
+            if response.unreachable_after:
+                hub.unreachable = True
+
+    def _write_body(self, response: "_Response", bytes_per_second: float | None) -> int:
+        body = response.body if response.drop_after is None else response.body[: response.drop_after]
+        if bytes_per_second is None:
+            self.wfile.write(body)
+            self.wfile.flush()
+            return len(body)
+        piece = max(1, int(bytes_per_second / 20))  # twenty writes a second
+        sent = 0
+        for start in range(0, len(body), piece):
+            chunk = body[start : start + piece]
+            time.sleep(len(chunk) / bytes_per_second)  # paced before it is sent: the last byte ends the request
+            try:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+            except OSError:  # the client went away (a cancelled pull)
+                self.close_connection = True
+                break
+            sent += len(chunk)
+        return sent
 
     def log_message(self, format: str, *args) -> None:
         pass  # tests read `hub.requests` instead of stderr noise
@@ -317,8 +346,14 @@ class LocalHub:
         self._repos: dict[str, _Repo] = {}
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
-        self._interruptions: dict[tuple[str, str], int] = {}
+        self._interruptions: dict[tuple[str, str], tuple[int, bool]] = {}
         self._latency: dict[str, float] = {}
+        self._bandwidth: dict[str, float] = {}
+        self._corrupted: set[tuple[str, str]] = set()
+        # While True, every connection is closed without an answer (a hub that went away).
+        self.unreachable = False
+        # While False, Range headers are ignored and whole files served (as some CDNs do).
+        self.honour_ranges = True
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -372,6 +407,7 @@ class LocalHub:
         private: bool = False,
         downloads: int = 0,
         likes: int = 0,
+        declared_sizes: dict[str, int] | None = None,
     ) -> str:
         """Commit `files` as the new head of `repo_id` (creating it) and return the commit sha.
 
@@ -379,9 +415,11 @@ class LocalHub:
         `config` defaults to what the hub derives from config.json / model_index.json, and the
         safetensors parameter count to the sum over the safetensors headers unless
         `safetensors_params` is given. Repo-level settings (gated, private, counters) follow the
-        latest call.
+        latest call. `declared_sizes` makes the metadata claim other sizes for some files (a model
+        too big for any disk, without holding it in memory); their downloads are not meant to work.
         """
-        blobs = {path: _Blob.of(path, content) for path, content in sorted(files.items())}
+        declared = declared_sizes or {}
+        blobs = {path: _Blob.of(path, content, declared.get(path)) for path, content in sorted(files.items())}
         with self._lock:
             repo = self._repos.get(repo_id) or _Repo(
                 repo_id, _now(), hashlib.sha1(repo_id.encode()).hexdigest()[:24]
@@ -423,10 +461,32 @@ class LocalHub:
         with self._lock:
             return list(self._requests)
 
-    def interrupt_next_download(self, repo_id: str, path: str, *, after_bytes: int) -> None:
-        """Make the next GET of this file drop the connection after `after_bytes` body bytes."""
+    def interrupt_next_download(self, repo_id: str, path: str, *, after_bytes: int,
+                                then_unreachable: bool = False) -> None:
+        """Make the next GET of this file drop the connection after `after_bytes` body bytes; with
+        `then_unreachable`, the hub then hangs up on everything until `unreachable` is set False."""
         with self._lock:
-            self._interruptions[(repo_id, path)] = after_bytes
+            self._interruptions[(repo_id, path)] = (after_bytes, then_unreachable)
+
+    def set_bandwidth(self, repo_id: str, bytes_per_second: float | None) -> None:
+        """Serve the files of `repo_id` at about this rate (None restores full speed): a download
+        that takes a while, so tests can act in the middle of it."""
+        with self._lock:
+            if bytes_per_second is None:
+                self._bandwidth.pop(repo_id, None)
+            else:
+                self._bandwidth[repo_id] = bytes_per_second
+
+    def corrupt(self, repo_id: str, path: str, corrupted: bool = True) -> None:
+        """Serve this file with some bytes changed (same size, same ETag and hashes advertised): what
+        a faulty mirror or disk would do. Only a client that checks hashes notices."""
+        with self._lock:
+            (self._corrupted.add if corrupted else self._corrupted.discard)((repo_id, path))
+
+    def _bandwidth_for(self, path: str) -> float | None:
+        with self._lock:
+            rates = [rate for repo_id, rate in self._bandwidth.items() if f"/{repo_id}/" in f"{path}/"]
+        return min(rates) if rates else None
 
     def set_latency(self, repo_id: str, seconds: float) -> None:
         """Answer every request about `repo_id` only after `seconds` (0 restores): a slow hub, so
@@ -624,18 +684,20 @@ class LocalHub:
         if blob.lfs_sha256:
             headers.update({"X-Linked-Etag": f'"{blob.lfs_sha256}"', "X-Linked-Size": str(blob.size)})
         try:
-            byte_range = _byte_range(request.range, blob.size)
+            byte_range = _byte_range(request.range if self.honour_ranges else None, blob.size)
         except _Unsatisfiable:
             return _Response.error(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{blob.size}"})
         status, body = 200, blob.content
+        if (repo.repo_id, path) in self._corrupted:
+            body = bytes(byte ^ 0xFF for byte in body[:64]) + body[64:]
         if byte_range is not None:
             first, last = byte_range
-            status, body = 206, blob.content[first : last + 1]
+            status, body = 206, body[first : last + 1]
             headers["Content-Range"] = f"bytes {first}-{last}/{blob.size}"
-        drop_after = None
-        if request.method == "GET":
-            drop_after = self._interruptions.pop((repo.repo_id, path), None)
-        return _Response(status, headers, body, drop_after)
+        drop_after, unreachable_after = None, False
+        if request.method == "GET" and (repo.repo_id, path) in self._interruptions:
+            drop_after, unreachable_after = self._interruptions.pop((repo.repo_id, path))
+        return _Response(status, headers, body, drop_after, unreachable_after)
 
 
 # --- demo content ----------------------------------------------------------------------------
@@ -697,6 +759,8 @@ def make_demo_hub() -> LocalHub:
     - DEMO_GATED: the same files, gated "manual"; GRANTED_TOKEN has been granted access.
     - DEMO_BERT: a BertForMaskedLM fill-mask model with pytorch_model.bin weights.
     - DEMO_DIFFUSION: a diffusers pipeline (model_index.json + unet/ folder), no config.json.
+    - and the repos of `tests.support.model_repos`: a sharded Llama with everything a real repo
+      carries, a private one, and one too big for any disk.
     """
     hub = LocalHub(granted_tokens=[GRANTED_TOKEN])
     llama = dict(pipeline_tag="text-generation", library_name="transformers", tags=("conversational",))
@@ -726,4 +790,7 @@ def make_demo_hub() -> LocalHub:
         pipeline_tag="text-to-image",
         library_name="diffusers",
     )
+    from tests.support.model_repos import add_model_repos  # it builds on this module
+
+    add_model_repos(hub)
     return hub

@@ -12,8 +12,8 @@ from app.contract.ssh.actions import SshAction, render
 from app.contract.ssh.jobs import SshFailure, SshOutcome, SshRunResult
 from tests.support.ssh_jobs import recorded_job, run_payload
 from tests.support.ssh_server import SshTestServer
-from workers.executors import registry
 from workers.executors.base import ExecutorError
+from workers.executors.registry import ExecutorRegistry
 from workers.executors.ssh import run_action
 
 pytestmark = pytest.mark.anyio
@@ -252,8 +252,8 @@ async def test_a_cancel_mid_run_stops_the_remote_command_and_ends_the_job_prompt
 
 
 def test_the_worker_advertises_the_ssh_jobs_and_answers_forward_proxies():
-    executors = registry.available()
+    loaded = ExecutorRegistry.load()
 
-    assert executors["ssh.run"] is run_action and "ssh.forward" in executors
-    assert registry.control_handler("ssh.proxy") is not None
-    assert registry.control_handler("proxy") is not registry.control_handler("ssh.proxy")
+    assert loaded.executors["ssh.run"] is run_action and "ssh.forward" in loaded.executors
+    assert loaded.control_handler("ssh.proxy") is not None
+    assert loaded.control_handler("proxy") is not loaded.control_handler("ssh.proxy")

@@ -41,6 +41,8 @@ SAMPLES: dict[str, tuple[list[str], str, object]] = {
     "package_cache_max_bytes": (["1048576"], "1048576", 1048576),
     "package_registries": (['{"pypi": "https://pypi.internal/simple"}'], '{"pypi": "https://pypi.internal/simple"}',
                            {"pypi": "https://pypi.internal/simple"}),
+    "vllm_command": (["/opt/vllm/bin/vllm serve"], "/opt/vllm/bin/vllm serve", "/opt/vllm/bin/vllm serve"),
+    "model_volume_roots": (["/models"], '["/models"]', [Path("/models")]),
     "control_listen": (["127.0.0.1:7601"], "127.0.0.1:7601", "127.0.0.1:7601"),
     "control_url": (["http://10.0.3.7:7601"], "http://10.0.3.7:7601", "http://10.0.3.7:7601"),
     "control_host_from_ec2_metadata": ([], "true", True),

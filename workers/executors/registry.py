@@ -7,7 +7,6 @@ host that lacks a dependency (say `huggingface_hub`) simply does not advertise t
 """
 
 import importlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -19,8 +18,11 @@ from typing import Any
 from app.contract.logs import log
 from app.contract.messages import ControlMessage, GpuInfo, JobType, RuntimeKind
 from workers.executors.base import Executor
+from workers.models import engines
+from workers.models import host as models_host
 
-EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox", "workers.executors.ssh")
+EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.models", "workers.executors.sandbox",
+                    "workers.executors.ssh")
 
 logger = logging.getLogger("berth.worker.registry")
 
@@ -71,8 +73,8 @@ def detect_runtimes() -> dict[RuntimeKind, bool]:
         "node": shutil.which("node") is not None,
         "python": shutil.which("python3") is not None or shutil.which("python") is not None,
         "ollama": shutil.which("ollama") is not None,
-        "vllm": shutil.which("vllm") is not None or importlib.util.find_spec("vllm") is not None,
-        "sglang": importlib.util.find_spec("sglang") is not None,
+        # Serving engines: only those this worker can start, with the commands it was configured with.
+        **engines.available(host.engine_commands if (host := models_host.current()) else {}),
     }
 
 
