@@ -87,6 +87,9 @@ class WorkerConfig(BaseSettings):
     control_host_from_ec2_metadata: bool = Field(
         default=False, description="advertise this EC2 instance's private address (IMDSv2) with the bound port "
                                    "(host-networked ECS tasks)")
+    die_with_parent: bool = Field(
+        default=False, description="stop (as on SIGTERM) when the process that started this one exits "
+                                   "(Linux; the local stack sets it)")
 
     @field_validator("log_level")
     @classmethod
