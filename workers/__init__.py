@@ -7,8 +7,8 @@ A job's journey through it:
   `Worker` per registration; `lifetime`: one process per data directory, dying with its parent.
 - `registration`: the saved registration (`runtime.json`), registering, registering again.
 - `worker`: heartbeats, receiving from the job and control queues (`transport`), stopping well.
-- `job_run`: claim, execute (`executors`), keep the lease and the message's visibility, the
-  final event, release.
+- `job_run`: claim, open the job's secrets (`sealed`), execute (`executors`), keep the lease and
+  the message's visibility, the final event, release.
 - `spool` and `event_sender`: a job's events, durable on disk until the API has them, and their
   delivery, each claim on its own.
 - `control` and `control_server`: control requests from the queue and the endpoint, one answer.

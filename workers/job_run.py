@@ -33,7 +33,6 @@ from app.contract.messages import (
     LeaseRenewal,
     RunningJob,
 )
-from app.contract.sealing import SealedValueRejected, unseal
 from workers.api_client import ApiError, RequestRejected, RuntimeApiClient, StaleClaim
 from workers.concurrency import Slot, TaskSet, wait_first
 from workers.config import WorkerConfig, safe_path_component
@@ -42,6 +41,7 @@ from workers.executors.base import ExecutorError, JobContext
 from workers.executors.registry import ExecutorRegistry
 from workers.mailbox import POISON_VISIBILITY_SECONDS, Mailbox, parse
 from workers.retry import Retry
+from workers.sealed import open_secrets
 from workers.spool import EventSpool, SpoolClaim, SpoolClosed
 from workers.transport import ReceivedMessage
 
@@ -385,23 +385,6 @@ class JobRunner:
             log(logger, logging.WARNING, "could not shorten the claim lease", job_id=run.message.job_id, error=str(exc))
         lease_left = max(0, math.ceil(run.lease_deadline - time.monotonic()))
         await self._mailbox.change_visibility(run.received, lease_left + VISIBILITY_MARGIN_SECONDS)
-
-
-def open_secrets(key: bytes | None, sealed: str | None, job_id: str) -> dict[str, Any]:
-    """The job's secrets sealed for this runtime (`{}` for none); ExecutorError saying why they
-    cannot be opened, never what they hold."""
-    if sealed is None:
-        return {}
-    if key is None:
-        raise ExecutorError("the job carries sealed secrets, but this runtime registered without a runtime key "
-                            "to open them; remove its registration and register it again", code="bad_request")
-    try:
-        secrets = unseal(key, sealed, job_id)
-    except SealedValueRejected as exc:
-        raise ExecutorError(f"the job's secrets cannot be opened on this runtime: {exc}", code="bad_request") from None
-    if not isinstance(secrets, dict):
-        raise ExecutorError("the job's secrets are not a JSON object", code="bad_request")
-    return secrets
 
 
 def _final_for_stop(reason: StopReason | None) -> FinalEvent | None:

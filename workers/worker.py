@@ -95,7 +95,8 @@ class Worker:
     async def run(self, shutdown: ShutdownSignal) -> Outcome:
         log(logger, logging.INFO, "worker started", runtime_id=self.identity.runtime_id, worker_id=self.worker_id,
             queue_mode=self.identity.queue_mode, max_concurrent_jobs=self.config.max_concurrent_jobs,
-            capabilities=sorted(self.executors.executors))
+            capabilities=sorted(self.executors.executors),
+            verifies_with="runtime key" if self.identity.runtime_key else "runtime token digest (no runtime key)")
         sender = self.jobs.sender
         heartbeats = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
         background = [

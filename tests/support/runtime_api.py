@@ -20,12 +20,14 @@ from pydantic import BaseModel, ValidationError
 from app.contract.messages import (
     ClaimRequest,
     ClaimResponse,
+    ControlMessage,
     ControlReply,
     EventBatch,
     EventBatchResult,
     EventIn,
     HeartbeatRequest,
     HeartbeatResponse,
+    JobMessage,
     JobStatus,
     LeaseRenewal,
     LeaseRenewed,
@@ -95,7 +97,7 @@ class FakeRuntimeApi:
 
     # --- what a test does -------------------------------------------------------------------
 
-    def send(self, queue: str, message: BaseModel) -> None:
+    def send(self, queue: str, message: JobMessage | ControlMessage) -> None:
         with self._lock:
             self.queues[queue].append(_Queued(QueueEnvelope(message=message).model_dump_json()))
 
@@ -151,13 +153,13 @@ class FakeRuntimeApi:
         if path == "/v1/cloud/runtimes/lease":
             return 200, self._lease(LeaseRequest.model_validate_json(body))
         if path in ("/v1/cloud/runtimes/ack", "/v1/cloud/runtimes/visibility"):
-            request = ReceiptRequest.model_validate_json(body)
-            for message in list(self.queues[request.queue]):
-                if message.receipt == request.receipt:
+            receipt = ReceiptRequest.model_validate_json(body)
+            for message in list(self.queues[receipt.queue]):
+                if message.receipt == receipt.receipt:
                     if path.endswith("/ack"):
-                        self.queues[request.queue].remove(message)
+                        self.queues[receipt.queue].remove(message)
                     else:
-                        message.visible_at = time.time() + (request.visibility_seconds or 0)
+                        message.visible_at = time.time() + (receipt.visibility_seconds or 0)
             return 200, {"ok": True}
         if match := re.fullmatch(r"/v1/cloud/runtimes/jobs/([^/]+)/([^/]+)/(claim|lease|events)", path):
             job_id, action = match.group(2), match.group(3)
