@@ -4,12 +4,13 @@ A job's journey through it:
 - `__main__`: the command line, built from `config.WorkerConfig` (every setting a flag and a
   `BERTH_WORKER_*` variable).
 - `process`: signals, the direct control endpoint (its address from `ec2_metadata` on EC2), one
-  `Worker` per registration.
+  `Worker` per registration; `lifetime`: one process per data directory, dying with its parent.
 - `registration`: the saved registration (`runtime.json`), registering, registering again.
 - `worker`: heartbeats, receiving from the job and control queues (`transport`), stopping well.
-- `job_run`: claim, execute (`executors`), keep the lease and the message's visibility, the
-  final event, release.
-- `spool`: a job's events, durable on disk until the API has them.
+- `job_run`: claim, open the job's secrets (`sealed`), execute (`executors`), keep the lease and
+  the message's visibility, the final event, release.
+- `spool` and `event_sender`: a job's events, durable on disk until the API has them, and their
+  delivery, each claim on its own.
 - `control` and `control_server`: control requests from the queue and the endpoint, one answer.
 - `api_client`, `transport`, `mailbox`: the runtime API, the queues, a received message.
 - `retry`, `concurrency`: the one retry helper; small asyncio pieces.

@@ -103,6 +103,9 @@ class WorkerConfig(BaseSettings):
     control_host_from_ec2_metadata: bool = Field(
         default=False, description="advertise this EC2 instance's private address (IMDSv2) with the bound port "
                                    "(host-networked ECS tasks)")
+    die_with_parent: bool = Field(
+        default=False, description="stop (as on SIGTERM) when the process that started this one exits "
+                                   "(Linux; the local stack sets it)")
 
     vllm_command: str = Field(
         default="vllm serve", min_length=1, max_length=1000,

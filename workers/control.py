@@ -3,7 +3,8 @@ stop, start, inspect, proxy HTTP, ...).
 
 They arrive two ways, and both end in `ControlHandling.answer`: from the control queue
 (`handle_queued`, which posts the reply to the API), or straight from the API on the worker's
-control endpoint (`workers.control_server`, which returns the reply in its response).
+control endpoint (`workers.control_server`, which returns the reply in its response). Secrets a
+message brings (sealed for this runtime) replace its running job's before the action runs.
 """
 
 import asyncio
@@ -37,6 +38,7 @@ class ControlHandling:
         if handler is None:
             return ControlReply(ok=False, error=f"unsupported action {message.action!r} on this runtime")
         try:
+            self._jobs.replace_secrets(message)
             return ControlReply(ok=True, result=await handler(message))
         except ExecutorError as exc:
             return ControlReply(ok=False, error=str(exc), code=exc.code)

@@ -5,10 +5,11 @@ The answer comes from `ControlHandling.answer` (workers.control), as for the con
 both paths behave alike; the queue stays the API's fallback whenever this endpoint cannot be
 reached.
 
-Only the API can sign a request (app.contract.signing.sign_control_request, keyed by the runtime token's
-digest). A request is refused with 401 when it is unsigned, forged, signed more than 30 s away
-from this host's clock, past its deadline, or carries a request id already seen; 413 when its
-body is larger than any the API sends. Neither the key nor a body is ever logged.
+Only the API can sign a request (app.contract.signing.sign_control_request, keyed by the runtime's
+signing key: see RuntimeIdentity.signing_key). A request is refused with 401 when it is unsigned,
+forged, signed more than 30 s away from this host's clock, past its deadline, or carries a request
+id already seen; 413 when its body is larger than any the API sends. Neither the key nor a body is
+ever logged.
 
 uvicorn serves it inside the worker's own event loop. The worker owns SIGTERM/SIGINT and stops
 this server itself, so uvicorn's signal handling is switched off.

@@ -1,10 +1,11 @@
 """One job on this worker, from its queue message to its final event.
 
-Claim it (a duplicate delivery is refused and its message deleted), run the executor until it
-returns, fails, is cancelled or passes `expires_at`, post the final event through the spool, and
-delete the message once that event is delivered. Meanwhile a keeper renews the claim lease and
-keeps the message invisible. A job the stopping worker cannot finish is released: its progress is
-delivered, its lease shortened and its message made visible right after, for another runtime.
+Claim it (a duplicate delivery is refused and its message deleted), open its sealed secrets, run
+the executor until it returns, fails, is cancelled or passes `expires_at`, post the final event
+through the spool, and delete the message once that event is delivered. Meanwhile a keeper renews
+the claim lease and keeps the message invisible. A job the stopping worker cannot finish is
+released: its progress is delivered, the API is told (`LeaseRenewal.release`, with the lease
+shortened) and its message made visible right after, for another runtime.
 
 The message is always kept invisible for longer than the claim lease (`VISIBILITY_MARGIN_SECONDS`),
 so if this worker dies, the redelivery finds the lease lapsed and claims the job, rather than
@@ -30,15 +31,18 @@ from app.contract.messages import (
     EventStatus,
     JobMessage,
     LeaseRenewal,
+    RunningJob,
 )
 from workers.api_client import ApiError, RequestRejected, RuntimeApiClient, StaleClaim
 from workers.concurrency import Slot, TaskSet, wait_first
 from workers.config import WorkerConfig, safe_path_component
+from workers.event_sender import EventSender
 from workers.executors.base import ExecutorError, JobContext
 from workers.executors.registry import ExecutorRegistry
 from workers.mailbox import POISON_VISIBILITY_SECONDS, Mailbox, parse
 from workers.retry import Retry
-from workers.spool import EventSender, EventSpool, SpoolClaim, SpoolClosed
+from workers.sealed import open_secrets
+from workers.spool import EventSpool, SpoolClaim, SpoolClosed
 from workers.transport import ReceivedMessage
 
 VISIBILITY_MARGIN_SECONDS = 2
@@ -102,6 +106,7 @@ class JobRunner:
         worker_id: str,
         lease_seconds: int,
         proxy_key: str,
+        sealing_key: bytes | None,
         draining: asyncio.Event,
     ):
         self._config = config
@@ -111,6 +116,7 @@ class JobRunner:
         self._worker_id = worker_id
         self._lease_seconds = lease_seconds
         self._proxy_key = proxy_key
+        self._sealing_key = sealing_key
         self._draining = draining
         self.spool = EventSpool(config.spool_dir)
         self.sender = EventSender(
@@ -136,11 +142,35 @@ class JobRunner:
             log(logger, logging.INFO, "stopping job", job_id=run.message.job_id, reason=reason.value)
             run.stop(reason)
 
+    def held(self) -> list[RunningJob]:
+        """Every job this worker holds a claim on, as its heartbeat reports them."""
+        return [RunningJob(workspace_id=run.message.workspace_id, job_id=run.message.job_id, claim_id=run.claim_id)
+                for run in self.runs.values()]
+
+    def release(self, runs: list[JobRun]) -> None:
+        """Stop these jobs, to be released for another runtime."""
+        for run in runs:
+            if not run.executed.is_set():
+                log(logger, logging.INFO, "releasing job for another runtime", job_id=run.message.job_id,
+                    type=run.message.type.value)
+                run.stop(StopReason.released)
+
     def release_all(self) -> None:
-        """Stop every job still executing, to be released for another runtime."""
+        self.release(self.executing())
+
+    def long_lived(self) -> list[JobRun]:
+        """The executing jobs that run until stopped (sandboxes): waiting for them to finish is futile."""
+        return [run for run in self.executing() if run.message.type.value in self._executors.long_lived]
+
+    def replace_secrets(self, message: ControlMessage) -> None:
+        """A control message's secrets become its running job's `ctx.secrets` (ExecutorError when
+        they do not open); nothing changes for a message without secrets or a job not running here."""
+        if message.secrets is None:
+            return
+        secrets = open_secrets(self._sealing_key, message.secrets, message.job_id)
         for run in self.executing():
-            log(logger, logging.INFO, "releasing job for another runtime", job_id=run.message.job_id)
-            run.stop(StopReason.released)
+            if run.message.job_id == message.job_id and run.message.workspace_id == message.workspace_id:
+                run.ctx.secrets = secrets
 
     async def cancel(self, message: ControlMessage) -> dict[str, Any]:
         """The `cancel` control action."""
@@ -270,6 +300,10 @@ class JobRunner:
         executor = self._executors.executor(message.type.value)
         if executor is None:
             return FinalEvent("error", f"this runtime cannot run {message.type.value} jobs")
+        try:
+            run.ctx.secrets = open_secrets(self._sealing_key, message.secrets, message.job_id)
+        except ExecutorError as exc:
+            return FinalEvent("error", str(exc))
         if message.expires_at <= time.time():
             run.stop(StopReason.expired)  # a stale claim, if one came first, stays the reason
             return _final_for_stop(run.stop_reason)
@@ -309,7 +343,7 @@ class JobRunner:
             await asyncio.to_thread(self.spool.append, claim_id, step, status, message, data)
         except SpoolClosed:
             return  # the claim went stale: this job's events are no longer wanted
-        self.sender.notify()
+        self.sender.notify(claim_id)
 
     # --- the claim lease and the message's visibility ---------------------------------------
 
@@ -341,8 +375,9 @@ class JobRunner:
         await self.sender.drop(run.claim_id)
 
     async def _release(self, run: JobRun) -> None:
-        """Shorten the claim lease and make the message visible right after it lapses."""
-        renewal = LeaseRenewal(claim_id=run.claim_id, lease_seconds=RELEASE_LEASE_SECONDS)
+        """Tell the API the job is let go (an API that does not act on that still shortens the claim
+        lease), and make the message visible right after the lease lapses."""
+        renewal = LeaseRenewal(claim_id=run.claim_id, lease_seconds=RELEASE_LEASE_SECONDS, release=True)
         try:
             await self._api.renew_lease(run.message.workspace_id, run.message.job_id, renewal)
             run.lease_deadline = time.monotonic() + RELEASE_LEASE_SECONDS

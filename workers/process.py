@@ -1,12 +1,14 @@
-"""The worker process: signal handling, the direct control endpoint, and one Worker for each
-registration (a new one when the API revokes the runtime token and a join token can replace it).
+"""The worker process: alone on its data directory (`lifetime`), signal handling (and, when asked,
+stopping with its parent), the direct control endpoint, and one Worker for each registration (a
+new one when the API revokes the runtime token and a join token can replace it).
 
 Exits 0 when stopped by SIGTERM/SIGINT, 1 when the runtime cannot go on (no registration, a
-crashed worker task, a control endpoint it cannot serve).
+crashed worker task, a control endpoint it cannot serve, another worker on its data directory).
 """
 
 import asyncio
 import logging
+import os
 import signal
 
 from app.contract.logs import log
@@ -15,6 +17,7 @@ from workers.api_client import RuntimeApiClient
 from workers.config import WorkerConfig, configure_logging, split_host_port
 from workers.control_server import ControlServer
 from workers.executors.registry import ExecutorRegistry
+from workers.lifetime import DataDirInUse, DataDirLock, ParentGone, die_with_parent
 from workers.models import host as models_host
 from workers.registration import Registration
 from workers.retry import Retry
@@ -25,18 +28,35 @@ logger = logging.getLogger("berth.worker")
 
 def run_worker(config: WorkerConfig) -> int:
     """Run until stopped by SIGTERM/SIGINT (0) or until the runtime cannot go on (1)."""
+    parent = os.getppid()  # first thing: the parent as it was when this process started
     configure_logging(config.log_level)
-    return asyncio.run(_serve(config))
+    lock = DataDirLock(config.data_dir)
+    try:
+        lock.acquire()
+    except DataDirInUse as exc:
+        log(logger, logging.ERROR, "refusing to start", reason=str(exc))
+        return 1
+    try:
+        return asyncio.run(_main(config, parent))
+    finally:
+        lock.release()
 
 
-async def _serve(config: WorkerConfig) -> int:
+async def _main(config: WorkerConfig, parent: int) -> int:
     shutdown = ShutdownSignal()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown)
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if config.die_with_parent:
+        _die_with_parent(parent, shutdown)
     models_host.configure(config)
     executors = await asyncio.to_thread(ExecutorRegistry.load)
+    return await serve(config, executors, shutdown)
+
+
+async def serve(config: WorkerConfig, executors: ExecutorRegistry, shutdown: ShutdownSignal) -> int:
+    """Serve registrations until `shutdown` is requested (0) or the runtime cannot go on (1)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     control = None
     if config.control_listen:
         control = await _control_server(config, config.control_listen)
@@ -47,6 +67,16 @@ async def _serve(config: WorkerConfig) -> int:
     finally:
         if control is not None:
             await control.stop()
+
+
+def _die_with_parent(parent: int, shutdown: ShutdownSignal) -> None:
+    try:
+        die_with_parent(parent)
+    except ParentGone as exc:
+        log(logger, logging.WARNING, "stopping at once", reason=str(exc))
+        shutdown()
+    except OSError as exc:
+        log(logger, logging.WARNING, "cannot stop with the parent process; running on without that", error=str(exc))
 
 
 async def _control_server(config: WorkerConfig, listen: str) -> ControlServer | None:
@@ -82,7 +112,7 @@ async def _serve_registrations(
             api.runtime_token = identity.runtime_token
             worker = Worker(config, identity, api, executors, retry, control_url)
             if control is not None:
-                control.endpoint.attach(worker.proxy_key, worker.control.answer)
+                control.endpoint.attach(worker.signing_key, worker.control.answer)
             try:
                 outcome = await worker.run(shutdown)
             finally:

@@ -1,11 +1,12 @@
 """Who this worker is to the API: the registration saved in `runtime.json`, or a new one made with
 the join token, and a new one again when the API revoked the saved one.
 
-The registration holds the runtime token, so its file is written with mode 0600 and only ever
-read back by this process; neither token is ever logged.
+The registration holds the runtime token and the runtime key, so its file is written with mode
+0600 and only ever read back by this process; no token or key is ever logged.
 """
 
 import asyncio
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from app.contract.logs import log
 from app.contract.messages import RegisterRequest, RegisterResponse
+from app.contract.sealing import RuntimeKeys
 from workers.api_client import ApiError, ApiUnavailable, RuntimeApiClient, Unauthorized
 from workers.config import WorkerConfig
 from workers.executors import registry
@@ -34,6 +36,17 @@ class RuntimeIdentity(RegisterResponse):
 
     api_url: str
     queue_mode: Literal["sqs", "lease"]
+
+    def runtime_keys(self) -> RuntimeKeys | None:
+        """The keys derived from the runtime key; None when the API issued none."""
+        return RuntimeKeys.derive(self.runtime_key) if self.runtime_key else None
+
+    def signing_key(self) -> str:
+        """The key that verifies what the API signs for this runtime (control requests, proxy
+        tokens): the runtime key's signing key. Until the API issues runtime keys, the digest of
+        the runtime token, which is what that API signs with; that fallback goes once it does."""
+        keys = self.runtime_keys()
+        return keys.signing if keys else hashlib.sha256(self.runtime_token.encode()).hexdigest()
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -97,7 +110,8 @@ class Registration:
         """The API refused this registration's token: True when a new one can be made (and the saved
         one is not used again), False when there is no join token to make it with."""
         if self._config.join_token is None:
-            log(logger, logging.ERROR, "runtime token revoked and no join token to register again; exiting")
+            log(logger, logging.ERROR, "runtime token revoked and no join token (BERTH_WORKER_JOIN_TOKEN) to register "
+                                       "again; exiting")
             return False
         log(logger, logging.WARNING, "runtime token revoked; registering again with the join token")
         self._reuse_saved = False
@@ -148,6 +162,7 @@ class Registration:
             version=_version(),
             queue_mode=config.queue_mode,
             control_url=self._control_url,
+            offers=self._executors.offers(config.sandbox_tool_dirs),
         )
 
 

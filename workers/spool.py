@@ -1,23 +1,23 @@
-"""Job events on their way to the API: a durable on-disk spool and the task that delivers it.
+"""Job events on their way to the API: a durable on-disk spool (`workers.event_sender` delivers it).
 
 Every event is appended, fsync'd, to its claim's file before `ctx.emit` returns, so nothing is
-lost while the API is unreachable or if the worker dies. One file per claim (`<claim_id>.jsonl`
-under `<data_dir>/spool/`): a header line naming the claim, workspace and job, then one event
-per line in sequence order. Delivered events are removed by rewriting the file atomically; a
-claim's file goes away once it is closed (no more events will come) and fully delivered, or when
-the API says the claim is stale. Files left by a previous run are loaded closed and delivered.
+lost while the API is unreachable or if the worker dies. An event is made to fit the contract's
+limits before it is spooled (`fit_event`), so the API never has a reason to refuse it for size.
+One file per claim (`<claim_id>.jsonl` under `<data_dir>/spool/`): a header line naming the
+claim, workspace and job, then one event per line in sequence order. Delivered events are removed
+by rewriting the file atomically; a claim's file goes away once it is closed (no more events will
+come) and fully delivered, or when the API says the claim is stale. Files left by a previous run
+are loaded closed and delivered.
 
 The spool is used from worker threads (`asyncio.to_thread`, so fsync never stalls the event
 loop); one lock serialises it, and sequence numbers are assigned under that lock, so a job's file
 order is its sequence order however its emits interleave.
 """
 
-import asyncio
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.contract.logs import log
-from app.contract.messages import EventBatch, EventIn, EventStatus
-from workers.api_client import ApiUnavailable, RequestRejected, RuntimeApiClient, StaleClaim, Unauthorized
+from app.contract.messages import EVENT_DATA_MAX_BYTES, EVENT_MESSAGE_MAX_CHARS, EventIn, EventStatus
 from workers.config import safe_path_component
-from workers.retry import Retry
 
-MAX_BATCH = 100  # EventBatch's limit
-MAX_MESSAGE_CHARS = 4000  # EventIn.message's limit; longer messages are cut, not refused
 SPOOL_FORMAT = 1
+TRUNCATED_SUFFIX = " … [truncated]"
+TRUNCATED_PREVIEW_CHARS = 2000
 
 logger = logging.getLogger("berth.worker.spool")
 
@@ -80,10 +78,8 @@ class EventSpool:
             entry = self._logs.get(claim_id)
             if entry is None or not entry.open:
                 raise SpoolClosed(claim_id)
-            event = EventIn(
-                seq=entry.next_seq, step=step, status=EventStatus(status), message=message[:MAX_MESSAGE_CHARS],
-                data=data or {},
-            )
+            message, data = fit_event(step, status, message, data or {})
+            event = EventIn(seq=entry.next_seq, step=step, status=EventStatus(status), message=message, data=data)
             with open(entry.path, "a", encoding="utf-8") as handle:
                 handle.write(_line(event.model_dump(mode="json")))
                 handle.flush()
@@ -106,10 +102,35 @@ class EventSpool:
         with self._lock:
             return [entry.claim for entry in self._logs.values() if entry.pending]
 
-    def pending(self, claim_id: str, limit: int = MAX_BATCH) -> list[EventIn]:
+    def pending(self, claim_id: str, limit: int | None = None) -> list[EventIn]:
         with self._lock:
             entry = self._logs.get(claim_id)
             return list(entry.pending[:limit]) if entry else []
+
+    def batch(self, claim_id: str, max_events: int, max_bytes: int) -> tuple[SpoolClaim, list[EventIn]] | None:
+        """The claim's next undelivered events, at most `max_events` and, beyond the first,
+        `max_bytes` as JSON; None when nothing is pending (or the claim is gone)."""
+        with self._lock:
+            entry = self._logs.get(claim_id)
+            if entry is None or not entry.pending:
+                return None
+            events: list[EventIn] = []
+            size = 0
+            for event in entry.pending[:max_events]:
+                size += len(event.model_dump_json())
+                if events and size > max_bytes:
+                    break
+                events.append(event)
+            return entry.claim, events
+
+    def replace(self, claim_id: str, event: EventIn) -> None:
+        """Put `event` in place of the pending event with its sequence number, durably."""
+        with self._lock:
+            entry = self._logs.get(claim_id)
+            if entry is None:
+                return
+            entry.pending = [event if pending.seq == event.seq else pending for pending in entry.pending]
+            self._write(entry)
 
     def mark_delivered(self, claim_id: str, through_seq: int) -> bool:
         """Remove events up to `through_seq`. True when the claim is settled and its file gone."""
@@ -193,116 +214,17 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-# The failures a later delivery round may overcome.
-_UNREACHABLE = (ApiUnavailable, Unauthorized)
-
-
-class EventSender:
-    """Delivers spooled events in order, up to `MAX_BATCH` per request, one claim after another.
-
-    Retries with backoff while the API is unreachable (or answers 5xx/429/401: a revoked token is
-    the heartbeat's to handle). A 409 means another worker owns the job now, and any other 4xx
-    that resending cannot fix; either way the claim's events are dropped and `on_dropped` is told,
-    so its job stops. `on_cancel_requested` hears when the API reports that a user asked to cancel
-    the job.
-    """
-
-    def __init__(
-        self,
-        spool: EventSpool,
-        api: RuntimeApiClient,
-        retry: Retry,
-        on_dropped: Callable[[str], None] = lambda claim_id: None,
-        on_cancel_requested: Callable[[str], None] = lambda claim_id: None,
-        coalesce_seconds: float = 0.005,
-    ):
-        self._spool = spool
-        self._api = api
-        self._retry = retry
-        self._on_dropped = on_dropped
-        self._on_cancel_requested = on_cancel_requested
-        self._coalesce_seconds = coalesce_seconds
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._settled: dict[str, asyncio.Future[bool]] = {}
-
-    def notify(self) -> None:
-        """New events were spooled."""
-        self._drained.clear()
-        self._wake.set()
-
-    async def run(self) -> None:
-        self.notify()  # leftovers from a previous run go first
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(self._coalesce_seconds)  # let a burst of emits share one request
-            while await asyncio.to_thread(self._spool.pending_claims):
-                await self._retry.until_done(self._deliver_round, retry_on=_UNREACHABLE)
-            if not self._wake.is_set():  # nothing was spooled while the last check ran
-                self._drained.set()
-
-    async def flush(self, timeout: float | None) -> bool:
-        """Wait until nothing is pending (True) or `timeout` passes (False); None waits as long as it takes."""
-        self.notify()
-        try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
-
-    async def finish(self, claim_id: str) -> bool:
-        """Close the claim and wait until it settles: True once every event was delivered, False
-        if it was dropped (stale claim, or refused by the API)."""
-        # Registered before closing, so a delivery that completes meanwhile still resolves it.
-        settled = self._settled.setdefault(claim_id, asyncio.get_running_loop().create_future())
-        try:
-            try:
-                delivered_already = await asyncio.to_thread(self._spool.close, claim_id)
-            except SpoolClosed:
-                self._settle(claim_id, False)
-            else:
-                if delivered_already:
-                    self._settle(claim_id, True)
-                else:
-                    self.notify()
-            return await settled
-        finally:
-            self._settled.pop(claim_id, None)
-
-    async def drop(self, claim_id: str) -> None:
-        await asyncio.to_thread(self._spool.drop, claim_id)
-        self._settle(claim_id, False)
-
-    def _settle(self, claim_id: str, delivered: bool) -> None:
-        future = self._settled.get(claim_id)
-        if future is not None and not future.done():
-            future.set_result(delivered)
-
-    async def _deliver_round(self) -> None:
-        """One batch per pending claim, until the API is unreachable (raised: the round is retried)."""
-        for claim in await asyncio.to_thread(self._spool.pending_claims):
-            events = await asyncio.to_thread(self._spool.pending, claim.claim_id, MAX_BATCH)
-            if not events:
-                continue
-            batch = EventBatch(claim_id=claim.claim_id, events=events)
-            try:
-                result = await self._api.post_events(claim.workspace_id, claim.job_id, batch)
-            except _UNREACHABLE as exc:
-                log(logger, logging.WARNING, "event delivery failed; will retry", job_id=claim.job_id, error=str(exc))
-                raise
-            except StaleClaim:
-                log(logger, logging.WARNING, "claim is stale; dropping its spooled events", job_id=claim.job_id)
-                await self.drop(claim.claim_id)
-                self._on_dropped(claim.claim_id)
-                continue
-            except RequestRejected as exc:
-                # Resending the same batch cannot succeed; keeping it would block the claim forever.
-                log(logger, logging.ERROR, "API refused events; dropping them", job_id=claim.job_id, error=str(exc))
-                await self.drop(claim.claim_id)
-                self._on_dropped(claim.claim_id)
-                continue
-            if await asyncio.to_thread(self._spool.mark_delivered, claim.claim_id, events[-1].seq):
-                self._settle(claim.claim_id, True)
-            if result.cancel_requested:
-                self._on_cancel_requested(claim.claim_id)
+def fit_event(step: str, status: str, message: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The message and data cut to the contract's limits, saying so: a longer message ends with
+    TRUNCATED_SUFFIX; data over EVENT_DATA_MAX_BYTES (as compact JSON) becomes
+    `{"truncated": true, "bytes": N, "preview": "<its first 2,000 characters>"}`, in place of the
+    result for a job's `complete` event (`{"result": {"truncated": ...}}`), so it stays a result."""
+    if len(message) > EVENT_MESSAGE_MAX_CHARS:
+        message = message[:EVENT_MESSAGE_MAX_CHARS - len(TRUNCATED_SUFFIX)] + TRUNCATED_SUFFIX
+    encoded = json.dumps(data, default=str, separators=(",", ":"))
+    if len(encoded.encode()) <= EVENT_DATA_MAX_BYTES:
+        return message, data
+    marker = {"truncated": True, "bytes": len(encoded.encode()), "preview": encoded[:TRUNCATED_PREVIEW_CHARS]}
+    if step == "job" and status == EventStatus.complete.value and "result" in data:
+        return message, {"result": marker}
+    return message, marker

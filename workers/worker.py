@@ -1,14 +1,15 @@
 """One registration's worth of work: heartbeats, receiving from the two queues, and stopping well.
 
 Jobs are received only while a slot is free (`max_concurrent_jobs`) and run by the JobRunner;
-control messages are answered by ControlHandling. On SIGTERM/SIGINT the worker stops receiving,
-lets running jobs finish for `stop_grace_seconds` (a second signal ends the grace at once), then
-stops the rest and releases their messages so another runtime takes them promptly, flushes the
-spool and returns.
+control messages are answered by ControlHandling. Each heartbeat reports the jobs this process
+holds and what the runtime offers. On SIGTERM/SIGINT the worker stops receiving and releases at
+once the jobs that run until stopped (sandboxes: waiting for them would only delay the stop),
+lets the others finish for `stop_grace_seconds` (a second signal ends the grace at once), then
+stops the rest and releases them so another runtime takes them promptly, flushes the spool,
+sends a last heartbeat saying it is exiting, and returns.
 """
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from enum import Enum
@@ -68,8 +69,10 @@ class Worker:
         self.executors = executors
         self.retry = retry
         self.worker_id = str(uuid.uuid4())
-        # The API signs proxy tokens with the digest of our runtime token; we derive the same key.
-        self.proxy_key = hashlib.sha256(identity.runtime_token.encode()).hexdigest()
+        # Verifies what the API signs for this runtime: control requests and proxy tokens.
+        self.signing_key = identity.signing_key()
+        keys = identity.runtime_keys()
+        self.offers = executors.offers(config.sandbox_tool_dirs)
         self.lease_seconds = lease_period(config.visibility_seconds or identity.visibility_seconds)
         self.heartbeat_seconds = config.heartbeat_interval_seconds or identity.heartbeat_interval_seconds
         self.transport: QueueTransport = (
@@ -81,7 +84,8 @@ class Worker:
         self.revoked = asyncio.Event()
         mailbox = Mailbox(self.transport)
         self.jobs = JobRunner(config, api, mailbox, executors, retry, worker_id=self.worker_id,
-                              lease_seconds=self.lease_seconds, proxy_key=self.proxy_key, draining=self.draining)
+                              lease_seconds=self.lease_seconds, proxy_key=self.signing_key,
+                              sealing_key=keys.sealing if keys else None, draining=self.draining)
         self.control = ControlHandling(executors, self.jobs, api, mailbox)
         self.control_tasks = TaskSet()
         self.slots = Slots(config.max_concurrent_jobs)
@@ -91,11 +95,13 @@ class Worker:
     async def run(self, shutdown: ShutdownSignal) -> Outcome:
         log(logger, logging.INFO, "worker started", runtime_id=self.identity.runtime_id, worker_id=self.worker_id,
             queue_mode=self.identity.queue_mode, max_concurrent_jobs=self.config.max_concurrent_jobs,
-            capabilities=sorted(self.executors.executors))
+            capabilities=sorted(self.executors.executors),
+            verifies_with="runtime key" if self.identity.runtime_key else "runtime token digest (no runtime key)")
         sender = self.jobs.sender
+        heartbeats = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
         background = [
             asyncio.create_task(sender.run(), name="event-sender"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            heartbeats,
             asyncio.create_task(self._control_loop(), name="control-loop"),
         ]
         job_loop: asyncio.Task | None = None
@@ -112,7 +118,7 @@ class Worker:
             ]
             for task in crashed:
                 log(logger, logging.CRITICAL, "worker task failed", task=task.get_name(), exc_info=task.exception())
-            await self._shut_down(job_loop, shutdown, revoked=self.revoked.is_set())
+            await self._shut_down(job_loop, shutdown, heartbeats, revoked=self.revoked.is_set())
         finally:
             for task in background:
                 task.cancel()
@@ -121,11 +127,13 @@ class Worker:
             return Outcome.revoked
         return Outcome.failed if crashed else Outcome.stopped
 
-    async def _shut_down(self, job_loop: asyncio.Task | None, shutdown: ShutdownSignal, revoked: bool) -> None:
+    async def _shut_down(self, job_loop: asyncio.Task | None, shutdown: ShutdownSignal, heartbeats: asyncio.Task,
+                         revoked: bool) -> None:
         self.draining.set()
+        self.jobs.release(self.jobs.long_lived())
         if job_loop is not None and not job_loop.done():
             await job_loop  # it ends after its in-flight receive, releasing whatever that returned
-        executing = self.jobs.executing()
+        executing = [run for run in self.jobs.executing() if run.stop_reason is None]  # not released already
         if executing and not revoked:
             log(logger, logging.INFO, "waiting for running jobs", jobs=len(executing),
                 grace_seconds=self.config.stop_grace_seconds)
@@ -140,21 +148,38 @@ class Worker:
             await self.jobs.tasks.wait(self.config.cancel_grace_seconds + self.config.flush_timeout_seconds)
             if not await self.jobs.sender.flush(self.config.flush_timeout_seconds):
                 log(logger, logging.WARNING, "API unreachable; undelivered events stay spooled for the next start")
+            heartbeats.cancel()  # so no regular heartbeat follows the last one
+            await asyncio.gather(heartbeats, return_exceptions=True)
+            await self._last_heartbeat()
         await self.jobs.tasks.cancel()
         await self.control_tasks.cancel()
         log(logger, logging.INFO, "worker stopped", runtime_id=self.identity.runtime_id)
 
     # --- heartbeat ------------------------------------------------------------------------
 
+    def _heartbeat(self, exiting: bool = False) -> HeartbeatRequest:
+        return HeartbeatRequest(
+            active_jobs=len(self.jobs.executing()),
+            free_disk_bytes=registry.free_disk_bytes(self.config.data_dir),
+            load=registry.load_average(),
+            draining=self.draining.is_set(),
+            control_url=self.control_url,
+            jobs=self.jobs.held(),
+            offers=self.offers,
+            exiting=exiting,
+        )
+
+    async def _last_heartbeat(self) -> None:
+        """Tell the API this process is exiting, so it need not wait for missed heartbeats to know."""
+        try:
+            await asyncio.wait_for(self.api.heartbeat(self._heartbeat(exiting=True)),
+                                   timeout=self.config.flush_timeout_seconds)
+        except (ApiError, TimeoutError) as exc:
+            log(logger, logging.WARNING, "last heartbeat failed", error=str(exc))
+
     async def _heartbeat_loop(self) -> None:
         while True:
-            request = HeartbeatRequest(
-                active_jobs=len(self.jobs.executing()),
-                free_disk_bytes=registry.free_disk_bytes(self.config.data_dir),
-                load=registry.load_average(),
-                draining=self.draining.is_set(),
-                control_url=self.control_url,
-            )
+            request = self._heartbeat()
             try:
                 response = await self.api.heartbeat(request)
             except Unauthorized:

@@ -59,6 +59,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A value sealed by app.contract.sealing.seal, bounded well inside a queue message. Its form is not
+# checked here: one that does not open fails its job with a reason, not the whole message.
+SealedValue = Annotated[str, Field(max_length=131_072)]
+
+
 # --- queue messages --------------------------------------------------------------------------
 
 
@@ -72,6 +77,10 @@ class JobMessage(_Strict):
     dispatch: int = 1  # how many times the API has sent this job (re-dispatch after failover)
     policy: SandboxPolicy | None = None  # for jobs that run sandboxes
     start_seq: int = 0  # where the claim's `start` event goes, if known at dispatch (0: the API looks it up)
+    # The job's secrets (a sandbox's env, a provider token): a JSON object sealed with
+    # app.contract.sealing.seal under the runtime's sealing key, context = job_id. The worker opens it
+    # after the claim and hands it to the executor as `ctx.secrets`; None: the job has none.
+    secrets: SealedValue | None = None
 
 
 class ControlMessage(_Strict):
@@ -86,6 +95,10 @@ class ControlMessage(_Strict):
                     "model.evict"]
     arguments: dict[str, Any] = Field(default_factory=dict)
     deadline: float  # epoch seconds after which the answer is no longer awaited
+    # The job's secrets as they are now (e.g. a sandbox's env changed by `sandbox.update`), sealed as
+    # for JobMessage.secrets (context = job_id); they replace the running job's `ctx.secrets` before
+    # the action runs. None: unchanged.
+    secrets: SealedValue | None = None
 
 
 QueueMessage = Annotated[JobMessage | ControlMessage, Field(discriminator="kind")]
@@ -123,6 +136,21 @@ class GpuInfo(BaseModel):
     memory_mb: int = Field(ge=0)
 
 
+IsolationDriver = Literal["bubblewrap", "rlimits", "none"]
+MAX_TOOL_DIRS = 64
+
+
+class RuntimeOffers(_Strict):
+    """What a runtime offers beyond its job types, so dispatch places a job only where it can run."""
+
+    # Host directories every sandbox sees read-only at the same path (`--sandbox-tool-dir`): a
+    # sandbox whose command lives under one can run only on a runtime that offers it.
+    tool_dirs: list[Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")]] = Field(
+        default_factory=list, max_length=MAX_TOOL_DIRS)
+    # How sandboxes are confined: `bubblewrap` (namespaces), `rlimits` (limits only), `none` (no sandboxes).
+    isolation: IsolationDriver = "none"
+
+
 class RegisterRequest(_Strict):
     join_token: str = Field(min_length=8, max_length=200)
     name: str = Field(default="runtime", min_length=1, max_length=100)
@@ -135,11 +163,16 @@ class RegisterRequest(_Strict):
     version: str = Field(default="", max_length=100)
     queue_mode: Literal["sqs", "lease"] = "lease"
     control_url: ControlUrl | None = None
+    offers: RuntimeOffers | None = None  # None: a worker that does not say (treat as offering nothing more)
 
 
 class RegisterResponse(BaseModel):
     runtime_id: str
     runtime_token: str
+    # The runtime key (`brk_...`, app.contract.sealing), returned once: the runtime derives from it
+    # the key that verifies what the API signs for it and the key that opens what the API seals for
+    # it. None from an API that issues none; the worker then verifies with its token's digest.
+    runtime_key: str | None = None
     workspace_id: str
     shared: bool
     jobs_queue_url: str  # job messages; poll only while there is a free slot
@@ -148,12 +181,30 @@ class RegisterResponse(BaseModel):
     visibility_seconds: int
 
 
+MAX_REPORTED_JOBS = 256  # RegisterRequest.max_concurrent_jobs' bound
+
+
+class RunningJob(_Strict):
+    """A job this runtime holds a claim on (executing, or delivering its last events)."""
+
+    workspace_id: str = Field(min_length=1, max_length=100)
+    job_id: str = Field(min_length=1, max_length=100)
+    claim_id: str = Field(min_length=1, max_length=100)
+
+
 class HeartbeatRequest(_Strict):
     active_jobs: int = Field(default=0, ge=0)
     free_disk_bytes: int | None = Field(default=None, ge=0)
     load: float | None = Field(default=None, ge=0)
     draining: bool = False
     control_url: ControlUrl | None = None  # sent every time: a restarted worker may listen elsewhere
+    # Every job this process holds a claim on. A job the API has running here under a claim that is
+    # missing from two heartbeats in a row is no longer here. None: a worker that does not say.
+    jobs: list[RunningJob] | None = Field(default=None, max_length=MAX_REPORTED_JOBS)
+    offers: RuntimeOffers | None = None  # as at registration; sent every time, like control_url
+    # The process is exiting and this is its last heartbeat: the runtime is offline from now, not
+    # only once its heartbeats are missed.
+    exiting: bool = False
 
 
 class HeartbeatResponse(BaseModel):
@@ -211,6 +262,9 @@ class ClaimResponse(BaseModel):
 class LeaseRenewal(_Strict):
     claim_id: str = Field(min_length=1, max_length=100)
     lease_seconds: int = Field(default=60, ge=5, le=3600)
+    # The claimant lets the job go unfinished (it is stopping): its progress is delivered, and the
+    # job should go back to `queued` and be dispatched again, elsewhere if this runtime is draining.
+    release: bool = False
 
 
 class LeaseRenewed(BaseModel):
@@ -218,17 +272,27 @@ class LeaseRenewed(BaseModel):
     cancel_requested: bool = False
 
 
+# What one event and one batch may carry. The API refuses more with 413 (an event whose `data`, as
+# compact JSON, is over EVENT_DATA_MAX_BYTES; a body over EVENT_BATCH_MAX_BYTES); the worker never
+# sends more: it cuts a longer message and replaces larger data with a `truncated` marker before
+# the event is spooled, and keeps its batches well inside both batch limits.
+EVENT_MESSAGE_MAX_CHARS = 4000
+EVENT_DATA_MAX_BYTES = 131_072
+EVENT_BATCH_MAX_EVENTS = 100
+EVENT_BATCH_MAX_BYTES = 1_048_576
+
+
 class EventIn(_Strict):
     seq: int = Field(ge=1)
     step: str = Field(min_length=1, max_length=100)
     status: EventStatus
-    message: str = Field(default="", max_length=4000)
+    message: str = Field(default="", max_length=EVENT_MESSAGE_MAX_CHARS)
     data: dict[str, Any] = Field(default_factory=dict)
 
 
 class EventBatch(_Strict):
     claim_id: str = Field(min_length=1, max_length=100)
-    events: list[EventIn] = Field(min_length=1, max_length=100)
+    events: list[EventIn] = Field(min_length=1, max_length=EVENT_BATCH_MAX_EVENTS)
 
 
 class EventBatchResult(BaseModel):

@@ -38,8 +38,9 @@ def verify_proxy_token(key: str, token: str, now: float) -> dict[str, Any]:
 
 # --- direct control requests -------------------------------------------------------------------
 # The API may POST a ControlMessage straight to a worker's control endpoint instead of queueing
-# it. The request is signed like a proxy token, with the runtime token's digest as the key, over
-# a timestamp and the exact body: `X-Berth-Signature: t=<epoch seconds>,v1=<hex HMAC-SHA256 of
+# it. The request is signed like a proxy token, with the runtime's signing key (the signing half of
+# app.contract.sealing.RuntimeKeys; the runtime token's digest for a runtime registered without a
+# runtime key), over a timestamp and the exact body: `X-Berth-Signature: t=<epoch seconds>,v1=<hex HMAC-SHA256 of
 # "<t>.<body>">`. The worker also refuses a request id it has already seen (see
 # workers.control_server), so a captured request cannot be played again.
 

@@ -143,19 +143,23 @@ def new_account(api) -> Account:
 
 
 class WorkerProcess:
-    """A real worker subprocess (`python -m workers`) against the stack. With `direct_control`
-    (the default) it serves its control endpoint on loopback and the API calls it there; without,
-    every control request goes through its control queue."""
+    """A real worker subprocess (`python -m workers`) against the stack, its join token in its
+    environment (never on a command line). With `direct_control` (the default) it serves its
+    control endpoint on loopback and the API calls it there; without, every control request goes
+    through its control queue."""
 
     def __init__(self, stack: LocalStack, hub, data_dir: Path, join_token: str | None, *args: str,
                  direct_control: bool = True):
         self.stack = stack
         self.data_dir = data_dir
         direct = ("--control-listen", "127.0.0.1:0") if direct_control else ()
-        command = stack.worker_command(data_dir, join_token, "--heartbeat-interval-seconds", "1",
+        command = stack.worker_command(data_dir, None, "--heartbeat-interval-seconds", "1",
                                        "--visibility-seconds", "5", "--poll-wait-seconds", "1",
                                        "--stop-grace-seconds", "5", *direct, *args)
         environment = {**stack.worker_environment(), **hub.environment()}
+        environment.pop("BERTH_WORKER_JOIN_TOKEN", None)
+        if join_token:
+            environment["BERTH_WORKER_JOIN_TOKEN"] = join_token
         self.log_path = data_dir.with_suffix(".log")
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, env=environment, stdout=self.log, stderr=subprocess.STDOUT,
@@ -173,6 +177,8 @@ class WorkerProcess:
         raise AssertionError("the worker did not register")
 
     def signal(self, sig) -> None:
+        """`sig` to the worker's process group (as a terminal's Ctrl-C would); sandboxes and engines
+        lead sessions of their own, so only the worker itself hears it."""
         os.killpg(self.process.pid, sig)
 
     def stop(self) -> int:
@@ -196,7 +202,7 @@ def workers(stack, hub, tmp_path):
         worker = WorkerProcess(stack, hub, data_dir or tmp_path / f"worker{len(started)}", join_token, *args,
                                direct_control=direct_control)
         started.append(worker)
-        worker.runtime_id  # wait for registration
+        assert worker.runtime_id  # waits for registration
         return worker
 
     def clone(worker: WorkerProcess) -> Path:

@@ -46,6 +46,7 @@ SAMPLES: dict[str, tuple[list[str], str, object]] = {
     "control_listen": (["127.0.0.1:7601"], "127.0.0.1:7601", "127.0.0.1:7601"),
     "control_url": (["http://10.0.3.7:7601"], "http://10.0.3.7:7601", "http://10.0.3.7:7601"),
     "control_host_from_ec2_metadata": ([], "true", True),
+    "die_with_parent": ([], "true", True),
 }
 
 

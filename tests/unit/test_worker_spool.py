@@ -1,5 +1,6 @@
-"""The event spool (durable, ordered, removed once delivered) and its sender, against an HTTP API
-played by httpx.MockTransport behind the real runtime API client."""
+"""The event spool (durable, ordered, removed once delivered, every event within the contract's
+limits) and its sender for one claim, against an HTTP API played by httpx.MockTransport behind the
+real runtime API client. Several claims at once, and refusals, are in test_worker_events.py."""
 
 import asyncio
 import json
@@ -8,10 +9,11 @@ import threading
 import httpx
 import pytest
 
-from app.contract.messages import EventBatch
+from app.contract.messages import EVENT_DATA_MAX_BYTES, EVENT_MESSAGE_MAX_CHARS, EventBatch
 from workers.api_client import RuntimeApiClient
+from workers.event_sender import BATCH_MAX_BYTES, BATCH_MAX_EVENTS, EventSender
 from workers.retry import Retry
-from workers.spool import EventSender, EventSpool, SpoolClaim, SpoolClosed
+from workers.spool import EventSpool, SpoolClaim, SpoolClosed
 
 CLAIM = SpoolClaim(claim_id="clm_one", workspace_id="ws_1", job_id="job_one")
 OTHER = SpoolClaim(claim_id="clm_two", workspace_id="ws_1", job_id="job_two")
@@ -171,7 +173,7 @@ async def deliver(spool: EventSpool, fake: FakeEventsApi, *claims: SpoolClaim, *
         await api.aclose()
 
 
-def test_sender_delivers_in_order_in_batches_of_at_most_100_and_removes_the_spool(tmp_path):
+def test_sender_delivers_in_order_in_batches_well_inside_the_contract_and_removes_the_spool(tmp_path):
     spool = EventSpool(tmp_path)
     spool.open(CLAIM, next_seq=1)
     for index in range(250):
@@ -183,7 +185,8 @@ def test_sender_delivers_in_order_in_batches_of_at_most_100_and_removes_the_spoo
 
     assert outcomes == [True]
     assert fake.delivered_seqs(CLAIM.claim_id) == list(range(1, 252))
-    assert [len(batch.events) for _, batch in fake.batches] == [100, 100, 51]
+    assert BATCH_MAX_EVENTS == 50
+    assert [len(batch.events) for _, batch in fake.batches] == [50, 50, 50, 50, 50, 1]
     assert {path for path, _ in fake.batches} == {"/v1/cloud/runtimes/jobs/ws_1/job_one/events"}
     assert fake.authorizations == {"Bearer brt_test-token"}
     assert spool_files(tmp_path) == []
@@ -228,24 +231,6 @@ def test_sender_delivers_leftovers_of_a_previous_run_with_their_claim(tmp_path):
     assert spool_files(tmp_path) == []
 
 
-def test_a_stale_claim_drops_its_spool_and_leaves_other_jobs_alone(tmp_path):
-    spool = EventSpool(tmp_path)
-    spool.open(CLAIM, next_seq=1)
-    spool.open(OTHER, next_seq=1)
-    spool.append(CLAIM.claim_id, "job", "start")
-    spool.append(OTHER.claim_id, "job", "start")
-    fake = FakeEventsApi(failures=[api_error(409, "claim superseded")])
-    dropped: list[str] = []
-
-    outcomes = asyncio.run(deliver(spool, fake, CLAIM, OTHER, on_dropped=dropped.append))
-
-    assert outcomes == [False, True]
-    assert dropped == ["clm_one"]
-    assert fake.delivered_seqs(OTHER.claim_id) == [1]
-    assert fake.delivered_seqs(CLAIM.claim_id) == []
-    assert spool_files(tmp_path) == []
-
-
 def test_a_cancel_request_reported_by_the_api_reaches_the_job(tmp_path):
     spool = EventSpool(tmp_path)
     spool.open(CLAIM, next_seq=1)
@@ -255,3 +240,38 @@ def test_a_cancel_request_reported_by_the_api_reaches_the_job(tmp_path):
     asyncio.run(deliver(spool, FakeEventsApi(cancel_requested=True), CLAIM, on_cancel_requested=cancelled.append))
 
     assert cancelled == ["clm_one"]
+
+
+def test_a_batch_of_large_events_stays_within_the_byte_limit(tmp_path):
+    spool = EventSpool(tmp_path)
+    spool.open(CLAIM, next_seq=1)
+    for index in range(12):
+        spool.append(CLAIM.claim_id, "progress", "running", data={"blob": "x" * 100_000, "index": index})
+    fake = FakeEventsApi()
+
+    assert asyncio.run(deliver(spool, fake, CLAIM)) == [True]
+
+    assert fake.delivered_seqs(CLAIM.claim_id) == list(range(1, 13))
+    assert all(len(batch.model_dump_json()) <= BATCH_MAX_BYTES for _, batch in fake.batches)
+    assert len(fake.batches) > 1
+
+
+def test_an_oversized_message_or_data_is_cut_with_a_marker_before_it_is_spooled(tmp_path):
+    spool = EventSpool(tmp_path)
+    spool.open(CLAIM, next_seq=1)
+    huge = {"rows": ["y" * 1000] * 200}  # ~200 KB of JSON
+
+    long_message = spool.append(CLAIM.claim_id, "log", "running", "z" * 10_000)
+    big_progress = spool.append(CLAIM.claim_id, "scan", "ok", "scanned", huge)
+    big_result = spool.append(CLAIM.claim_id, "job", "complete", "", {"result": huge})
+
+    assert len(long_message.message) == EVENT_MESSAGE_MAX_CHARS and long_message.message.endswith("[truncated]")
+    marker = big_progress.data
+    assert marker["truncated"] is True and marker["bytes"] > EVENT_DATA_MAX_BYTES
+    assert marker["preview"].startswith('{"rows":["yyy') and len(marker["preview"]) == 2000
+    assert big_result.data["result"]["truncated"] is True  # still a result, so the job completes with it
+    # What was spooled is what goes: the file holds the cut events, each within the limit.
+    reopened = EventSpool(tmp_path).pending(CLAIM.claim_id)
+    assert [event.model_dump() for event in reopened] == [e.model_dump() for e in (long_message, big_progress,
+                                                                                    big_result)]
+    assert all(len(json.dumps(event.data)) <= EVENT_DATA_MAX_BYTES for event in reopened)

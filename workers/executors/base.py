@@ -40,7 +40,11 @@ class JobContext:
     emit: Emit
     work_dir: str
     policy: SandboxPolicy | None = None  # for sandbox jobs: the limits and command lists to enforce
-    proxy_key: str = ""  # verifies proxy tokens the API signed for this runtime
+    proxy_key: str = ""  # verifies proxy tokens the API signed for this runtime (its signing key)
+    # The job's secrets, opened from the sealed JobMessage.secrets (replaced when a control message
+    # brings new ones): a JSON object whose keys each job type defines, e.g. {"env": {...}} for a
+    # sandbox. Never log or emit them.
+    secrets: dict[str, Any] = field(default_factory=dict)
     sandbox_tool_dirs: tuple[str, ...] = ()  # host directories sandboxes see read-only
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     deadline_changed: asyncio.Event = field(default_factory=asyncio.Event)

@@ -47,6 +47,7 @@ async def attach(ctx: JobContext) -> dict[str, Any]:
 
 
 EXECUTORS = {"model.pull": pull, "model.preload": preload, "model.attach": attach}
+LONG_LIVED = frozenset({"model.attach"})  # serves until stopped: a stopping worker releases it at once
 
 
 async def _run(ctx: JobContext, kind: type[ModelPullPayload], keep_serving: bool | None) -> dict[str, Any]:

@@ -3,7 +3,9 @@ about the host a runtime advertises when it registers and heartbeats.
 
 An executor module exports `EXECUTORS` (job type -> executor) and, if it answers control
 messages, `CONTROL_HANDLERS` (action -> handler). It imports what it needs at module level, so a
-host that lacks a dependency (say `huggingface_hub`) simply does not advertise those types.
+host that lacks a dependency (say `huggingface_hub`) simply does not advertise those types. A
+module whose jobs run until they are stopped (a sandbox, a serving engine) names those types in
+`LONG_LIVED`: a stopping worker releases them at once instead of waiting for them to finish.
 """
 
 import importlib
@@ -16,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from app.contract.logs import log
-from app.contract.messages import ControlMessage, GpuInfo, JobType, RuntimeKind
+from app.contract.messages import ControlMessage, GpuInfo, IsolationDriver, JobType, RuntimeKind, RuntimeOffers
 from workers.executors.base import Executor
 from workers.models import engines
 from workers.models import host as models_host
 
 EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.models", "workers.executors.sandbox",
                     "workers.executors.ssh")
+SANDBOX_JOB_TYPES = (JobType.mcp_test.value, JobType.mcp_run.value)
 
 logger = logging.getLogger("berth.worker.registry")
 
@@ -35,14 +38,17 @@ class ExecutorRegistry:
     """The job types this host can run and the control actions it answers, loaded once from the
     executor modules whose dependencies import here; the worker owns it."""
 
-    def __init__(self, executors: dict[str, Executor], control_handlers: dict[str, ControlHandler]):
+    def __init__(self, executors: dict[str, Executor], control_handlers: dict[str, ControlHandler],
+                 long_lived: frozenset[str] = frozenset()):
         self.executors = executors
         self.control_handlers = control_handlers
+        self.long_lived = long_lived
 
     @classmethod
     def load(cls, module_names: tuple[str, ...] = EXECUTOR_MODULES) -> "ExecutorRegistry":
         executors: dict[str, Executor] = {}
         control_handlers: dict[str, ControlHandler] = {}
+        long_lived: set[str] = set()
         for module_name in module_names:
             try:
                 module = importlib.import_module(module_name)
@@ -52,7 +58,8 @@ class ExecutorRegistry:
                 continue
             executors.update({JobType(job_type).value: executor for job_type, executor in module.EXECUTORS.items()})
             control_handlers.update(getattr(module, "CONTROL_HANDLERS", {}))
-        return cls(executors, control_handlers)
+            long_lived.update(JobType(job_type).value for job_type in getattr(module, "LONG_LIVED", ()))
+        return cls(executors, control_handlers, frozenset(long_lived))
 
     @property
     def job_types(self) -> list[JobType]:
@@ -63,6 +70,12 @@ class ExecutorRegistry:
 
     def control_handler(self, action: str) -> ControlHandler | None:
         return self.control_handlers.get(action)
+
+    def offers(self, tool_dirs: list[Path]) -> RuntimeOffers:
+        """What this host offers sandboxes, for registration and heartbeats."""
+        runs_sandboxes = any(job_type in self.executors for job_type in SANDBOX_JOB_TYPES)
+        return RuntimeOffers(tool_dirs=[os.path.abspath(directory) for directory in tool_dirs],
+                             isolation=sandbox_driver() if runs_sandboxes else "none")
 
 
 # --- host facts -----------------------------------------------------------------------------
@@ -102,7 +115,7 @@ def detect_gpus() -> list[GpuInfo]:
     return gpus
 
 
-def sandbox_driver() -> str:
+def sandbox_driver() -> IsolationDriver:
     """`bubblewrap` where `bwrap` can isolate sandboxes; otherwise they get rlimits only."""
     return "bubblewrap" if shutil.which("bwrap") else "rlimits"
 

@@ -151,6 +151,7 @@ async def run_tool(ctx: JobContext) -> dict:
 
 
 EXECUTORS = {"mcp.test": run_server, "mcp.run": run_server, "tool.run": run_tool}
+LONG_LIVED = frozenset({"mcp.test", "mcp.run"})  # run until stopped: a stopping worker releases them at once
 
 
 # --- control actions -------------------------------------------------------------------------

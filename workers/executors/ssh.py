@@ -204,4 +204,5 @@ async def proxy(message: ControlMessage) -> dict[str, Any]:
 
 
 EXECUTORS = {"ssh.run": run_action, "ssh.forward": hold_forward}
+LONG_LIVED = frozenset({"ssh.forward"})  # held until stopped: a stopping worker releases it at once
 CONTROL_HANDLERS = {FORWARD_PROXY_ACTION: proxy}
