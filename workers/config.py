@@ -45,6 +45,9 @@ class WorkerConfig(BaseSettings):
     log_level: str = "INFO"
     # Host directories every sandbox sees read-only at the same path (pre-installed MCP servers).
     sandbox_tool_dirs: list[Path] = Field(default_factory=list)
+    # Without bubblewrap a sandbox would run with rlimits only (no namespaces, the worker's network,
+    # able to read what the worker's uid can): such a runtime runs no sandbox unless this is set.
+    allow_unisolated_sandboxes: bool = False
     # The direct control endpoint (workers.control_server): HOST:PORT to listen on (port 0 picks a
     # free one; unset: control requests come through the queue only), and the URL the API should
     # use for it (default http://HOST:PORT as bound; required when HOST is a wildcard address).

@@ -206,7 +206,8 @@ def _register_request(
         name=config.name,
         capabilities=sorted(executors),
         runtimes=registry.detect_runtimes(),
-        labels={**config.labels, "sandbox": registry.sandbox_driver()},  # a fact, so it wins over a given label
+        # Facts, so they win over given labels: the API's dispatch reads the sandbox driver.
+        labels={**config.labels, **registry.sandbox_labels(config.allow_unisolated_sandboxes)},
         gpus=registry.detect_gpus(),
         max_concurrent_jobs=config.max_concurrent_jobs,
         free_disk_bytes=registry.free_disk_bytes(config.data_dir),
@@ -510,6 +511,7 @@ class Worker:
             policy=message.policy,
             proxy_key=self.proxy_key,
             sandbox_tool_dirs=tuple(str(d) for d in self.config.sandbox_tool_dirs),
+            allow_unisolated_sandboxes=self.config.allow_unisolated_sandboxes,
         )
         spool_claim = SpoolClaim(claim_id=claim.claim_id, workspace_id=message.workspace_id, job_id=message.job_id)
         await asyncio.to_thread(self.spool.open, spool_claim, claim.next_seq)

@@ -16,6 +16,12 @@ class SandboxPolicy(BaseModel):
     cpu_seconds: int = Field(300, gt=0, description="CPU time per process (RLIMIT_CPU)")
     max_processes: int = Field(64, gt=0, description="processes of the sandbox (RLIMIT_NPROC)")
     max_open_files: int = Field(256, gt=0, description="descriptors per process (RLIMIT_NOFILE)")
+    max_file_mb: int = Field(64, gt=0, description="size of any one file a process writes (RLIMIT_FSIZE)")
+    disk_mb: int = Field(256, gt=0, description="what the sandbox may write under /sandbox (a tmpfs of this size)")
+    sandbox_memory_mb: int = Field(
+        1024, gt=0, description="memory of all the sandbox's processes together (cgroup memory.max, where delegated)")
+    cpu_cores: float = Field(
+        1.0, gt=0, le=256, description="CPU of all the sandbox's processes together (cgroup cpu.max, where delegated)")
     network: bool = False
     command_allowlist: list[str] = Field(
         default_factory=lambda: ["node", "npx", "python", "python3", "uv", "uvx", "bash", "sh"],

@@ -40,6 +40,7 @@ class JobContext:
     policy: SandboxPolicy | None = None  # for sandbox jobs: the limits and command lists to enforce
     proxy_key: str = ""  # verifies proxy tokens the API signed for this runtime
     sandbox_tool_dirs: tuple[str, ...] = ()  # host directories sandboxes see read-only
+    allow_unisolated_sandboxes: bool = False  # the owner accepts sandboxes without bubblewrap
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     deadline_changed: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -18,6 +18,8 @@ from typing import Any, Awaitable, Callable
 from app.contract.messages import ControlMessage, GpuInfo, JobType
 from app.contract.logs import log
 from workers.executors.base import Executor
+from workers.sandbox.isolation import isolation_driver
+from workers.sandbox.network import network_driver
 
 EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.sandbox")
 
@@ -87,9 +89,12 @@ def detect_gpus() -> list[GpuInfo]:
     return gpus
 
 
-def sandbox_driver() -> str:
-    """`bubblewrap` where `bwrap` can isolate sandboxes; otherwise they get rlimits only."""
-    return "bubblewrap" if shutil.which("bwrap") else "rlimits"
+def sandbox_labels(allow_unisolated: bool) -> dict[str, str]:
+    """How this host confines sandboxes, as labels the API's dispatch reads: `sandbox` is
+    `bubblewrap`, `rlimits` (no bubblewrap, and the owner accepts unisolated sandboxes) or `none`
+    (runs no sandbox); `sandbox_network` is `pasta` where networked sandboxes get a namespace of
+    their own, else `none` (networked sandboxes are refused)."""
+    return {"sandbox": isolation_driver(allow_unisolated), "sandbox_network": network_driver() or "none"}
 
 
 def free_disk_bytes(path: Path) -> int:

@@ -22,7 +22,7 @@ from app.contract.messages import ControlMessage, ProxyRequest, ProxyResponse, S
 from app.contract.policy import SandboxPolicy, SandboxRejected
 from app.contract.signing import verify_proxy_token
 from workers.executors.base import ExecutorError, JobContext
-from workers.sandbox import SandboxSession, SandboxStartFailed
+from workers.sandbox.session import SandboxRefused, SandboxSession, SandboxStartFailed
 
 MATRIXSHELL_SERVER = Path(__file__).resolve().parent.parent / "sandbox" / "matrixshell_server.py"
 LIVENESS_SECONDS = 0.5
@@ -65,16 +65,23 @@ class LiveSandbox:
         session = SandboxSession()
         try:
             await session.start(self.spec.start_command, self._environment(), self.workdir, self.policy,
-                                transport=self.spec.transport, readonly_dirs=self.ctx.sandbox_tool_dirs)
-        except SandboxRejected as error:
+                                transport=self.spec.transport, readonly_dirs=self.ctx.sandbox_tool_dirs,
+                                allow_unisolated=self.ctx.allow_unisolated_sandboxes)
+        except (SandboxRejected, SandboxRefused, SandboxStartFailed) as error:
             self.state = "failed"
-            raise ExecutorError(f"sandbox refused: {error}", code="forbidden") from error
-        except SandboxStartFailed as error:
-            self.state = "failed"
-            raise ExecutorError(f"the MCP server did not start: {error}") from error
+            if isinstance(error, SandboxRejected):
+                message, code = f"sandbox refused: {error}", "forbidden"
+            elif isinstance(error, SandboxRefused):
+                message, code = f"sandbox refused by this runtime: {error}", "failed"
+            else:
+                message, code = f"the MCP server did not start: {error}", "failed"
+            # The failure says how the sandbox was (or would have been) confined, as `running` does.
+            await self.ctx.emit("sandbox", "error", message, {"state": "failed", "isolation": session.isolation,
+                                                               "limits": session.limits})
+            raise ExecutorError(message, code=code) from error
         self.session, self.state, self.started_at = session, "running", time.time()
         tools = session.tools_at_start
-        report = {"state": "running", "isolation": session.isolation, "pid": session.pid,
+        report = {"state": "running", "isolation": session.isolation, "limits": session.limits, "pid": session.pid,
                   "tools": [tool["name"] for tool in tools]}
         if len(json.dumps(tools)) <= TOOL_DEFINITIONS_IN_EVENT_MAX_BYTES:
             report["tool_definitions"] = tools  # lets a readiness wait answer without asking the server again
@@ -123,12 +130,13 @@ async def run_server(ctx: JobContext) -> dict:
         while not ctx.cancelled.is_set():
             try:
                 await asyncio.wait_for(ctx.cancelled.wait(), LIVENESS_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if live.server_died():
                 reason = live.session.stop_reason or "exited"
                 live.state = "failed"
-                await ctx.emit("sandbox", "error", f"server exited: {reason}", {"state": "failed"})
+                await ctx.emit("sandbox", "error", f"server exited: {reason}",
+                               {"state": "failed", "isolation": live.session.isolation, "limits": live.session.limits})
                 raise ExecutorError(f"the MCP server exited on its own: {reason}")
         return {"state": "ended", "ran_seconds": round(time.time() - live.started_at, 3) if live.started_at else 0}
     finally:
@@ -190,6 +198,7 @@ async def inspect(message: ControlMessage) -> dict:
     live = _live(message, running=False)
     session = live.session
     return {"state": live.state, "isolation": session.isolation if session else None,
+            "limits": session.limits if session else {},
             "pids": session.processes() if session else [], "rss_bytes": session.rss_bytes() if session else 0,
             "started_at": live.started_at}
 

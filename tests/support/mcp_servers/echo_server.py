@@ -9,8 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
+from pydantic import Field
 from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("echo")
@@ -93,6 +96,48 @@ def hog_memory(mb: int) -> str:
     except MemoryError:
         raise ToolError(f"out of memory allocating {mb} MB") from None
     return f"allocated {len(block) // (1024 * 1024)} MB"
+
+
+@server.tool()
+def write_file(path: str, mb: int) -> str:
+    """Write mb megabytes of zeros to path, one megabyte at a time."""
+    written = 0
+    try:
+        with open(path, "wb") as file:
+            for _ in range(mb):
+                file.write(b"\0" * 1024 * 1024)
+                file.flush()
+                written += 1
+    except OSError as exc:
+        raise ToolError(f"write failed after {written} MB: {exc}") from None
+    return f"wrote {written} MB"
+
+
+@server.tool()
+def spew_stderr(mb: int) -> str:
+    """Write mb megabytes of lines to stderr, then a last line."""
+    line = "x" * 1023 + "\n"
+    for _ in range(mb * 1024):
+        sys.stderr.write(line)
+    sys.stderr.write("the last line\n")
+    sys.stderr.flush()
+    return f"wrote {mb} MB to stderr"
+
+
+@server.tool()
+def http_get(url: str) -> str:
+    """GET a URL and return its body."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.read().decode()
+    except OSError as exc:
+        raise ToolError(f"cannot fetch {url}: {exc}") from None
+
+
+@server.tool()
+def match(text: Annotated[str, Field(pattern=r"^(a+)+$")]) -> str:
+    """Accept a run of a's (the pattern backtracks badly on anything else: a test of the caller)."""
+    return text
 
 
 if __name__ == "__main__":
