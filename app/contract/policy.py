@@ -12,16 +12,16 @@ class SandboxRejected(Exception):
 
 
 class SandboxPolicy(BaseModel):
-    memory_mb: int = Field(512, gt=0, description="private memory per process (RLIMIT_DATA)")
-    cpu_seconds: int = Field(300, gt=0, description="CPU time per process (RLIMIT_CPU)")
-    max_processes: int = Field(64, gt=0, description="processes of the sandbox (RLIMIT_NPROC)")
-    max_open_files: int = Field(256, gt=0, description="descriptors per process (RLIMIT_NOFILE)")
-    max_file_mb: int = Field(64, gt=0, description="size of any one file a process writes (RLIMIT_FSIZE)")
-    disk_mb: int = Field(256, gt=0, description="what the sandbox may write under /sandbox (a tmpfs of this size)")
+    memory_mb: int = Field(default=512, gt=0, description="private memory per process (RLIMIT_DATA)")
+    cpu_seconds: int = Field(default=300, gt=0, description="CPU time per process (RLIMIT_CPU)")
+    max_processes: int = Field(default=64, gt=0, description="processes of the sandbox (RLIMIT_NPROC)")
+    max_open_files: int = Field(default=256, gt=0, description="descriptors per process (RLIMIT_NOFILE)")
+    max_file_mb: int = Field(default=64, gt=0, description="size of any one file a process writes (RLIMIT_FSIZE)")
+    disk_mb: int = Field(default=256, gt=0, description="what may be written under /sandbox (a tmpfs of this size)")
     sandbox_memory_mb: int = Field(
-        1024, gt=0, description="memory of all the sandbox's processes together (cgroup memory.max, where delegated)")
+        default=1024, gt=0, description="memory of the sandbox's processes together (cgroup memory.max, if delegated)")
     cpu_cores: float = Field(
-        1.0, gt=0, le=256, description="CPU of all the sandbox's processes together (cgroup cpu.max, where delegated)")
+        default=1.0, gt=0, le=256, description="CPU of the sandbox's processes together (cgroup cpu.max, if delegated)")
     network: bool = False
     command_allowlist: list[str] = Field(
         default_factory=lambda: ["node", "npx", "python", "python3", "uv", "uvx", "bash", "sh"],
@@ -31,7 +31,7 @@ class SandboxPolicy(BaseModel):
         default_factory=lambda: ["sudo", "/dev/tcp", "mkfs"],
         description="substrings no command may contain",
     )
-    ttl_seconds: int = Field(900, gt=0, description="wall-clock life of a session")
+    ttl_seconds: int = Field(default=900, gt=0, description="wall-clock life of a session")
 
     def check_command(self, command: str) -> list[str]:
         """Split a start command into argv, or raise SandboxRejected saying what is not allowed."""

@@ -12,8 +12,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from workers.sandbox.isolation import bubblewrap_available, bubblewrap_path
 from app.contract.policy import SandboxPolicy
+from workers.sandbox.isolation import bubblewrap_available, bubblewrap_path
 from workers.sandbox.session import ARGUMENT_CHECKS, SandboxSession
 
 MCP_SERVERS = Path(__file__).parent / "mcp_servers"

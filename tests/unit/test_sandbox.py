@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.contract.policy import SandboxPolicy, SandboxRejected
 from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
     ECHO_SERVER,
     EVERYTHING_ENTRY,
@@ -19,7 +20,6 @@ from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
     running,
     start_sandbox,
 )
-from app.contract.policy import SandboxPolicy, SandboxRejected
 from workers.sandbox.session import SandboxStartFailed
 from workers.sandbox.stderr import OFFLINE_ENVIRONMENT
 

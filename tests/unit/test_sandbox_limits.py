@@ -20,7 +20,8 @@ from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
 from workers.executors import registry
 from workers.executors.base import ExecutorError, JobContext
 from workers.executors.sandbox import run_server
-from workers.sandbox import cgroups, session as session_module
+from workers.sandbox import cgroups
+from workers.sandbox import session as session_module
 from workers.sandbox.session import ARGUMENT_CHECKS, SandboxRefused, SandboxStartFailed
 from workers.sandbox.stderr import STDERR_KEEP_BYTES
 

@@ -9,8 +9,8 @@ from contextlib import ExitStack
 import pytest
 
 from app.contract.policy import SandboxPolicy
-from tests.support.sandbox_fixtures import anyio_backend, require_bubblewrap, start_sandbox  # noqa: F401
 from tests.support.network_hosts import network_host
+from tests.support.sandbox_fixtures import anyio_backend, require_bubblewrap, start_sandbox  # noqa: F401
 from workers.sandbox.network import network_driver
 
 pytestmark = pytest.mark.anyio

@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.contract.messages import ControlMessage, ProxyRequest, ProxyResponse, SandboxUpdate, ToolCallArguments
 from app.contract.policy import SandboxPolicy, SandboxRejected
-from app.contract.signing import verify_proxy_token
+from app.contract.signing import verify_proxy_request
 from workers.executors.base import ExecutorError, JobContext
+from workers.sandbox import proxy as proxy_headers
 from workers.sandbox.session import SandboxRefused, SandboxSession, SandboxStartFailed
 
 MATRIXSHELL_SERVER = Path(__file__).resolve().parent.parent / "sandbox" / "matrixshell_server.py"
@@ -32,7 +33,7 @@ SESSION_TTL_BACKSTOP_SECONDS = 7 * 24 * 3600
 # Up to this size the `running` event carries the listed tools in full; larger listings (events
 # are stored items) are fetched from the server when asked for.
 TOOL_DEFINITIONS_IN_EVENT_MAX_BYTES = 16_384
-_PROXY_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+PROXY_NONCES = proxy_headers.SeenNonces()  # proxy tokens this worker has honoured
 
 
 class ServerSpec(BaseModel):
@@ -55,6 +56,13 @@ class LiveSandbox:
     state: str = "starting"  # starting, running, stopping, stopped, failed
     started_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def running_session(self) -> SandboxSession:
+        """The session of a sandbox whose server runs (callers checked `state`)."""
+        if self.session is None:
+            raise ExecutorError(f"sandbox {self.ctx.job_id} is {self.state}, not running", code="not_running")
+        return self.session
 
     @property
     def workdir(self) -> str:
@@ -133,10 +141,11 @@ async def run_server(ctx: JobContext) -> dict:
             except TimeoutError:
                 pass
             if live.server_died():
-                reason = live.session.stop_reason or "exited"
+                session = live.running_session
+                reason = session.stop_reason or "exited"
                 live.state = "failed"
                 await ctx.emit("sandbox", "error", f"server exited: {reason}",
-                               {"state": "failed", "isolation": live.session.isolation, "limits": live.session.limits})
+                               {"state": "failed", "isolation": session.isolation, "limits": session.limits})
                 raise ExecutorError(f"the MCP server exited on its own: {reason}")
         return {"state": "ended", "ran_seconds": round(time.time() - live.started_at, 3) if live.started_at else 0}
     finally:
@@ -151,7 +160,7 @@ async def run_tool(ctx: JobContext) -> dict:
     if live is None or live.state != "running":
         raise ExecutorError(f"sandbox session {ctx.payload.get('session_id')} is not running on this runtime")
     await ctx.emit("tool", "running", f"calling {ctx.payload['name']}")
-    answer = await live.session.call_tool(ctx.payload["name"], ctx.payload.get("arguments", {}),
+    answer = await live.running_session.call_tool(ctx.payload["name"], ctx.payload.get("arguments", {}),
                                           timeout=max(ctx.expires_at - time.time(), 1))
     if not answer["ok"]:
         raise ExecutorError(answer.get("error", "the tool failed"))
@@ -182,12 +191,13 @@ def _arguments(model: type[BaseModel], message: ControlMessage):
 
 
 async def list_tools(message: ControlMessage) -> dict:
-    return {"tools": await _live(message).session.list_tools()}
+    return {"tools": await _live(message).running_session.list_tools()}
 
 
 async def call_tool(message: ControlMessage) -> dict:
     request = _arguments(ToolCallArguments, message)
-    answer = await _live(message).session.call_tool(request.name, request.arguments, timeout=request.timeout_seconds)
+    session = _live(message).running_session
+    answer = await session.call_tool(request.name, request.arguments, timeout=request.timeout_seconds)
     result = answer.get("result", {})
     if not answer["ok"]:
         result = {**result, "error": answer.get("error", "the tool failed")}
@@ -239,25 +249,25 @@ async def update(message: ControlMessage) -> dict:
 async def proxy(message: ControlMessage) -> dict:
     live = _live(message)
     request = _arguments(ProxyRequest, message)
+    now = time.time()
     try:
-        claims = verify_proxy_token(live.ctx.proxy_key, request.token, time.time())
+        claims = verify_proxy_request(live.ctx.proxy_key, request.token, now, message.job_id, request.method)
     except SandboxRejected as error:
         raise ExecutorError(str(error), code="forbidden") from error
-    if claims.get("sandbox_id") != message.job_id:
-        raise ExecutorError("the proxy token was signed for another sandbox", code="forbidden")
-    port = live.session.port
+    if not PROXY_NONCES.first_use(claims.nonce, claims.exp, now):
+        raise ExecutorError("the proxy token was used already; a token is good for one request", code="forbidden")
+    port = live.running_session.port
     if port is None:
         raise ExecutorError("this sandbox's server speaks stdio; nothing to proxy", code="bad_request")
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _PROXY_HOP_HEADERS}
     url = f"http://127.0.0.1:{port}/{request.path}" + (f"?{request.query}" if request.query else "")
     async with httpx.AsyncClient(timeout=20) as client:
         try:
-            answer = await client.request(request.method, url, headers=headers,
+            answer = await client.request(request.method, url, headers=proxy_headers.request_headers(request.headers),
                                           content=base64.b64decode(request.body_b64))
         except httpx.HTTPError as error:
             raise ExecutorError(f"the sandbox's server did not answer: {error}") from error
-    kept = {k: v for k, v in answer.headers.items() if k.lower() not in _PROXY_HOP_HEADERS}
-    return ProxyResponse(status=answer.status_code, headers=kept,
+    headers = proxy_headers.response_headers(answer.headers.multi_items())
+    return ProxyResponse(status=answer.status_code, headers=headers,
                          body_b64=base64.b64encode(answer.content).decode()).model_dump()
 
 

@@ -29,9 +29,9 @@ from workers.sandbox.argument_check import ArgumentChecks, CheckTimedOut
 from workers.sandbox.isolation import (
     Launch,
     bubblewrap_available,
-    isolation_driver,
     build_launch,
     claim_sandbox_uid,
+    isolation_driver,
     prepare_workdir,
     release_sandbox_uid,
 )

@@ -4,6 +4,7 @@ Speaks stdio, or streamable HTTP on 127.0.0.1:$PORT when PORT is set.
 """
 
 import asyncio
+import gzip
 import os
 import socket
 import subprocess
@@ -13,8 +14,10 @@ import urllib.request
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
-from pydantic import Field
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
 
 server = MCPServer("echo")
 
@@ -138,6 +141,27 @@ def http_get(url: str) -> str:
 def match(text: Annotated[str, Field(pattern=r"^(a+)+$")]) -> str:
     """Accept a run of a's (the pattern backtracks badly on anything else: a test of the caller)."""
     return text
+
+
+# Plain HTTP beside /mcp, for the runtime proxy's tests: what a server might answer a browser.
+PAGE = b"<html><script>document.title = document.cookie</script>hello</html>"
+
+
+@server.custom_route("/web/page", methods=["GET"])
+async def web_page(request: Request) -> Response:
+    """HTML with a script, a cookie for whoever serves it, and other headers that act on an origin."""
+    return Response(PAGE, media_type="text/html", headers={
+        "set-cookie": "session=stolen; Path=/", "clear-site-data": '"*"', "access-control-allow-origin": "*",
+        "x-served-by": "echo"})
+
+
+@server.custom_route("/web/compressed", methods=["GET"])
+async def web_compressed(request: Request) -> Response:
+    """A JSON body, gzip-encoded whenever the client accepts gzip."""
+    body = b'{"text": "' + b"compressible " * 200 + b'"}'
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(gzip.compress(body), media_type="application/json", headers={"content-encoding": "gzip"})
+    return Response(body, media_type="application/json")
 
 
 if __name__ == "__main__":
