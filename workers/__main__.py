@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level")
     parser.add_argument("--sandbox-tool-dir", dest="sandbox_tool_dirs", action="append",
                         help="host directory visible read-only in every sandbox, repeatable")
+    parser.add_argument("--allow-unisolated-sandboxes", action="store_true", default=None,
+                        help="without bubblewrap, run sandboxes with rlimits only (otherwise they are refused)")
     parser.add_argument("--control-listen", metavar="HOST:PORT",
                         help="serve control requests directly from the API on this address (port 0: any free one)")
     parser.add_argument("--control-url", metavar="URL",

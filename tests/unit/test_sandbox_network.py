@@ -3,6 +3,7 @@ host, and never the worker's loopback, the private network, the metadata service
 range or another sandbox (issue 9). Real hosts, each in a namespace of its own (test_hosts)."""
 
 import asyncio
+import os
 import socket
 from contextlib import ExitStack
 
@@ -11,7 +12,10 @@ import pytest
 from app.contract.policy import SandboxPolicy
 from tests.support.network_hosts import network_host
 from tests.support.sandbox_fixtures import anyio_backend, require_bubblewrap, start_sandbox  # noqa: F401
+from workers.executors import registry
+from workers.sandbox import network, processes
 from workers.sandbox.network import network_driver
+from workers.sandbox.session import SandboxRefused
 
 pytestmark = pytest.mark.anyio
 NETWORKED = SandboxPolicy(network=True)
@@ -97,3 +101,33 @@ def _default_source_address() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect(("198.51.100.10", 9))
         return probe.getsockname()[0]
+
+
+async def test_a_stopped_sandbox_leaves_no_network_behind(start_sandbox, require_bubblewrap, requires_network_driver):
+    session = await start_sandbox(policy=NETWORKED)
+    helpers = _network_helpers()
+    assert len(helpers) == 2  # the namespace's holder and its pasta
+
+    await session.stop()
+
+    assert _network_helpers() == []
+
+
+async def test_an_unprivileged_worker_refuses_networked_sandboxes(start_sandbox, require_bubblewrap, monkeypatch):
+    monkeypatch.setattr(network.os, "geteuid", lambda: 10001)
+
+    with pytest.raises(SandboxRefused, match="network access was asked for: .*needs a worker running as root"):
+        await start_sandbox(policy=NETWORKED)
+
+    assert registry.sandbox_labels(allow_unisolated=False)["sandbox_network"] == "none"
+
+
+def _network_helpers() -> list[str]:
+    """This process's children that serve a sandbox's network namespace."""
+    names = []
+    for pid in processes.children(os.getpid()):
+        with open(f"/proc/{pid}/comm") as file:
+            name = file.read().strip()
+        if name in ("sleep", "pasta", "pasta.avx2", "passt.avx2"):
+            names.append(name)
+    return names
