@@ -6,9 +6,30 @@ import shlex
 
 from pydantic import BaseModel, Field
 
+# Labels a runtime reports about how it confines sandboxes (facts from the worker: they win over
+# labels given at registration). `sandbox`: `bubblewrap`, `rlimits` (no bubblewrap, and its owner
+# accepts unisolated sandboxes) or `none` (runs no sandbox). `sandbox_network`: `pasta` where a
+# networked sandbox gets a network namespace of its own, else `none`.
+SANDBOX_DRIVER_LABEL = "sandbox"
+SANDBOX_NETWORK_LABEL = "sandbox_network"
+
 
 class SandboxRejected(Exception):
     """A request breaks the sandbox policy; the message says how, for the user to fix."""
+
+
+def placement_refusal(labels: dict[str, str], *, own_runtime: bool, network: bool) -> str | None:
+    """Why a runtime with these labels may not run a sandbox, or None when it may. `own_runtime`:
+    the runtime belongs to the sandbox's workspace (a shared runtime does not); `network`: the
+    sandbox's policy allows network access."""
+    driver = labels.get(SANDBOX_DRIVER_LABEL, "none")
+    if driver == "none":
+        return "the runtime cannot isolate sandboxes, so it runs none"
+    if driver != "bubblewrap" and not own_runtime:
+        return f"the runtime does not isolate sandboxes ({driver} only), so it runs only its own workspace's"
+    if network and labels.get(SANDBOX_NETWORK_LABEL) != "pasta":
+        return "the runtime cannot give a networked sandbox a network namespace of its own"
+    return None
 
 
 class SandboxPolicy(BaseModel):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.contract.policy import SandboxPolicy, SandboxRejected
+from app.contract.policy import SandboxPolicy, SandboxRejected, placement_refusal
 from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
     ECHO_SERVER,
     EVERYTHING_ENTRY,
@@ -47,6 +47,22 @@ async def wait_until(condition) -> None:
 def test_policy_rejects_commands_it_does_not_allow(command, reason):
     with pytest.raises(SandboxRejected, match=reason):
         SandboxPolicy().check_command(command)
+
+
+@pytest.mark.parametrize(("labels", "own_runtime", "network", "refused"), [
+    ({"sandbox": "bubblewrap", "sandbox_network": "pasta"}, False, True, None),
+    ({"sandbox": "bubblewrap", "sandbox_network": "none"}, False, False, None),
+    ({"sandbox": "bubblewrap", "sandbox_network": "none"}, True, True, "network namespace of its own"),
+    ({"sandbox": "bubblewrap"}, False, True, "network namespace of its own"),  # a worker from before
+    ({"sandbox": "rlimits", "sandbox_network": "none"}, True, False, None),
+    ({"sandbox": "rlimits", "sandbox_network": "none"}, False, False, "runs only its own workspace's"),
+    ({"sandbox": "none", "sandbox_network": "pasta"}, True, False, "runs none"),
+    ({}, True, False, "runs none"),
+])
+def test_only_a_runtime_that_isolates_may_run_a_strangers_sandbox(labels, own_runtime, network, refused):
+    reason = placement_refusal(labels, own_runtime=own_runtime, network=network)
+
+    assert reason is None if refused is None else refused in reason
 
 
 def test_policy_accepts_an_allowed_command():

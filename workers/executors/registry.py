@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from app.contract.messages import ControlMessage, GpuInfo, JobType
+from app.contract.policy import SANDBOX_DRIVER_LABEL, SANDBOX_NETWORK_LABEL
 from app.contract.logs import log
 from workers.executors.base import Executor
 from workers.sandbox.isolation import isolation_driver
@@ -90,11 +91,9 @@ def detect_gpus() -> list[GpuInfo]:
 
 
 def sandbox_labels(allow_unisolated: bool) -> dict[str, str]:
-    """How this host confines sandboxes, as labels the API's dispatch reads: `sandbox` is
-    `bubblewrap`, `rlimits` (no bubblewrap, and the owner accepts unisolated sandboxes) or `none`
-    (runs no sandbox); `sandbox_network` is `pasta` where networked sandboxes get a namespace of
-    their own, else `none` (networked sandboxes are refused)."""
-    return {"sandbox": isolation_driver(allow_unisolated), "sandbox_network": network_driver() or "none"}
+    """How this host confines sandboxes, as the labels the API's dispatch reads
+    (`app.contract.policy.placement_refusal`)."""
+    return {SANDBOX_DRIVER_LABEL: isolation_driver(allow_unisolated), SANDBOX_NETWORK_LABEL: network_driver() or "none"}
 
 
 def free_disk_bytes(path: Path) -> int:

@@ -19,7 +19,6 @@ inherit the cgroup.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from pathlib import Path
 
@@ -43,10 +42,15 @@ def _setup() -> tuple[Path | None, str | None]:
         return None, f"the worker's cgroup lacks the {', '.join(missing)} controller(s)"
     try:
         if own != "/":
-            # No processes may stay in a cgroup whose children have controllers: move ours aside.
+            # No process may stay in a cgroup whose children have controllers: move every one
+            # (the worker, and an init or parent process sharing its cgroup) into a leaf.
             worker = base / "worker"
             worker.mkdir(exist_ok=True)
-            (worker / "cgroup.procs").write_text(str(os.getpid()))
+            for pid in (base / "cgroup.procs").read_text().split():
+                try:
+                    (worker / "cgroup.procs").write_text(pid)
+                except ProcessLookupError:
+                    pass  # exited meanwhile
         enable = " ".join(f"+{name}" for name in CONTROLLERS)
         (base / "cgroup.subtree_control").write_text(enable)
         sandboxes = base / "sandboxes"
@@ -105,11 +109,15 @@ def create(name: str, memory_mb: int, max_processes: int, cpu_cores: float) -> S
     parent, _ = _setup()
     if parent is None:
         return None
-    path = parent / name
-    path.mkdir(exist_ok=True)
-    (path / "memory.max").write_text(str(memory_mb * 1024 * 1024))
-    if (path / "memory.swap.max").exists():
-        (path / "memory.swap.max").write_text("0")
-    (path / "pids.max").write_text(str(max_processes))
-    (path / "cpu.max").write_text(f"{round(cpu_cores * CPU_PERIOD_MICROSECONDS)} {CPU_PERIOD_MICROSECONDS}")
-    return SandboxCgroup(path)
+    cgroup = SandboxCgroup(parent / name)
+    try:
+        cgroup.path.mkdir(exist_ok=True)
+        (cgroup.path / "memory.max").write_text(str(memory_mb * 1024 * 1024))
+        if (cgroup.path / "memory.swap.max").exists():
+            (cgroup.path / "memory.swap.max").write_text("0")
+        (cgroup.path / "pids.max").write_text(str(max_processes))
+        (cgroup.path / "cpu.max").write_text(f"{round(cpu_cores * CPU_PERIOD_MICROSECONDS)} {CPU_PERIOD_MICROSECONDS}")
+    except OSError:
+        cgroup.remove()  # rlimits alone, as on a host without delegation
+        return None
+    return cgroup

@@ -260,7 +260,7 @@ class SandboxSession:
             limits["cgroup"] = {"memory_mb": policy.sandbox_memory_mb, "pids": policy.max_processes + 2,
                                 "cpu_cores": policy.cpu_cores}
         else:
-            limits["cgroup_unavailable"] = cgroups.unavailable_reason()
+            limits["cgroup_unavailable"] = cgroups.unavailable_reason() or "the sandbox's cgroup could not be made"
         return limits
 
     @asynccontextmanager
