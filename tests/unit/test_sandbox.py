@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
     running,
     start_sandbox,
 )
+from workers.sandbox.isolation import claim_sandbox_uid, release_sandbox_uid
 from workers.sandbox.session import SandboxStartFailed
 from workers.sandbox.stderr import OFFLINE_ENVIRONMENT
 
@@ -232,3 +234,20 @@ async def test_a_memory_hog_is_contained(start_sandbox, require_bubblewrap):
 
     assert hog["ok"] is False and "out of memory" in hog["error"]
     assert modest["ok"] is True and session.alive
+
+
+def test_two_processes_never_claim_the_same_sandbox_uid():
+    """Stopping a sandbox kills every process of its uid: two workers on one host must not share one."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "from workers.sandbox.isolation import claim_sandbox_uid; import sys; "
+         "print(claim_sandbox_uid(), flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        theirs = int(holder.stdout.readline())
+        ours = claim_sandbox_uid()
+        try:
+            assert ours != theirs
+        finally:
+            release_sandbox_uid(ours)
+    finally:
+        holder.communicate("")

@@ -114,8 +114,11 @@ def _serve() -> None:
         if key not in validators:
             validators[key] = _validator(jsonschema, request["schema"])
         validator = validators[key]
-        problem = validator and jsonschema.exceptions.best_match(validator.iter_errors(request["arguments"]))
         answer = None
+        try:
+            problem = validator and jsonschema.exceptions.best_match(validator.iter_errors(request["arguments"]))
+        except Exception:  # a schema jsonschema cannot apply (an unresolvable $ref, say): the server judges
+            problem = None
         if problem:
             where = "/".join(str(part) for part in problem.absolute_path) or "arguments"
             answer = f"{where}: {problem.message}"

@@ -47,6 +47,7 @@ the interpreter and the work directory must then be reachable by that uid.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import json
 import os
@@ -77,7 +78,11 @@ ETC_ENTRIES = (
 )
 PR_SET_NO_NEW_PRIVS = 38
 
-_claimed_uids: set[int] = set()
+# A claimed uid is held by an flock on a file named after it, so that workers (or other
+# processes using sandboxes) on one host never hand out the same uid at once: stopping a
+# sandbox kills every process of its uid. The lock goes with the process that holds it.
+UID_LOCK_DIR = "/run/berth-sandbox-uids"
+_claimed_uids: dict[int, int] = {}  # uid -> the descriptor holding its lock
 
 
 @dataclass(frozen=True)
@@ -112,14 +117,26 @@ def claim_sandbox_uid() -> int | None:
     root (it cannot switch uids, and the user namespace covers it)."""
     if os.geteuid() != 0:
         return None
-    busy = _claimed_uids | _uids_of_live_processes()
-    uid = next(uid for uid in SANDBOX_UIDS if uid not in busy)
-    _claimed_uids.add(uid)
-    return uid
+    os.makedirs(UID_LOCK_DIR, mode=0o700, exist_ok=True)
+    busy = set(_claimed_uids) | _uids_of_live_processes()
+    for uid in SANDBOX_UIDS:
+        if uid in busy:
+            continue
+        lock = os.open(os.path.join(UID_LOCK_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process's sandbox has it
+            os.close(lock)
+            continue
+        _claimed_uids[uid] = lock
+        return uid
+    raise RuntimeError("every sandbox uid is in use")
 
 
 def release_sandbox_uid(uid: int | None) -> None:
-    _claimed_uids.discard(uid)
+    lock = _claimed_uids.pop(uid, None) if uid is not None else None
+    if lock is not None:
+        os.close(lock)
 
 
 def prepare_workdir(workdir: str, uid: int | None) -> None:

@@ -167,6 +167,8 @@ class SandboxSession:
             except CheckTimedOut as error:
                 return _failure(f"invalid arguments for {name}: {error} against the tool's input schema "
                                 "(a pattern that backtracks without end?); the call was refused")
+            except OSError as error:  # the checker process died
+                return _failure(f"the arguments for {name} could not be checked ({error}); the call was refused")
             if problem:
                 return _failure(f"invalid arguments for {name}: {problem}")
         try:
