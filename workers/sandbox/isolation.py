@@ -49,8 +49,10 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import functools
+import itertools
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -119,7 +121,10 @@ def claim_sandbox_uid() -> int | None:
         return None
     os.makedirs(UID_LOCK_DIR, mode=0o700, exist_ok=True)
     busy = set(_claimed_uids) | _uids_of_live_processes()
-    for uid in SANDBOX_UIDS:
+    # From a random place in the range: a process that claims without the lock (an older worker)
+    # is then unlikely to take the same uid in the moment before this sandbox's processes have it.
+    start = random.randrange(len(SANDBOX_UIDS))
+    for uid in itertools.chain(SANDBOX_UIDS[start:], SANDBOX_UIDS[:start]):
         if uid in busy:
             continue
         lock = os.open(os.path.join(UID_LOCK_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
