@@ -22,11 +22,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # bubblewrap isolates sandboxes; node runs MCP servers published on npm.
+# bubblewrap isolates sandboxes; passt (pasta) and iproute2 give networked ones a namespace of their own.
+SYSTEM_PACKAGES := bubblewrap passt iproute2
+
 system-packages:
-	@command -v bwrap >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
-	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap >/dev/null; \
-	  else echo "install bubblewrap (apt-get install bubblewrap) for the sandbox isolation tests" >&2; exit 1; fi; }
+	@{ command -v bwrap && command -v pasta && command -v ip; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "install $(SYSTEM_PACKAGES) (apt-get install) for the sandbox isolation tests" >&2; exit 1; fi; }
 	@command -v node >/dev/null || { echo "node (20+) and npm are needed for the sandbox tests" >&2; exit 1; }
 
 bench: install

@@ -85,6 +85,9 @@ class WorkerConfig(BaseSettings):
         default_factory=list,
         description="host directory every sandbox sees read-only at the same path (pre-installed MCP servers): "
                     "--sandbox-tool-dir DIR, repeatable (the variable takes a JSON list)")
+    allow_unisolated_sandboxes: bool = Field(
+        default=False, description="without bubblewrap, run this workspace's own sandboxes with rlimits only "
+                                   "(no namespaces, the worker's network and uid); otherwise they are refused")
     package_cache_dir: Path | None = Field(
         default=None, description="where installed MCP server packages are kept (default: packages under the data dir)")
     package_cache_max_bytes: int = Field(
@@ -106,13 +109,13 @@ class WorkerConfig(BaseSettings):
     die_with_parent: bool = Field(
         default=False, description="stop (as on SIGTERM) when the process that started this one exits "
                                    "(Linux; the local stack sets it)")
-
     vllm_command: str = Field(
         default="vllm serve", min_length=1, max_length=1000,
         description="the command that starts vLLM; the snapshot and the serving flags follow it")
     model_volume_roots: list[Path] = Field(
         default_factory=list, description="host directories `mount_volume` model installs may serve from "
                                           "(JSON list; none: mount_volume is refused)")
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:

@@ -155,14 +155,15 @@ class Registration:
             name=config.name,
             capabilities=self._executors.job_types,
             runtimes=registry.detect_runtimes(),
-            labels={**config.labels, "sandbox": registry.sandbox_driver()},  # a fact, so it wins over a given label
+            # Facts, so they win over given labels: the API's dispatch reads the sandbox driver.
+            labels={**config.labels, **registry.sandbox_labels(config.allow_unisolated_sandboxes)},
             gpus=registry.detect_gpus(),
             max_concurrent_jobs=config.max_concurrent_jobs,
             free_disk_bytes=registry.free_disk_bytes(config.data_dir),
             version=_version(),
             queue_mode=config.queue_mode,
             control_url=self._control_url,
-            offers=self._executors.offers(config.sandbox_tool_dirs),
+            offers=self._executors.offers(config.sandbox_tool_dirs, config.allow_unisolated_sandboxes),
         )
 
 

@@ -72,7 +72,7 @@ class Worker:
         # Verifies what the API signs for this runtime: control requests and proxy tokens.
         self.signing_key = identity.signing_key()
         keys = identity.runtime_keys()
-        self.offers = executors.offers(config.sandbox_tool_dirs)
+        self.offers = executors.offers(config.sandbox_tool_dirs, config.allow_unisolated_sandboxes)
         self.lease_seconds = lease_period(config.visibility_seconds or identity.visibility_seconds)
         self.heartbeat_seconds = config.heartbeat_interval_seconds or identity.heartbeat_interval_seconds
         self.transport: QueueTransport = (

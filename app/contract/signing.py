@@ -4,7 +4,10 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.contract.messages import ControlMessage
 from app.contract.policy import SandboxRejected
@@ -12,7 +15,32 @@ from app.contract.policy import SandboxRejected
 # --- proxy-auth tokens -------------------------------------------------------------------------
 # Signed by the API with the SHA-256 digest of the runtime's token (the API stores only that
 # digest; the runtime derives it from its token), so the runtime can check that a proxied request
-# was authorised by the API for this sandbox, without a shared secret of its own.
+# was authorised by the API for this sandbox, without a shared secret of its own. A token is
+# bound to one sandbox and one HTTP method, lives at most PROXY_TOKEN_MAX_SECONDS, and is good
+# for one request: the runtime refuses a nonce it has seen until the token expires.
+
+PROXY_TOKEN_MAX_SECONDS = 600
+
+
+class ProxyTokenClaims(BaseModel):
+    """What a proxy token says. The API builds them with `proxy_token_claims`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sandbox_id: str = Field(min_length=1)
+    workspace_id: str = Field(min_length=1)
+    runtime_id: str = Field(min_length=1)
+    method: str = Field(pattern=r"^[A-Z]{3,7}$")
+    nonce: str = Field(min_length=16, max_length=200)
+    exp: float
+
+
+def proxy_token_claims(sandbox_id: str, workspace_id: str, runtime_id: str, method: str, now: float,
+                       ttl_seconds: float) -> dict[str, Any]:
+    """Claims for one request of `method` to one sandbox, with a fresh nonce."""
+    return ProxyTokenClaims(sandbox_id=sandbox_id, workspace_id=workspace_id, runtime_id=runtime_id,
+                            method=method.upper(), nonce=secrets.token_urlsafe(18),
+                            exp=now + min(ttl_seconds, PROXY_TOKEN_MAX_SECONDS)).model_dump()
 
 
 def sign_proxy_token(key: str, claims: dict[str, Any]) -> str:
@@ -33,6 +61,22 @@ def verify_proxy_token(key: str, token: str, now: float) -> dict[str, Any]:
         raise SandboxRejected("proxy token is malformed") from None
     if not isinstance(claims, dict) or claims.get("exp", 0) <= now:
         raise SandboxRejected("proxy token has expired")
+    return claims
+
+
+def verify_proxy_request(key: str, token: str, now: float, sandbox_id: str, method: str) -> ProxyTokenClaims:
+    """The claims of a token good for a `method` request to `sandbox_id`, or SandboxRejected
+    saying why not. The nonce is the caller's to check (it must remember what it has seen)."""
+    try:
+        claims = ProxyTokenClaims.model_validate(verify_proxy_token(key, token, now))
+    except ValidationError:
+        raise SandboxRejected("proxy token lacks its sandbox, method or nonce; ask the API for a new one") from None
+    if claims.exp > now + PROXY_TOKEN_MAX_SECONDS:
+        raise SandboxRejected("proxy token is valid for longer than a proxy token may be")
+    if claims.sandbox_id != sandbox_id:
+        raise SandboxRejected("the proxy token was signed for another sandbox")
+    if claims.method != method.upper():
+        raise SandboxRejected(f"the proxy token was signed for {claims.method} requests, not {method.upper()}")
     return claims
 
 

@@ -53,23 +53,47 @@ def test_config_token_and_proxied_mcp_request(owner):
     assert config["transport"] == "http" and config["mcp_url"].endswith(f"/api/runtime/proxy/{session_id}/mcp")
     assert config["runtime"]["id"] == owner.job(session_id)["runtime_id"]
 
-    token = owner.get(f"/api/runtime/proxy-auth/{session_id}").json()
+    token = owner.get(f"/api/runtime/proxy-auth/{session_id}", params={"method": "POST"}).json()
     assert token["header"] == "X-Berth-Proxy-Token" and token["token"].count(".") == 1
 
     headers = {**owner.headers, **MCP_HEADERS, "X-Berth-Proxy-Token": token["token"]}
     answer = owner.client.post(f"/api/runtime/proxy/{session_id}/mcp", headers=headers, json=INITIALIZE)
     assert answer.status_code == 200, answer.text
     assert '"serverInfo"' in answer.text and '"echo"' in answer.text
+    assert answer.headers["content-security-policy"].startswith("sandbox")
 
-    minted = owner.client.post(f"/api/runtime/proxy/{session_id}/mcp", headers={**owner.headers, **MCP_HEADERS},
-                               json=INITIALIZE)
-    assert minted.status_code == 200  # without a token the API signs one for this request
+    replayed = owner.client.post(f"/api/runtime/proxy/{session_id}/mcp", headers=headers, json=INITIALIZE)
+    assert replayed.status_code == 403 and "used already" in replayed.json()["error"]
+
+    for _ in range(2):  # without a token the API signs one for each request
+        minted = owner.client.post(f"/api/runtime/proxy/{session_id}/mcp",
+                                   headers={**owner.headers, **MCP_HEADERS}, json=INITIALIZE)
+        assert minted.status_code == 200, minted.text
+
+    for_get = owner.get(f"/api/runtime/proxy-auth/{session_id}", params={"method": "GET"}).json()["token"]
+    wrong_method = owner.client.post(f"/api/runtime/proxy/{session_id}/mcp",
+                                     headers={**owner.headers, **MCP_HEADERS, "X-Berth-Proxy-Token": for_get},
+                                     json=INITIALIZE)
+    assert wrong_method.status_code == 403 and "not POST" in wrong_method.json()["error"]
 
     body, _, signature = token["token"].partition(".")
     forged = owner.client.post(f"/api/runtime/proxy/{session_id}/mcp",
                                headers={**owner.headers, **MCP_HEADERS, "X-Berth-Proxy-Token": f"{body}.{'0' * 64}"},
                                json=INITIALIZE)
     assert forged.status_code == 403 and "signature" in forged.json()["error"]
+    owner.delete(f"/v1/sandbox/sessions/{session_id}")
+
+
+def test_proxied_pages_cannot_act_on_the_apis_origin(owner):
+    session_id = _http_sandbox(owner)
+    for path in ("web/page", "web/compressed"):
+        answer = owner.client.get(f"/api/runtime/proxy/{session_id}/{path}",
+                                  headers={**owner.headers, "Accept-Encoding": "gzip"})
+        assert answer.status_code == 200, answer.text
+        assert "set-cookie" not in answer.headers and "content-encoding" not in answer.headers
+        assert answer.headers["content-security-policy"].startswith("sandbox")
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.json()["text"].startswith("compressible")  # the body its headers describe
     owner.delete(f"/v1/sandbox/sessions/{session_id}")
 
 

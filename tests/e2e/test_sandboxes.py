@@ -201,11 +201,14 @@ def test_isolation_holds_through_the_api(owner):
     assert stolen["ok"] is False
     other_dir = owner.worker_data_dir / "jobs" / second / "sandbox"
     assert other_dir.is_dir()
-    (other_dir / "secret.txt").write_text("second's data")
-    peek = _call(owner, first, "read_file", {"path": str(other_dir / "secret.txt")}).json()
+    (other_dir / "seed.txt").write_text("second's data")  # after its start: not inside its /sandbox
+    peek = _call(owner, first, "read_file", {"path": str(other_dir / "seed.txt")}).json()
     assert peek["ok"] is False
-    own = _call(owner, second, "read_file", {"path": "/sandbox/secret.txt"}).json()
-    assert own["ok"] is True and "second's data" in str(own["result"])
+    wrote = _call(owner, second, "write_file", {"path": "/sandbox/secret.bin", "mb": 0}).json()
+    assert wrote["ok"] is True
+    own = _call(owner, second, "read_file", {"path": "/sandbox/secret.bin"}).json()
+    theirs = _call(owner, first, "read_file", {"path": "/sandbox/secret.bin"}).json()
+    assert own["ok"] is True and theirs["ok"] is False and "No such file" in theirs["result"]["error"]
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -1,18 +1,20 @@
 """Fixtures for the sandbox tests: sandboxes of the real test servers, and direct clients of
 the same servers without a sandbox, to compare against."""
 
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from workers.sandbox.isolation import bubblewrap_available
 from app.contract.policy import SandboxPolicy
-from workers.sandbox.session import SandboxSession
+from workers.sandbox.isolation import bubblewrap_available, bubblewrap_path
+from workers.sandbox.session import ARGUMENT_CHECKS, SandboxSession
 
 MCP_SERVERS = Path(__file__).parent / "mcp_servers"
 ECHO_SERVER = MCP_SERVERS / "echo_server.py"
@@ -34,6 +36,22 @@ def require_bubblewrap() -> None:
     )
 
 
+@pytest.fixture
+def without_bubblewrap(tmp_path, monkeypatch) -> Iterator[None]:
+    """A host without bubblewrap: PATH holds every tool of this one but bwrap."""
+    tools = tmp_path / "path-without-bwrap"
+    tools.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(directory).glob("*") if os.path.isdir(directory) else ():
+            if tool.name != "bwrap" and not (tools / tool.name).exists():
+                (tools / tool.name).symlink_to(tool)
+    monkeypatch.setenv("PATH", str(tools))
+    bubblewrap_path.cache_clear()
+    yield
+    monkeypatch.undo()
+    bubblewrap_path.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def everything_server() -> Path:
     """server-everything installed from npm (a no-op when already there); its node_modules dir."""
@@ -48,8 +66,8 @@ def everything_server() -> Path:
 
 @pytest.fixture
 async def start_sandbox(tmp_path: Path):
-    """start_sandbox(command, policy=..., env=..., files=[...], name=...) -> a started session
-    whose work directory holds `files`; every session is stopped after the test."""
+    """start_sandbox(command, policy=..., env=..., files=[...], name=..., **start_options) -> a
+    started session whose work directory holds `files`; every session is stopped after the test."""
     sessions: list[SandboxSession] = []
 
     async def start(
@@ -59,6 +77,7 @@ async def start_sandbox(tmp_path: Path):
         files: tuple[Path, ...] = (ECHO_SERVER,),
         name: str = "sandbox",
         transport: str = "stdio",
+        **start_options,
     ) -> SandboxSession:
         workdir = tmp_path / name
         workdir.mkdir()
@@ -67,12 +86,14 @@ async def start_sandbox(tmp_path: Path):
             subprocess.run(["cp", "-r", str(source), str(workdir / source.name)], check=True)
         session = SandboxSession()
         sessions.append(session)
-        await session.start(command, env or {}, str(workdir), policy or SandboxPolicy(), transport=transport)
+        await session.start(command, env or {}, str(workdir), policy or SandboxPolicy(), transport=transport,
+                            **start_options)
         return session
 
     yield start
     for session in sessions:
         await session.stop()
+    await ARGUMENT_CHECKS.close()  # its checker processes belong to this test's event loop
 
 
 async def call_directly(command: list[str], calls: list[tuple[str, dict]]) -> list[dict]:

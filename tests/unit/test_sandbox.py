@@ -4,10 +4,12 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from app.contract.policy import SandboxPolicy, SandboxRejected, placement_refusal
 from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
     ECHO_SERVER,
     EVERYTHING_ENTRY,
@@ -19,8 +21,9 @@ from tests.support.sandbox_fixtures import (  # noqa: F401 (fixtures)
     running,
     start_sandbox,
 )
-from app.contract.policy import SandboxPolicy, SandboxRejected
+from workers.sandbox.isolation import claim_sandbox_uid, release_sandbox_uid
 from workers.sandbox.session import SandboxStartFailed
+from workers.sandbox.stderr import OFFLINE_ENVIRONMENT
 
 pytestmark = pytest.mark.anyio
 
@@ -46,6 +49,22 @@ async def wait_until(condition) -> None:
 def test_policy_rejects_commands_it_does_not_allow(command, reason):
     with pytest.raises(SandboxRejected, match=reason):
         SandboxPolicy().check_command(command)
+
+
+@pytest.mark.parametrize(("labels", "own_runtime", "network", "refused"), [
+    ({"sandbox": "bubblewrap", "sandbox_network": "pasta"}, False, True, None),
+    ({"sandbox": "bubblewrap", "sandbox_network": "none"}, False, False, None),
+    ({"sandbox": "bubblewrap", "sandbox_network": "none"}, True, True, "network namespace of its own"),
+    ({"sandbox": "bubblewrap"}, False, True, "network namespace of its own"),  # a worker from before
+    ({"sandbox": "rlimits", "sandbox_network": "none"}, True, False, None),
+    ({"sandbox": "rlimits", "sandbox_network": "none"}, False, False, "runs only its own workspace's"),
+    ({"sandbox": "none", "sandbox_network": "pasta"}, True, False, "runs none"),
+    ({}, True, False, "runs none"),
+])
+def test_only_a_runtime_that_isolates_may_run_a_strangers_sandbox(labels, own_runtime, network, refused):
+    reason = placement_refusal(labels, own_runtime=own_runtime, network=network)
+
+    assert reason is None if refused is None else refused in reason
 
 
 def test_policy_accepts_an_allowed_command():
@@ -149,8 +168,10 @@ async def test_published_npm_server_matches_a_direct_client(start_sandbox, every
     assert {"echo", "get-sum", "get-env"} <= tools
     assert session.isolation == "bubblewrap"
     assert await session.call_tool("get-sum", arguments) == {"ok": True, "result": direct}
-    # Only what the sandbox was given, plus PATH, HOME and LANG: nothing of the worker's.
-    assert set(json.loads(environment["result"]["content"][0]["text"])) == {"GREETING", "PATH", "HOME", "LANG"}
+    # Only what the sandbox was given, plus PATH, HOME, LANG and (having no network) the package
+    # managers' offline switches: nothing of the worker's.
+    assert set(json.loads(environment["result"]["content"][0]["text"])) == {
+        "GREETING", "PATH", "HOME", "LANG", *OFFLINE_ENVIRONMENT}
 
 
 async def test_cannot_read_the_worker_data_dir(start_sandbox, tmp_path, require_bubblewrap):
@@ -179,19 +200,16 @@ async def test_cannot_read_another_sandboxs_workdir(start_sandbox, require_bubbl
     assert (await second.call_tool("read_file", {"path": "echo_server.py"}))["ok"] is True
 
 
-async def test_network_is_cut_unless_the_policy_allows_it(start_sandbox, require_bubblewrap):
+async def test_without_network_access_nothing_is_reachable(start_sandbox, require_bubblewrap):
     listener = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     async with listener:
-        offline, online = await asyncio.gather(
-            start_sandbox(name="offline"), start_sandbox(name="online", policy=SandboxPolicy(network=True))
-        )
+        offline = await start_sandbox(name="offline")
 
         blocked = await offline.call_tool("net_probe", {"host": "127.0.0.1", "port": port})
-        reached = await online.call_tool("net_probe", {"host": "127.0.0.1", "port": port})
 
     assert blocked["ok"] is False and "cannot connect" in blocked["error"]
-    assert reached["ok"] is True
+    # What a networked sandbox reaches, and what not: test_sandbox_network.py.
 
 
 async def test_a_fork_bomb_is_contained(start_sandbox, require_bubblewrap):
@@ -216,3 +234,20 @@ async def test_a_memory_hog_is_contained(start_sandbox, require_bubblewrap):
 
     assert hog["ok"] is False and "out of memory" in hog["error"]
     assert modest["ok"] is True and session.alive
+
+
+def test_two_processes_never_claim_the_same_sandbox_uid():
+    """Stopping a sandbox kills every process of its uid: two workers on one host must not share one."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "from workers.sandbox.isolation import claim_sandbox_uid; import sys; "
+         "print(claim_sandbox_uid(), flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        theirs = int(holder.stdout.readline())
+        ours = claim_sandbox_uid()
+        try:
+            assert ours != theirs
+        finally:
+            release_sandbox_uid(ours)
+    finally:
+        holder.communicate("")

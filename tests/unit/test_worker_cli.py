@@ -37,6 +37,7 @@ SAMPLES: dict[str, tuple[list[str], str, object]] = {
     "retry_max_seconds": (["9"], "9", 9.0),
     "log_level": (["debug"], "debug", "DEBUG"),
     "sandbox_tool_dirs": (["/opt/mcp"], '["/opt/mcp"]', [Path("/opt/mcp")]),
+    "allow_unisolated_sandboxes": ([], "true", True),
     "package_cache_dir": (["/var/cache/berth"], "/var/cache/berth", Path("/var/cache/berth")),
     "package_cache_max_bytes": (["1048576"], "1048576", 1048576),
     "package_registries": (['{"pypi": "https://pypi.internal/simple"}'], '{"pypi": "https://pypi.internal/simple"}',

@@ -46,6 +46,7 @@ class JobContext:
     # sandbox. Never log or emit them.
     secrets: dict[str, Any] = field(default_factory=dict)
     sandbox_tool_dirs: tuple[str, ...] = ()  # host directories sandboxes see read-only
+    allow_unisolated_sandboxes: bool = False  # the owner accepts sandboxes without bubblewrap
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     deadline_changed: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from app.contract.logs import log
-from app.contract.messages import ControlMessage, GpuInfo, IsolationDriver, JobType, RuntimeKind, RuntimeOffers
+from app.contract.messages import ControlMessage, GpuInfo, JobType, RuntimeKind, RuntimeOffers
+from app.contract.policy import SANDBOX_DRIVER_LABEL, SANDBOX_NETWORK_LABEL
 from workers.executors.base import Executor
 from workers.models import engines
 from workers.models import host as models_host
+from workers.sandbox.isolation import isolation_driver
+from workers.sandbox.network import network_driver
 
 EXECUTOR_MODULES = ("workers.executors.model_inspect", "workers.executors.models", "workers.executors.sandbox",
                     "workers.executors.ssh")
@@ -71,11 +74,11 @@ class ExecutorRegistry:
     def control_handler(self, action: str) -> ControlHandler | None:
         return self.control_handlers.get(action)
 
-    def offers(self, tool_dirs: list[Path]) -> RuntimeOffers:
+    def offers(self, tool_dirs: list[Path], allow_unisolated: bool) -> RuntimeOffers:
         """What this host offers sandboxes, for registration and heartbeats."""
         runs_sandboxes = any(job_type in self.executors for job_type in SANDBOX_JOB_TYPES)
         return RuntimeOffers(tool_dirs=[os.path.abspath(directory) for directory in tool_dirs],
-                             isolation=sandbox_driver() if runs_sandboxes else "none")
+                             isolation=isolation_driver(allow_unisolated) if runs_sandboxes else "none")
 
 
 # --- host facts -----------------------------------------------------------------------------
@@ -115,9 +118,10 @@ def detect_gpus() -> list[GpuInfo]:
     return gpus
 
 
-def sandbox_driver() -> IsolationDriver:
-    """`bubblewrap` where `bwrap` can isolate sandboxes; otherwise they get rlimits only."""
-    return "bubblewrap" if shutil.which("bwrap") else "rlimits"
+def sandbox_labels(allow_unisolated: bool) -> dict[str, str]:
+    """How this host confines sandboxes, as the labels the API's dispatch reads
+    (`app.contract.policy.placement_refusal`)."""
+    return {SANDBOX_DRIVER_LABEL: isolation_driver(allow_unisolated), SANDBOX_NETWORK_LABEL: network_driver() or "none"}
 
 
 def free_disk_bytes(path: Path) -> int:

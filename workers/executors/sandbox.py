@@ -18,11 +18,19 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.contract.messages import ControlMessage, ProxyRequest, ProxyResponse, SandboxUpdate, ToolCallArguments
+from app.contract.messages import (
+    ControlErrorCode,
+    ControlMessage,
+    ProxyRequest,
+    ProxyResponse,
+    SandboxUpdate,
+    ToolCallArguments,
+)
 from app.contract.policy import SandboxPolicy, SandboxRejected
-from app.contract.signing import verify_proxy_token
+from app.contract.signing import verify_proxy_request
 from workers.executors.base import ExecutorError, JobContext
-from workers.sandbox import SandboxSession, SandboxStartFailed
+from workers.sandbox import proxy as proxy_headers
+from workers.sandbox.session import SandboxRefused, SandboxSession, SandboxStartFailed
 
 MATRIXSHELL_SERVER = Path(__file__).resolve().parent.parent / "sandbox" / "matrixshell_server.py"
 LIVENESS_SECONDS = 0.5
@@ -32,7 +40,7 @@ SESSION_TTL_BACKSTOP_SECONDS = 7 * 24 * 3600
 # Up to this size the `running` event carries the listed tools in full; larger listings (events
 # are stored items) are fetched from the server when asked for.
 TOOL_DEFINITIONS_IN_EVENT_MAX_BYTES = 16_384
-_PROXY_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+PROXY_NONCES = proxy_headers.SeenNonces()  # proxy tokens this worker has honoured
 
 
 class ServerSpec(BaseModel):
@@ -57,6 +65,13 @@ class LiveSandbox:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
+    def running_session(self) -> SandboxSession:
+        """The session of a sandbox whose server runs (callers checked `state`)."""
+        if self.session is None:
+            raise ExecutorError(f"sandbox {self.ctx.job_id} is {self.state}, not running", code="not_running")
+        return self.session
+
+    @property
     def workdir(self) -> str:
         return str(Path(self.ctx.work_dir) / "sandbox")
 
@@ -65,16 +80,24 @@ class LiveSandbox:
         session = SandboxSession()
         try:
             await session.start(self.spec.start_command, self._environment(), self.workdir, self.policy,
-                                transport=self.spec.transport, readonly_dirs=self.ctx.sandbox_tool_dirs)
-        except SandboxRejected as error:
+                                transport=self.spec.transport, readonly_dirs=self.ctx.sandbox_tool_dirs,
+                                allow_unisolated=self.ctx.allow_unisolated_sandboxes)
+        except (SandboxRejected, SandboxRefused, SandboxStartFailed) as error:
             self.state = "failed"
-            raise ExecutorError(f"sandbox refused: {error}", code="forbidden") from error
-        except SandboxStartFailed as error:
-            self.state = "failed"
-            raise ExecutorError(f"the MCP server did not start: {error}") from error
+            code: ControlErrorCode
+            if isinstance(error, SandboxRejected):
+                message, code = f"sandbox refused: {error}", "forbidden"
+            elif isinstance(error, SandboxRefused):
+                message, code = f"sandbox refused by this runtime: {error}", "failed"
+            else:
+                message, code = f"the MCP server did not start: {error}", "failed"
+            # The failure says how the sandbox was (or would have been) confined, as `running` does.
+            await self.ctx.emit("sandbox", "error", message, {"state": "failed", "isolation": session.isolation,
+                                                               "limits": session.limits})
+            raise ExecutorError(message, code=code) from error
         self.session, self.state, self.started_at = session, "running", time.time()
         tools = session.tools_at_start
-        report = {"state": "running", "isolation": session.isolation, "pid": session.pid,
+        report = {"state": "running", "isolation": session.isolation, "limits": session.limits, "pid": session.pid,
                   "tools": [tool["name"] for tool in tools]}
         if len(json.dumps(tools)) <= TOOL_DEFINITIONS_IN_EVENT_MAX_BYTES:
             report["tool_definitions"] = tools  # lets a readiness wait answer without asking the server again
@@ -123,12 +146,14 @@ async def run_server(ctx: JobContext) -> dict:
         while not ctx.cancelled.is_set():
             try:
                 await asyncio.wait_for(ctx.cancelled.wait(), LIVENESS_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if live.server_died():
-                reason = live.session.stop_reason or "exited"
+                session = live.running_session
+                reason = session.stop_reason or "exited"
                 live.state = "failed"
-                await ctx.emit("sandbox", "error", f"server exited: {reason}", {"state": "failed"})
+                await ctx.emit("sandbox", "error", f"server exited: {reason}",
+                               {"state": "failed", "isolation": session.isolation, "limits": session.limits})
                 raise ExecutorError(f"the MCP server exited on its own: {reason}")
         return {"state": "ended", "ran_seconds": round(time.time() - live.started_at, 3) if live.started_at else 0}
     finally:
@@ -143,7 +168,7 @@ async def run_tool(ctx: JobContext) -> dict:
     if live is None or live.state != "running":
         raise ExecutorError(f"sandbox session {ctx.payload.get('session_id')} is not running on this runtime")
     await ctx.emit("tool", "running", f"calling {ctx.payload['name']}")
-    answer = await live.session.call_tool(ctx.payload["name"], ctx.payload.get("arguments", {}),
+    answer = await live.running_session.call_tool(ctx.payload["name"], ctx.payload.get("arguments", {}),
                                           timeout=max(ctx.expires_at - time.time(), 1))
     if not answer["ok"]:
         raise ExecutorError(answer.get("error", "the tool failed"))
@@ -175,12 +200,13 @@ def _arguments(model: type[BaseModel], message: ControlMessage):
 
 
 async def list_tools(message: ControlMessage) -> dict:
-    return {"tools": await _live(message).session.list_tools()}
+    return {"tools": await _live(message).running_session.list_tools()}
 
 
 async def call_tool(message: ControlMessage) -> dict:
     request = _arguments(ToolCallArguments, message)
-    answer = await _live(message).session.call_tool(request.name, request.arguments, timeout=request.timeout_seconds)
+    session = _live(message).running_session
+    answer = await session.call_tool(request.name, request.arguments, timeout=request.timeout_seconds)
     result = answer.get("result", {})
     if not answer["ok"]:
         result = {**result, "error": answer.get("error", "the tool failed")}
@@ -191,6 +217,7 @@ async def inspect(message: ControlMessage) -> dict:
     live = _live(message, running=False)
     session = live.session
     return {"state": live.state, "isolation": session.isolation if session else None,
+            "limits": session.limits if session else {},
             "pids": session.processes() if session else [], "rss_bytes": session.rss_bytes() if session else 0,
             "started_at": live.started_at}
 
@@ -231,25 +258,25 @@ async def update(message: ControlMessage) -> dict:
 async def proxy(message: ControlMessage) -> dict:
     live = _live(message)
     request = _arguments(ProxyRequest, message)
+    now = time.time()
     try:
-        claims = verify_proxy_token(live.ctx.proxy_key, request.token, time.time())
+        claims = verify_proxy_request(live.ctx.proxy_key, request.token, now, message.job_id, request.method)
     except SandboxRejected as error:
         raise ExecutorError(str(error), code="forbidden") from error
-    if claims.get("sandbox_id") != message.job_id:
-        raise ExecutorError("the proxy token was signed for another sandbox", code="forbidden")
-    port = live.session.port
+    if not PROXY_NONCES.first_use(claims.nonce, claims.exp, now):
+        raise ExecutorError("the proxy token was used already; a token is good for one request", code="forbidden")
+    port = live.running_session.port
     if port is None:
         raise ExecutorError("this sandbox's server speaks stdio; nothing to proxy", code="bad_request")
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _PROXY_HOP_HEADERS}
     url = f"http://127.0.0.1:{port}/{request.path}" + (f"?{request.query}" if request.query else "")
     async with httpx.AsyncClient(timeout=20) as client:
         try:
-            answer = await client.request(request.method, url, headers=headers,
+            answer = await client.request(request.method, url, headers=proxy_headers.request_headers(request.headers),
                                           content=base64.b64decode(request.body_b64))
         except httpx.HTTPError as error:
             raise ExecutorError(f"the sandbox's server did not answer: {error}") from error
-    kept = {k: v for k, v in answer.headers.items() if k.lower() not in _PROXY_HOP_HEADERS}
-    return ProxyResponse(status=answer.status_code, headers=kept,
+    headers = proxy_headers.response_headers(answer.headers.multi_items())
+    return ProxyResponse(status=answer.status_code, headers=headers,
                          body_b64=base64.b64encode(answer.content).decode()).model_dump()
 
 

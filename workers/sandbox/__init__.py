@@ -1,12 +1,5 @@
-"""Worker-side sandbox runtime: one MCP server per session, confined by a SandboxPolicy
-(`app.contract.policy.SandboxPolicy`, which arrives with each sandbox job)."""
+"""Worker-side sandbox runtime: one MCP server per session (`session.SandboxSession`), confined
+by a SandboxPolicy (`app.contract.policy.SandboxPolicy`, which arrives with each sandbox job).
 
-from workers.sandbox.isolation import bubblewrap_available
-from workers.sandbox.session import SandboxNotRunning, SandboxSession, SandboxStartFailed
-
-__all__ = [
-    "SandboxNotRunning",
-    "SandboxSession",
-    "SandboxStartFailed",
-    "bubblewrap_available",
-]
+Nothing is imported here: `isolation` and `network` are stdlib-only, so the worker can report
+its sandbox drivers without loading the `mcp` SDK that `session` needs."""

@@ -4,7 +4,8 @@ The `mcp` SDK spawns stdio servers itself (`stdio_client` → `anyio.open_proces
 `start_new_session=True`), so there is no preexec hook to apply limits in. Instead the spawned
 argv is a chain that sets everything up and then execs the server:
 
-    bwrap <namespaces, read-only system, private /sandbox> -- python -I -S launch.py SPEC -- cmd…
+    [enter cgroup] [nsenter --net=<own namespace>] bwrap <namespaces, read-only system, private
+    /sandbox> -- python -I -S launch.py SPEC -- cmd…
 
 or, without bubblewrap, just `python -I -S launch.py SPEC -- cmd…` in the work directory.
 `launch.py` is this very file (stdlib only, bound read-only into the sandbox): run as a script
@@ -31,19 +32,27 @@ Why these choices:
   killing the bwrap process the SDK holds takes down everything inside.
 
 Inside bubblewrap the server sees /usr (and the /bin, /lib… links), a few files of /etc, this
-Python's and node's installation, its work directory as /sandbox (also HOME and the working
-directory), and private /proc, /dev, /tmp: not the worker's data directory nor other
-sandboxes. Without bubblewrap ("rlimits" isolation) only the limits, the clean environment
-and, for a root worker, the sandbox uid's file permissions apply; the interpreter and the work
-directory must then be reachable by that uid.
+Python's and node's installation, and private /proc, /dev, /tmp: not the worker's data
+directory nor other sandboxes. Its /sandbox (also HOME and the working directory) is a tmpfs of
+`policy.disk_mb`, with what the worker put in its work directory bound read-only inside. Its
+network namespace is new and empty, or, for a networked sandbox, one of its own with egress
+only (network.py). Where cgroups are delegated the spawned argv first enters the sandbox's
+cgroup (cgroups.py).
+
+Without bubblewrap ("rlimits" isolation, run only where the runtime's owner accepts it) only the
+limits, the clean environment and, for a root worker, the sandbox uid's file permissions apply;
+the interpreter and the work directory must then be reachable by that uid.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
+import itertools
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -52,7 +61,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from app.contract.messages import IsolationDriver
     from app.contract.policy import SandboxPolicy
+    from workers.sandbox.cgroups import SandboxCgroup
+    from workers.sandbox.network import SandboxNetwork
 
 SANDBOX_HOME = "/sandbox"
 ENV_PREFIX = "BERTH_SANDBOX_ENV_"
@@ -69,7 +81,11 @@ ETC_ENTRIES = (
 )
 PR_SET_NO_NEW_PRIVS = 38
 
-_claimed_uids: set[int] = set()
+# A claimed uid is held by an flock on a file named after it, so that workers (or other
+# processes using sandboxes) on one host never hand out the same uid at once: stopping a
+# sandbox kills every process of its uid. The lock goes with the process that holds it.
+UID_LOCK_DIR = "/run/berth-sandbox-uids"
+_claimed_uids: dict[int, int] = {}  # uid -> the descriptor holding its lock
 
 
 @dataclass(frozen=True)
@@ -91,19 +107,42 @@ def bubblewrap_available() -> bool:
     return bubblewrap_path() is not None
 
 
+def isolation_driver(allow_unisolated: bool) -> IsolationDriver:
+    """What a runtime reports as its sandbox driver: `bubblewrap`; `rlimits` where it has no
+    bubblewrap and its owner accepted unisolated sandboxes; `none` where it runs no sandbox."""
+    if bubblewrap_available():
+        return "bubblewrap"
+    return "rlimits" if allow_unisolated else "none"
+
+
 def claim_sandbox_uid() -> int | None:
     """An unprivileged uid no live process has, for one sandbox; None when the worker is not
     root (it cannot switch uids, and the user namespace covers it)."""
     if os.geteuid() != 0:
         return None
-    busy = _claimed_uids | _uids_of_live_processes()
-    uid = next(uid for uid in SANDBOX_UIDS if uid not in busy)
-    _claimed_uids.add(uid)
-    return uid
+    os.makedirs(UID_LOCK_DIR, mode=0o700, exist_ok=True)
+    busy = set(_claimed_uids) | _uids_of_live_processes()
+    # From a random place in the range: a process that claims without the lock (an older worker)
+    # is then unlikely to take the same uid in the moment before this sandbox's processes have it.
+    start = random.randrange(len(SANDBOX_UIDS))
+    for uid in itertools.chain(SANDBOX_UIDS[start:], SANDBOX_UIDS[:start]):
+        if uid in busy:
+            continue
+        lock = os.open(os.path.join(UID_LOCK_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process's sandbox has it
+            os.close(lock)
+            continue
+        _claimed_uids[uid] = lock
+        return uid
+    raise RuntimeError("every sandbox uid is in use")
 
 
 def release_sandbox_uid(uid: int | None) -> None:
-    _claimed_uids.discard(uid)
+    lock = _claimed_uids.pop(uid, None) if uid is not None else None
+    if lock is not None:
+        os.close(lock)
 
 
 def prepare_workdir(workdir: str, uid: int | None) -> None:
@@ -119,12 +158,16 @@ def prepare_workdir(workdir: str, uid: int | None) -> None:
 
 def build_launch(
     argv: list[str], env: dict[str, str], workdir: str, policy: SandboxPolicy, uid: int | None,
-    readonly_dirs: tuple[str, ...] = (),
+    readonly_dirs: tuple[str, ...] = (), *, network: SandboxNetwork | None = None,
+    cgroup: SandboxCgroup | None = None,
 ) -> Launch:
     """The process that runs `argv` confined by `policy`: inside bubblewrap when the host has it.
 
     `readonly_dirs` are host directories the operator provides to every sandbox, read-only at
-    the same path (pre-installed MCP servers, say)."""
+    the same path (pre-installed MCP servers, say). `network` is the sandbox's own network
+    namespace when the policy allows network access (bubblewrap only; without it the sandbox
+    gets a namespace with no network at all); `cgroup`, where the host delegates cgroups, holds
+    the whole sandbox."""
     bwrap = bubblewrap_path()
     workdir = os.path.abspath(workdir)
     visible_dirs, search_path = _runtime_dirs(argv[0])
@@ -136,10 +179,14 @@ def build_launch(
     launcher = LAUNCHER_IN_SANDBOX if bwrap else os.path.abspath(__file__)
     command = [sys.executable, "-I", "-S", launcher, spec, "--", *argv]
     spawn_env = {ENV_PREFIX + name: value for name, value in sandbox_env.items()}
+    prefix = cgroup.enter_argv() if cgroup else []
     if bwrap is None:
-        return Launch(command, spawn_env, workdir, "rlimits")
-    wrapper = [bwrap, *_namespace_args(policy, uid), *_filesystem_args(workdir, visible_dirs, policy), "--"]
-    return Launch(wrapper + command, spawn_env, workdir, "bubblewrap")
+        return Launch(prefix + command, spawn_env, workdir, "rlimits")
+    if network:
+        prefix += network.enter_argv()
+    mounts = _filesystem_args(workdir, visible_dirs, policy, network.resolv_conf if network else None)
+    wrapper = [bwrap, *_namespace_args(uid, own_network=network is not None), *mounts, "--"]
+    return Launch(prefix + wrapper + command, spawn_env, workdir, "bubblewrap")
 
 
 def _rlimits(policy: SandboxPolicy) -> dict[str, int]:
@@ -148,24 +195,29 @@ def _rlimits(policy: SandboxPolicy) -> dict[str, int]:
         "RLIMIT_CPU": policy.cpu_seconds,
         "RLIMIT_NPROC": policy.max_processes,
         "RLIMIT_NOFILE": policy.max_open_files,
+        "RLIMIT_FSIZE": policy.max_file_mb * 1024 * 1024,
         "RLIMIT_CORE": 0,  # a crashing server must not write its memory to disk
     }
 
 
-def _namespace_args(policy: SandboxPolicy, uid: int | None) -> list[str]:
+def _namespace_args(uid: int | None, own_network: bool) -> list[str]:
+    """Every namespace new. The network namespace is new and empty, unless the sandbox was
+    started inside a namespace of its own with egress (`own_network`, see network.py)."""
     common = ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
     if uid is None:
-        # Unprivileged worker: a user namespace, with no nested ones inside it.
-        network = ["--share-net"] if policy.network else []
-        return [*common, "--unshare-all", "--unshare-user", *network, "--disable-userns"]
+        # Unprivileged worker: a user namespace, with no nested ones inside it. (Networked
+        # sandboxes need a root worker, so the network namespace is always new and empty.)
+        return [*common, "--unshare-all", "--unshare-user", "--disable-userns"]
     # Root worker: no user namespace (see the module docstring); the launcher only needs to
     # switch uid, so it keeps just that capability until it does.
-    network = [] if policy.network else ["--unshare-net"]
+    network = [] if own_network else ["--unshare-net"]
     return [*common, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", *network,
             "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
 
 
-def _filesystem_args(workdir: str, runtime_dirs: list[str], policy: SandboxPolicy) -> list[str]:
+def _filesystem_args(
+    workdir: str, runtime_dirs: list[str], policy: SandboxPolicy, resolv_conf: str | None
+) -> list[str]:
     mounts = _Mounts()
     # The private /tmp and /dev/shm come first: a later mount would hide anything bound below
     # them (a Python or a tool directory under /tmp). Both are memory, bounded like a process's.
@@ -181,12 +233,19 @@ def _filesystem_args(workdir: str, runtime_dirs: list[str], policy: SandboxPolic
         elif os.path.isdir(top):
             mounts.ro_bind(top)
     for name in ETC_ENTRIES:
-        if os.path.exists(f"/etc/{name}"):
+        if name == "resolv.conf" and resolv_conf:
+            mounts.ro_bind(resolv_conf, "/etc/resolv.conf")  # the namespace's DNS forwarder
+        elif os.path.exists(f"/etc/{name}"):
             mounts.ro_bind(f"/etc/{name}")
     for directory in sorted(runtime_dirs):  # a parent before anything inside it
         mounts.ro_bind(directory)
     mounts.ro_bind(os.path.abspath(__file__), LAUNCHER_IN_SANDBOX)
-    mounts.args += ["--bind", workdir, SANDBOX_HOME]
+    # /sandbox is memory of a fixed size (a write past it fails with ENOSPC), writable by the
+    # sandbox's uid alone in practice (nothing else runs in its namespaces). What the worker put
+    # in the work directory before the start (a server's files) is there read-only.
+    mounts.args += ["--perms", "1777", "--size", str(policy.disk_mb * 1024 * 1024), "--tmpfs", SANDBOX_HOME]
+    for entry in sorted(os.listdir(workdir)):
+        mounts.args += ["--ro-bind", os.path.join(workdir, entry), f"{SANDBOX_HOME}/{entry}"]
     return mounts.args
 
 
@@ -204,7 +263,7 @@ class _Mounts:
         if self._covered(target):
             return
         parent = os.path.dirname(target)
-        parents = []
+        parents: list[str] = []
         while parent != "/" and parent not in self.made and not self._covered(parent):
             parents.insert(0, parent)
             parent = os.path.dirname(parent)

@@ -10,13 +10,12 @@ import asyncio
 import os
 import signal
 import socket
-import tempfile
+import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
 from subprocess import DEVNULL
 from typing import Any
 
 import anyio
-import jsonschema
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -24,12 +23,25 @@ from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 
-from workers.sandbox.isolation import Launch, build_launch, claim_sandbox_uid, prepare_workdir, release_sandbox_uid
 from app.contract.policy import SandboxPolicy, SandboxRejected
+from workers.sandbox import cgroups, processes
+from workers.sandbox.argument_check import ArgumentChecks, CheckTimedOut
+from workers.sandbox.isolation import (
+    Launch,
+    bubblewrap_available,
+    build_launch,
+    claim_sandbox_uid,
+    isolation_driver,
+    prepare_workdir,
+    release_sandbox_uid,
+)
+from workers.sandbox.network import NetworkUnavailable, SandboxNetwork, open_network
+from workers.sandbox.stderr import OFFLINE_ENVIRONMENT, STDERR_KEEP_BYTES, StderrTail, offline_hint
 
 STDERR_TAIL_BYTES = 2000
 LIVENESS_POLL_SECONDS = 0.5
 GRACE_SECONDS = 2.0
+ARGUMENT_CHECKS = ArgumentChecks()  # one pool of checker processes for the worker's sandboxes
 
 
 class SandboxStartFailed(Exception):
@@ -40,23 +52,30 @@ class SandboxNotRunning(Exception):
     """The session was stopped or its server died; the message says why."""
 
 
+class SandboxRefused(Exception):
+    """This host will not run the sandbox as asked (no isolation, no network namespace); the
+    message says why and what the runtime's owner can do."""
+
+
 class SandboxSession:
     def __init__(self) -> None:
-        self.isolation: str | None = None  # "bubblewrap" or "rlimits"
+        self.isolation: str | None = None  # "bubblewrap", "rlimits" or (refused) "none"
+        self.limits: dict[str, Any] = {}  # what confines the sandbox, as reported to the API
         self.pid: int | None = None  # the spawned process: bwrap, or the server itself
         self.workdir: str | None = None
-        self.port: int | None = None  # where an http-transport server listens (on the worker's loopback)
+        self.port: int | None = None  # where the worker reaches an http-transport server (its loopback)
         self.stop_reason: str | None = None
         self.tools_at_start: list[dict] = []  # what the server listed when it came up
         self._client: ClientSession | None = None
-        # Tool name -> input schema as last listed, and its jsonschema validator, made on the
-        # tool's first call: checking every schema at start delayed a server's readiness.
+        # Tool name -> input schema as last listed (checked off the event loop, see argument_check).
         self._schemas: dict[str, dict] = {}
-        self._validators: dict[str, Any] = {}
         self._runner: asyncio.Task | None = None
         self._stop_requested = asyncio.Event()
-        self._stderr = tempfile.TemporaryFile("w+")
+        self._stderr: StderrTail | None = None
         self._uid: int | None = None
+        self._network: SandboxNetwork | None = None
+        self._cgroup: cgroups.SandboxCgroup | None = None
+        self._offline = False
         self._tree_at_stop: set[tuple[int, str]] = set()
         self._final_stderr = ""
 
@@ -73,10 +92,13 @@ class SandboxSession:
         transport: str = "stdio",
         start_timeout: float = 60.0,
         readonly_dirs: tuple[str, ...] = (),
+        allow_unisolated: bool = False,
     ) -> None:
         """Launch the server confined by `policy` and initialize an MCP session with it.
 
-        Raises SandboxRejected for a command or transport the policy does not allow, and
+        Raises SandboxRejected for a command or transport the policy does not allow,
+        SandboxRefused when this host cannot confine it as required (no bubblewrap, unless
+        `allow_unisolated`; no network namespace for a networked sandbox), and
         SandboxStartFailed when the server does not come up within `start_timeout`.
         """
         if self._runner is not None:
@@ -85,19 +107,36 @@ class SandboxSession:
         if transport not in ("stdio", "http"):
             raise SandboxRejected(f"unknown transport {transport!r}: use stdio or http")
         if transport == "http" and not policy.network:
-            # Without a network namespace shared with the worker there is no port to reach.
+            # The worker reaches the server through the sandbox's network namespace.
             raise SandboxRejected("the http transport needs a policy with network access; use stdio")
+        isolated = bubblewrap_available()
+        self.isolation = isolation_driver(allow_unisolated)
+        if self.isolation == "none":
+            raise SandboxRefused(
+                "this runtime cannot isolate sandboxes (bubblewrap is not installed), so it runs none: install "
+                "bubblewrap, or let its owner accept unisolated sandboxes (BERTH_WORKER_ALLOW_UNISOLATED_SANDBOXES)")
         port = self.port = _free_port() if transport == "http" else None
         self.workdir = os.path.abspath(workdir)
+        self._offline = isolated and not policy.network
+        if self._offline:
+            env = OFFLINE_ENVIRONMENT | env
         self._uid = claim_sandbox_uid()
         try:
             prepare_workdir(self.workdir, self._uid)
+            # pids.max also counts bubblewrap and its init, which RLIMIT_NPROC does not see.
+            self._cgroup = cgroups.create(f"sandbox-{uuid.uuid4().hex[:16]}", policy.sandbox_memory_mb,
+                                          policy.max_processes + 2, policy.cpu_cores)
+            if isolated and policy.network:
+                self._network = await open_network(port)
             launch = build_launch(argv, env | ({"PORT": str(port)} if port else {}), workdir, policy, self._uid,
-                                  readonly_dirs)
-        except BaseException:
-            release_sandbox_uid(self._uid)
+                                  readonly_dirs, network=self._network, cgroup=self._cgroup)
+        except BaseException as error:
+            await self._release()
+            if isinstance(error, NetworkUnavailable):
+                raise SandboxRefused(f"network access was asked for: {error}") from None
             raise
-        self.isolation = launch.isolation
+        self.limits = self._limits_in_force(policy)
+        self._stderr = StderrTail()
         ready = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._run(launch, port, policy.ttl_seconds, start_timeout, ready))
         try:
@@ -111,7 +150,7 @@ class SandboxSession:
         if self._client is None:
             raise SandboxNotRunning(f"sandbox is not running: {self.stop_reason}")
         tools = (await self._client.list_tools()).tools
-        self._schemas, self._validators = {tool.name: tool.input_schema for tool in tools}, {}
+        self._schemas = {tool.name: tool.input_schema for tool in tools}
         return [{"name": t.name, "description": t.description or "", "input_schema": t.input_schema} for t in tools]
 
     async def call_tool(self, name: str, arguments: dict | None = None, timeout: float = 60.0) -> dict:
@@ -121,11 +160,17 @@ class SandboxSession:
         if client is None:
             return _failure(f"sandbox is not running: {self.stop_reason}")
         arguments = arguments or {}
-        validator = self._validator_for(name)
-        problem = validator and jsonschema.exceptions.best_match(validator.iter_errors(arguments))
-        if problem:
-            where = "/".join(str(part) for part in problem.absolute_path) or "arguments"
-            return _failure(f"invalid arguments for {name}: {where}: {problem.message}")
+        schema = self._schemas.get(name)  # a tool not listed: the server judges the call
+        if schema is not None:
+            try:
+                problem = await ARGUMENT_CHECKS.problem(schema, arguments)
+            except CheckTimedOut as error:
+                return _failure(f"invalid arguments for {name}: {error} against the tool's input schema "
+                                "(a pattern that backtracks without end?); the call was refused")
+            except OSError as error:  # the checker process died
+                return _failure(f"the arguments for {name} could not be checked ({error}); the call was refused")
+            if problem:
+                return _failure(f"invalid arguments for {name}: {problem}")
         try:
             result = await client.call_tool(name, arguments, read_timeout_seconds=timeout)
         except MCPError as exc:
@@ -144,13 +189,6 @@ class SandboxSession:
             return {"ok": False, "error": text or f"{name} reported an error", "result": dumped}
         return {"ok": True, "result": dumped}
 
-    def _validator_for(self, name: str) -> Any:
-        """None for a tool not listed or with a broken schema: the server judges those calls."""
-        if name not in self._validators:
-            schema = self._schemas.get(name)
-            self._validators[name] = _validator(schema) if schema is not None else None
-        return self._validators[name]
-
     async def stop(self) -> None:
         """Stop the server and everything it started; safe to call more than once."""
         if self._runner is None:
@@ -160,11 +198,16 @@ class SandboxSession:
 
     def processes(self) -> list[int]:
         """Pids of the spawned process and all its descendants."""
-        return _process_tree(self.pid) if self.pid else []
+        return processes.process_tree(self.pid) if self.pid else []
 
     def rss_bytes(self) -> int:
         """Resident memory of the whole process tree."""
-        return sum(_rss_bytes(pid) for pid in self.processes())
+        return sum(processes.rss_bytes(pid) for pid in self.processes())
+
+    @property
+    def stderr_bytes(self) -> tuple[int, int]:
+        """(bytes of stderr kept, bytes the server wrote in all)."""
+        return (self._stderr.kept_bytes, self._stderr.total_bytes) if self._stderr else (0, 0)
 
     async def _run(
         self, launch: Launch, port: int | None, ttl: float, start_timeout: float, ready: asyncio.Future
@@ -181,7 +224,7 @@ class SandboxSession:
                 ready.set_result(None)
                 self.stop_reason = await self._wait_for_end(ttl)
                 self._client = None  # no new calls while the server goes down
-                self._tree_at_stop = _identities(self.processes())
+                self._tree_at_stop = processes.identities(self.processes())
         except Exception as exc:
             if not ready.done():
                 ready.set_exception(self._start_failure(exc, start_timeout))
@@ -192,27 +235,57 @@ class SandboxSession:
                 ready.cancel()
             with anyio.CancelScope(shield=True):
                 await self._kill_remaining()
-            release_sandbox_uid(self._uid)
+                await self._release()
             self._final_stderr = self._stderr_tail()
-            self._stderr.close()
+            if self._stderr:
+                self._stderr.close()
+
+    async def _release(self) -> None:
+        """Give back what start() took besides processes: uid, network namespace, cgroup."""
+        release_sandbox_uid(self._uid)
+        if self._network is not None:
+            await self._network.close()
+        if self._cgroup is not None:
+            await asyncio.to_thread(self._cgroup.remove)
+
+    def _limits_in_force(self, policy: SandboxPolicy) -> dict[str, Any]:
+        isolated = self.isolation == "bubblewrap"
+        limits: dict[str, Any] = {
+            "memory_mb_per_process": policy.memory_mb, "cpu_seconds_per_process": policy.cpu_seconds,
+            "processes": policy.max_processes, "open_files_per_process": policy.max_open_files,
+            "file_mb": policy.max_file_mb, "sandbox_disk_mb": policy.disk_mb if isolated else None,
+            "stderr_kept_bytes": STDERR_KEEP_BYTES,
+            "network": "egress-only" if self._network else "none" if isolated else "host",
+            "cgroup": None,
+        }
+        if self._cgroup is not None:
+            limits["cgroup"] = {"memory_mb": policy.sandbox_memory_mb, "pids": policy.max_processes + 2,
+                                "cpu_cores": policy.cpu_cores}
+        else:
+            limits["cgroup_unavailable"] = cgroups.unavailable_reason() or "the sandbox's cgroup could not be made"
+        return limits
 
     @asynccontextmanager
     async def _stdio(self, launch: Launch):
         params = StdioServerParameters(command=launch.argv[0], args=launch.argv[1:], env=launch.env, cwd=launch.cwd)
-        async with stdio_client(params, errlog=self._stderr) as streams:
+        assert self._stderr is not None
+        async with stdio_client(params, errlog=self._stderr.writer) as streams:
             self.pid = self._find_spawned_pid()
+            self._stderr.spawned()
             yield streams
 
     @asynccontextmanager
     async def _http(self, launch: Launch, port: int, start_timeout: float):
+        assert self._stderr is not None
         process = await anyio.open_process(
-            launch.argv, env=launch.env, cwd=launch.cwd, stdin=DEVNULL, stdout=self._stderr, stderr=self._stderr,
-            start_new_session=True,
+            launch.argv, env=launch.env, cwd=launch.cwd, stdin=DEVNULL, stdout=self._stderr.writer,
+            stderr=self._stderr.writer, start_new_session=True,
         )
         self.pid = process.pid
+        self._stderr.spawned()
         try:
             with anyio.fail_after(start_timeout):
-                await _wait_for_port(port, process)
+                await _wait_for_port(port, process, self._network)
             async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as streams:
                 yield streams
         finally:
@@ -224,11 +297,14 @@ class SandboxSession:
         while isinstance(exc, ExceptionGroup):
             exc = exc.exceptions[0]
         # The transport is already shut down here, so the process is gone whatever happened.
+        stderr = self._stderr_tail()
+        if self._offline and (hint := offline_hint(stderr)):
+            return SandboxStartFailed(f"{hint}: {stderr}")
         if isinstance(exc, TimeoutError):
-            return SandboxStartFailed(f"server did not initialize within {start_timeout:g}s: {self._stderr_tail()}")
+            return SandboxStartFailed(f"server did not initialize within {start_timeout:g}s: {stderr}")
         if isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED:
-            return SandboxStartFailed(f"server exited during start: {self._stderr_tail()}")
-        return SandboxStartFailed(f"server did not start ({type(exc).__name__}: {exc}): {self._stderr_tail()}")
+            return SandboxStartFailed(f"server exited during start: {stderr}")
+        return SandboxStartFailed(f"server did not start ({type(exc).__name__}: {exc}): {stderr}")
 
     async def _wait_for_end(self, ttl: float) -> str:
         deadline = asyncio.get_running_loop().time() + ttl
@@ -246,8 +322,9 @@ class SandboxSession:
     def _find_spawned_pid(self) -> int | None:
         """The SDK does not expose the process it spawned: find our child whose stderr is our log
         (None when it already died; initialize() then fails and reports its stderr)."""
-        log = os.fstat(self._stderr.fileno())
-        for pid in _children(os.getpid()):
+        assert self._stderr is not None
+        log = os.fstat(self._stderr.writer.fileno())
+        for pid in processes.children(os.getpid()):
             try:
                 stderr = os.stat(f"/proc/{pid}/fd/2")
             except OSError:
@@ -257,16 +334,12 @@ class SandboxSession:
         return None
 
     def _server_running(self) -> bool:
-        return self.pid is not None and _running(self.pid)
+        return self.pid is not None and processes.running(self.pid)
 
     def _stderr_tail(self) -> str:
-        if self._stderr.closed:
-            return self._final_stderr
-        fd = self._stderr.fileno()
-        size = os.fstat(fd).st_size
-        # pread leaves the offset alone, which the server shares for its writes.
-        tail = os.pread(fd, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES))
-        return tail.decode(errors="replace").strip() or "(no output on stderr)"
+        if self._final_stderr or self._stderr is None:
+            return self._final_stderr or "(no output on stderr)"
+        return self._stderr.text(STDERR_TAIL_BYTES)
 
     async def _kill_remaining(self) -> None:
         """SIGKILL what outlived the transport's shutdown, and wait until it is gone: the
@@ -278,6 +351,8 @@ class SandboxSession:
                 os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
         with anyio.move_on_after(GRACE_SECONDS):
             while survivors := self._survivors():
                 for pid in survivors:
@@ -288,22 +363,12 @@ class SandboxSession:
                 await anyio.sleep(0.01)
 
     def _survivors(self) -> set[int]:
-        still_there = {pid for pid, started in self._tree_at_stop if _identity(pid) == (pid, started)}
-        return still_there | (_processes_of_uid(self._uid) if self._uid is not None else set())
+        still_there = {pid for pid, started in self._tree_at_stop if processes.identity(pid) == (pid, started)}
+        return still_there | (processes.processes_of_uid(self._uid) if self._uid is not None else set())
 
 
 def _failure(message: str) -> dict:
     return {"ok": False, "error": message}
-
-
-def _validator(schema: dict) -> Any:
-    """A validator for a tool's input schema; None for a broken schema (the server judges)."""
-    validator_class = jsonschema.validators.validator_for(schema)
-    try:
-        validator_class.check_schema(schema)
-    except jsonschema.exceptions.SchemaError:
-        return None
-    return validator_class(schema)
 
 
 def _free_port() -> int:
@@ -312,10 +377,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def _wait_for_port(port: int, process) -> None:
+async def _wait_for_port(port: int, process, network: SandboxNetwork | None) -> None:
+    """Until the server listens. In a namespace of its own, pasta accepts on the host side
+    before the server listens inside, so the namespace's socket table is what tells."""
     while True:
         if process.returncode is not None:
             raise SandboxStartFailed(f"server exited with status {process.returncode}")
+        if network is not None:
+            if network.listening(port):
+                return
+            await anyio.sleep(0.05)
+            continue
         try:
             connection = await anyio.connect_tcp("127.0.0.1", port)
         except OSError:
@@ -323,64 +395,3 @@ async def _wait_for_port(port: int, process) -> None:
         else:
             await connection.aclose()
             return
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name (state is [0], ppid [1]), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _running(pid: int) -> bool:
-    return _identity(pid) is not None
-
-
-def _identity(pid: int) -> tuple[int, str] | None:
-    """A running process as (pid, start time): a reused pid is another process."""
-    fields = _stat_fields(pid)
-    return (pid, fields[19]) if fields is not None and fields[0] != "Z" else None
-
-
-def _identities(pids: list[int]) -> set[tuple[int, str]]:
-    return {identity for pid in pids if (identity := _identity(pid))}
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _children(parent: int) -> list[int]:
-    return [pid for pid in _all_pids() if (fields := _stat_fields(pid)) and int(fields[1]) == parent]
-
-
-def _process_tree(root: int) -> list[int]:
-    parents = {pid: int(fields[1]) for pid in _all_pids() if (fields := _stat_fields(pid))}
-    tree = [root] if root in parents else []
-    for pid in tree:  # grows while iterating: breadth-first
-        tree += [child for child, parent in parents.items() if parent == pid]
-    return tree
-
-
-def _processes_of_uid(uid: int) -> set[int]:
-    pids = set()
-    for pid in _all_pids():
-        try:
-            if os.stat(f"/proc/{pid}").st_uid == uid and _running(pid):
-                pids.add(pid)
-        except FileNotFoundError:
-            pass
-    return pids
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as file:
-            for line in file:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0

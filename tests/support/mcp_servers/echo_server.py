@@ -4,14 +4,20 @@ Speaks stdio, or streamable HTTP on 127.0.0.1:$PORT when PORT is set.
 """
 
 import asyncio
+import gzip
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
 
 server = MCPServer("echo")
 
@@ -93,6 +99,69 @@ def hog_memory(mb: int) -> str:
     except MemoryError:
         raise ToolError(f"out of memory allocating {mb} MB") from None
     return f"allocated {len(block) // (1024 * 1024)} MB"
+
+
+@server.tool()
+def write_file(path: str, mb: int) -> str:
+    """Write mb megabytes of zeros to path, one megabyte at a time."""
+    written = 0
+    try:
+        with open(path, "wb") as file:
+            for _ in range(mb):
+                file.write(b"\0" * 1024 * 1024)
+                file.flush()
+                written += 1
+    except OSError as exc:
+        raise ToolError(f"write failed after {written} MB: {exc}") from None
+    return f"wrote {written} MB"
+
+
+@server.tool()
+def spew_stderr(mb: int) -> str:
+    """Write mb megabytes of lines to stderr, then a last line."""
+    line = "x" * 1023 + "\n"
+    for _ in range(mb * 1024):
+        sys.stderr.write(line)
+    sys.stderr.write("the last line\n")
+    sys.stderr.flush()
+    return f"wrote {mb} MB to stderr"
+
+
+@server.tool()
+def http_get(url: str) -> str:
+    """GET a URL and return its body."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.read().decode()
+    except OSError as exc:
+        raise ToolError(f"cannot fetch {url}: {exc}") from None
+
+
+@server.tool()
+def match(text: Annotated[str, Field(pattern=r"^(a+)+$")]) -> str:
+    """Accept a run of a's (the pattern backtracks badly on anything else: a test of the caller)."""
+    return text
+
+
+# Plain HTTP beside /mcp, for the runtime proxy's tests: what a server might answer a browser.
+PAGE = b"<html><script>document.title = document.cookie</script>hello</html>"
+
+
+@server.custom_route("/web/page", methods=["GET"])
+async def web_page(request: Request) -> Response:
+    """HTML with a script, a cookie for whoever serves it, and other headers that act on an origin."""
+    return Response(PAGE, media_type="text/html", headers={
+        "set-cookie": "session=stolen; Path=/", "clear-site-data": '"*"', "access-control-allow-origin": "*",
+        "x-served-by": "echo"})
+
+
+@server.custom_route("/web/compressed", methods=["GET"])
+async def web_compressed(request: Request) -> Response:
+    """A JSON body, gzip-encoded whenever the client accepts gzip."""
+    body = b'{"text": "' + b"compressible " * 200 + b'"}'
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(gzip.compress(body), media_type="application/json", headers={"content-encoding": "gzip"})
+    return Response(body, media_type="application/json")
 
 
 if __name__ == "__main__":
