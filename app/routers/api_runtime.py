@@ -1,8 +1,9 @@
 """`/api/runtime/*`: how to reach a sandbox's runtime, a proxy token for it, and the proxy itself."""
 
 import base64
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.auth.dependencies import User
@@ -21,9 +22,10 @@ def runtime_config(principal: User, sandbox_id: str) -> dict:
 
 
 @router.get("/proxy-auth/{sandbox_id}")
-def proxy_auth(principal: User, sandbox_id: str) -> dict:
+def proxy_auth(principal: User, sandbox_id: str,
+               method: Annotated[str, Query(pattern="^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)$")] = "GET") -> dict:
     """A short-lived token, signed for this sandbox, that its runtime verifies before forwarding."""
-    return sandboxes.proxy_token(principal, sandbox_id)
+    return sandboxes.proxy_token(principal, sandbox_id, method)
 
 
 async def proxy(principal: User, sandbox_id: str, path: str, request: Request) -> Response:

@@ -11,14 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app import clock
 from app.auth.principal import Principal
-from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
-from app.ids import new_id
 from app.contract.messages import JobStatus, JobType, ProxyRequest, ProxyResponse, ToolCallArguments
 from app.contract.policy import SandboxRejected
-from app.contract.signing import sign_proxy_token
+from app.contract.signing import proxy_token_claims, sign_proxy_token
+from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from app.schemas.jobs import CreateJobRequest
-from app.schemas.sandboxes import (ContainerView, SandboxPatch, SandboxRequest, SandboxResponse, SandboxView,
-                                   ToolView)
+from app.schemas.sandboxes import ContainerView, SandboxPatch, SandboxRequest, SandboxResponse, SandboxView, ToolView
 from app.services import control, event_feed, jobs, system
 from app.settings import get_settings
 from app.store import get_store
@@ -256,14 +254,13 @@ def runtime_config(principal: Principal, sandbox_id: str) -> dict:
     }
 
 
-def proxy_token(principal: Principal, sandbox_id: str) -> dict:
+def proxy_token(principal: Principal, sandbox_id: str, method: str) -> dict:
     job = _running(get(principal, sandbox_id))
     runtime = get_store().runtimes.get(job["runtime_workspace"], job["runtime_id"])
-    expires = clock.now() + PROXY_TOKEN_SECONDS
-    claims = {"sandbox_id": sandbox_id, "workspace_id": job["workspace_id"], "runtime_id": job["runtime_id"],
-              "exp": expires, "nonce": new_id("px")}
+    claims = proxy_token_claims(sandbox_id, job["workspace_id"], job["runtime_id"], method, clock.now(),
+                                PROXY_TOKEN_SECONDS)
     return {"success": True, "token": sign_proxy_token(runtime["token_digest"], claims),
-            "expires_at": clock.iso(expires), "header": "X-Berth-Proxy-Token"}
+            "expires_at": clock.iso(claims["exp"]), "method": claims["method"], "header": "X-Berth-Proxy-Token"}
 
 
 def proxy(principal: Principal, sandbox_id: str, method: str, path: str, query: str, headers: dict,
@@ -271,7 +268,7 @@ def proxy(principal: Principal, sandbox_id: str, method: str, path: str, query: 
     job = _running(get(principal, sandbox_id))
     if job["payload"].get("transport") != "http":
         raise Conflict("this sandbox's server speaks stdio; only streamable-HTTP servers can be proxied")
-    request = ProxyRequest(token=token or proxy_token(principal, sandbox_id)["token"], method=method, path=path,
+    request = ProxyRequest(token=token or proxy_token(principal, sandbox_id, method)["token"], method=method, path=path,
                            query=query, headers=headers, body_b64=base64.b64encode(body).decode())
     result = control.call(job, "proxy", request.model_dump(), timeout=get_settings().tool_call_timeout_seconds)
     return ProxyResponse(**result)
