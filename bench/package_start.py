@@ -47,7 +47,7 @@ from app.contract.policy import SandboxPolicy  # noqa: E402
 from tests.support.package_fixtures import EVERYTHING_SPEC, TIME_SPEC, public_cache, sandbox_command  # noqa: E402
 from workers.packages import PackageCache  # noqa: E402
 from workers.packages.installers import uv_binary  # noqa: E402
-from workers.sandbox import SandboxSession  # noqa: E402
+from workers.sandbox.session import SandboxSession  # noqa: E402
 
 TARGET_WARM_RATIO = 1.2
 PACKAGES = {"pypi mcp-server-time": TIME_SPEC, "npm server-everything": EVERYTHING_SPEC}

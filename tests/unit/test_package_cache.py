@@ -30,7 +30,7 @@ from tests.support.registry_server import MISSING_PACKAGE
 from tests.support.sandbox_fixtures import anyio_backend, require_bubblewrap  # noqa: F401 (fixtures)
 from workers.packages import PackageCache, PackageInstallFailed, PackageRefused
 from workers.packages.installers import DEFAULT_REGISTRY_URLS
-from workers.sandbox import SandboxSession
+from workers.sandbox.session import SandboxSession
 
 pytestmark = pytest.mark.anyio
 
