@@ -7,6 +7,8 @@ Lambda never pays for it. Endpoint and credentials come from the standard AWS en
 import threading
 from typing import Any
 
+from app.contract.aws import client_config
+
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 
@@ -18,10 +20,8 @@ def client(service: str) -> Any:
     with _lock:
         if service not in _clients:
             import boto3
-            from botocore.config import Config
 
-            config = Config(retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=32)
-            _clients[service] = boto3.session.Session().client(service, config=config)
+            _clients[service] = boto3.session.Session().client(service, config=client_config())
         return _clients[service]
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app import __version__
-from app.errors import BerthError
+from app.errors import BerthError, error_body
 from app.logs import configure as configure_logging
 from app.logs import get_logger
 from app.middleware import RequestContextMiddleware
@@ -24,10 +24,7 @@ def _request_id(request: Request) -> str:
 
 
 def _error(request: Request, status: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"success": False, "error": message, "status": status, "request_id": _request_id(request)},
-        status_code=status,
-    )
+    return JSONResponse(error_body(status, message, _request_id(request)), status_code=status)
 
 
 def _describe_validation(error: RequestValidationError) -> tuple[int, str]:

@@ -53,11 +53,6 @@ def create_runtime_queues(runtime_id: str) -> tuple[str, str]:
     return jobs_url, control_url
 
 
-def delete_runtime_queues(jobs_url: str, control_url: str) -> None:
-    for url in (jobs_url, control_url):
-        _sqs().delete_queue(QueueUrl=url)
-
-
 def send(queue_url: str, message: JobMessage | ControlMessage) -> None:
     _sqs().send_message(QueueUrl=queue_url, MessageBody=QueueEnvelope(message=message).model_dump_json())
 

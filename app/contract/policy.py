@@ -1,10 +1,19 @@
 """The sandbox policy: limits and command rules, set by the API from its settings and enforced by
-the worker exactly as received with each job."""
+the worker exactly as received with each job.
+
+The defaults here are the only ones: the API's settings (`BERTH_SANDBOX_*`, `BERTH_COMMAND_*`,
+`BERTH_DEFAULT_TTL_SECONDS`) take theirs from this model, and a worker handed a sandbox job without
+a policy enforces these same values.
+"""
 
 import os
 import shlex
 
 from pydantic import BaseModel, Field
+
+
+# A job's life when its request names none; a sandbox's life is its job's.
+DEFAULT_TTL_SECONDS = 600
 
 
 class SandboxRejected(Exception):
@@ -13,7 +22,7 @@ class SandboxRejected(Exception):
 
 class SandboxPolicy(BaseModel):
     memory_mb: int = Field(512, gt=0, description="private memory per process (RLIMIT_DATA)")
-    cpu_seconds: int = Field(300, gt=0, description="CPU time per process (RLIMIT_CPU)")
+    cpu_seconds: int = Field(120, gt=0, description="CPU time per process (RLIMIT_CPU)")
     max_processes: int = Field(64, gt=0, description="processes of the sandbox (RLIMIT_NPROC)")
     max_open_files: int = Field(256, gt=0, description="descriptors per process (RLIMIT_NOFILE)")
     network: bool = False
@@ -22,10 +31,11 @@ class SandboxPolicy(BaseModel):
         description="executable names a start command may run",
     )
     command_denylist: list[str] = Field(
-        default_factory=lambda: ["sudo", "/dev/tcp", "mkfs"],
+        default_factory=lambda: ["rm -rf /", "mkfs", "shutdown", "reboot", "dd if=", ":(){", "curl", "wget", "sudo",
+                                 "/dev/tcp"],
         description="substrings no command may contain",
     )
-    ttl_seconds: int = Field(900, gt=0, description="wall-clock life of a session")
+    ttl_seconds: int = Field(DEFAULT_TTL_SECONDS, gt=0, description="wall-clock life of a session")
 
     def check_command(self, command: str) -> list[str]:
         """Split a start command into argv, or raise SandboxRejected saying what is not allowed."""

@@ -172,9 +172,3 @@ def queue_url(runtime: dict, queue: str) -> str:
         raise BadRequest("queue must be 'jobs' or 'control'")
     return runtime["jobs_queue_url"] if queue == "jobs" else runtime["control_queue_url"]
 
-
-def get_visible(workspace_id: str, runtime_id: str) -> dict:
-    for runtime in visible_runtimes(workspace_id):
-        if runtime["runtime_id"] == runtime_id:
-            return runtime
-    raise NotFound(f"no runtime {runtime_id}")
