@@ -1,17 +1,24 @@
-# The two commands: `make run` starts the local stack, `make test` runs the whole suite.
-# Both install what they need into .venv first (and system packages where the host allows).
+# The two commands: `make run` starts the local stack, `make test` runs the static checks and the
+# whole suite. Both install what they need into .venv first (and system packages where the host
+# allows): `.[test]` is the API, the worker and the local stack together, and the test tools.
 
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test install system-packages bench lint-template clean
+.PHONY: run test check install system-packages bench lint-template clean
 
 run: install
 	$(BIN)/berth up
 
-test: install system-packages
+test: install system-packages check
 	$(BIN)/python -m pytest
+
+# Static checks, before any test runs: lint, types (paths in pyproject.toml) and the import contracts (layers).
+check: install
+	$(BIN)/ruff check app functions
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 install: $(VENV)/.installed
 

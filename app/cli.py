@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+DEFAULT_DATA_DIR = Path.home() / ".berth"
+
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="berth: MCP sandboxes and model serving.")
 
 
@@ -14,7 +16,7 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help="berth: MCP s
 def up(
     port: Annotated[int, typer.Option(envvar="BERTH_PORT", help="API port")] = 7500,
     moto_port: Annotated[int, typer.Option(envvar="BERTH_MOTO_PORT", help="embedded AWS (moto) port")] = 7566,
-    data_dir: Annotated[Path, typer.Option(envvar="BERTH_DATA_DIR", help="where local state lives")] = Path.home() / ".berth",
+    data_dir: Annotated[Path, typer.Option(envvar="BERTH_DATA_DIR", help="where local state lives")] = DEFAULT_DATA_DIR,
     fresh: Annotated[bool, typer.Option("--fresh", help="start with empty state")] = False,
     worker: Annotated[bool, typer.Option(help="start the local shared worker")] = True,
 ) -> None:

@@ -1,10 +1,10 @@
 """The one settings object. Every value comes from a `BERTH_`-prefixed environment variable.
 
-AWS endpoints and credentials are deliberately *not* here: boto3 reads them from the standard
+The composition root (app.composition) reads them once per process; everything else receives
+them from it. AWS endpoints and credentials are deliberately *not* here: boto3 reads them from the standard
 environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the local stack and AWS run the same code.
 """
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -81,7 +81,3 @@ class Settings(BaseSettings):
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

@@ -68,6 +68,10 @@ class JobMessage(_Strict):
     start_seq: int = 0  # where the claim's `start` event goes, if known at dispatch (0: the API looks it up)
 
 
+ControlAction = Literal["cancel", "tools.list", "tools.call", "sandbox.inspect", "sandbox.stop", "sandbox.start",
+                        "sandbox.restart", "sandbox.update", "proxy"]
+
+
 class ControlMessage(_Strict):
     """A synchronous request for a running job (a sandbox's tools/list, tools/call, cancel)."""
 
@@ -75,8 +79,7 @@ class ControlMessage(_Strict):
     request_id: str
     workspace_id: str
     job_id: str
-    action: Literal["cancel", "tools.list", "tools.call", "sandbox.inspect", "sandbox.stop", "sandbox.start",
-                    "sandbox.restart", "sandbox.update", "proxy"]
+    action: ControlAction
     arguments: dict[str, Any] = Field(default_factory=dict)
     deadline: float  # epoch seconds after which the answer is no longer awaited
 

@@ -11,7 +11,6 @@ import shlex
 
 from pydantic import BaseModel, Field
 
-
 # A job's life when its request names none; a sandbox's life is its job's.
 DEFAULT_TTL_SECONDS = 600
 

@@ -10,13 +10,17 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from app import aws
+from app.aws import AwsClients
 from app.errors import BadRequest, ConditionFailed
 from app.store.codec import decode_item, encode, encode_item
+from app.store.keys import OPEN_PK, OPEN_SK
+
+Item = TypeVar("Item")
+Other = TypeVar("Other")
 
 TTL_ATTRIBUTE = "expires_epoch"
 OPEN_INDEX = "open"  # sparse index over unfinished work: system scope (sweeper, dispatch), never a tenant query
@@ -87,18 +91,28 @@ class Condition:
 
 
 @dataclass
-class Page:
-    items: list[dict]
+class Page(Generic[Item]):
+    """One page of a listing and the opaque cursor to the next (None: the last page)."""
+
+    items: list[Item]
     cursor: str | None
+
+    def map(self, convert: Callable[[Item], "Other"]) -> "Page[Other]":
+        return Page([convert(item) for item in self.items], self.cursor)
 
 
 class Table:
-    def __init__(self, name: str):
+    def __init__(self, name: str, clients: AwsClients):
         self.name = name
+        self._clients = clients
 
     @property
-    def _client(self):
-        return aws.client("dynamodb")
+    def _client(self) -> Any:
+        return self._clients.client("dynamodb")
+
+    def status(self) -> str:
+        """The table's status (`ACTIVE`, ...); raises the AWS error when it cannot be described."""
+        return self._client.describe_table(TableName=self.name)["Table"]["TableStatus"]
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -124,14 +138,14 @@ class Table:
         where: Condition | None = None,
         index: str | None = None,
         consistent: bool = True,
-    ) -> Page:
+    ) -> Page[dict]:
         """Items of one partition in sort-key order: all, within a prefix, after a key
         (exclusive), or within an inclusive `between` range.
 
         With `limit`, returns at most that many live items and a cursor to continue from.
         """
-        key_attr = "open_pk" if index else "pk"
-        sort_attr = "open_sk" if index else "sk"
+        key_attr = OPEN_PK if index else "pk"
+        sort_attr = OPEN_SK if index else "sk"
         expr = Expression()
         key_condition = f"{expr.name(key_attr)} = {expr.value(pk)}"
         if between is not None:
