@@ -5,7 +5,7 @@ management, join tokens) need an admin key or a signed-in user. Runtime tokens a
 the runtime routes (`CallingRuntime`).
 """
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -13,9 +13,11 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from app import composition
 from app.auth.principal import Principal, Tier, bearer_secret
 from app.composition import Services
-from app.domain.accounts import CredentialKind
 
-_USER_KINDS: tuple[CredentialKind, ...] = ("session", "api_key")
+if TYPE_CHECKING:  # the records are not needed to answer /v1/health on a cold start
+    from app.domain.accounts import CredentialKind
+
+_USER_KINDS: "tuple[CredentialKind, ...]" = ("session", "api_key")
 _bearer_scheme = HTTPBearer(auto_error=False, description="API key, session token or runtime token")
 _api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
 
