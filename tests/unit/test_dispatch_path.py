@@ -131,10 +131,12 @@ def test_a_runtime_full_since_it_was_listed_costs_a_retry_not_a_slot(client, sto
     token = signup(client)["token"]
     full_since, roomy = _register(client, token, slots=1), _register(client, token, slots=3)
     runtimes, workspace_id = store.runtimes, full_since["workspace_id"]
-    store.table.update(*keys.runtime(workspace_id, roomy["runtime_id"]), set={"active_jobs": 1})  # ranked after the idle one
+    # Ranked after the idle one.
+    store.table.update(*keys.runtime(workspace_id, roomy["runtime_id"]), set={"active_jobs": 1})
     runtimes.forget(workspace_id)
     assert len(runtimes.listed(workspace_id)) == 2  # cached: both with room
-    store.table.update(*keys.runtime(workspace_id, full_since["runtime_id"]), set={"active_jobs": 1})  # behind the cache's back
+    # Behind the cache's back.
+    store.table.update(*keys.runtime(workspace_id, full_since["runtime_id"]), set={"active_jobs": 1})
 
     job_id = _post_job(client, token)
     job = client.get(f"/v1/jobs/{job_id}", headers=bearer(token)).json()

@@ -30,10 +30,10 @@ def test_a_live_job_shows_the_workers_last_report():
 
 
 def test_usage_totals_add_up_by_kind_and_subkind():
+    rows = (("2026-01-01", "jobs", "agent.run", 2), ("2026-01-02", "jobs", "agent.run", 3),
+            ("2026-01-02", "jobs", "mcp.test", 1), ("2026-01-02", "runtime_seconds", "agent.run", 1.5))
     counts = [UsageCount(workspace_id="ws_a", day=day, kind=kind, subkind=sub, amount=amount)
-              for day, kind, sub, amount in (("2026-01-01", "jobs", "agent.run", 2), ("2026-01-02", "jobs", "agent.run", 3),
-                                             ("2026-01-02", "jobs", "mcp.test", 1),
-                                             ("2026-01-02", "runtime_seconds", "agent.run", 1.5))]
+              for day, kind, sub, amount in rows]
     report = usage_report(counts, since="2026-01-01", days=30)
     assert report.totals == {"jobs": {"agent.run": 5, "mcp.test": 1}, "runtime_seconds": {"agent.run": 1.5}}
     assert report.daily == counts
