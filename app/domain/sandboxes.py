@@ -3,11 +3,15 @@ the worker reports in `sandbox` events."""
 
 from dataclasses import dataclass
 
-from app.contract.messages import JobStatus
+from app.contract.messages import ControlAction, JobStatus
 from app.domain.jobs import Job, JobEvent
 
 SANDBOX_STEP = "sandbox"  # the step of the worker's reports on the server (starting, running, stopped, ...)
-ACTIONS = ("start", "stop", "restart")  # on the server; the sandbox (its job) lives on
+# What may be done to a sandbox's server, and the control action that does it; the sandbox (its
+# job) lives on.
+SERVER_ACTIONS: dict[str, ControlAction] = {"start": "sandbox.start", "stop": "sandbox.stop",
+                                            "restart": "sandbox.restart"}
+ACTIONS = tuple(SERVER_ACTIONS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ resumes with Last-Event-ID.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from app.auth.principal import Principal
 from app.clock import Clock
@@ -45,7 +45,7 @@ class JobEventStream:
         return events
 
     async def follow(self, feed: Subscription, after_seq: int,
-                     opening: list[JobEvent]) -> AsyncIterator[JobEvent | StreamEnd]:
+                     opening: list[JobEvent]) -> AsyncGenerator[JobEvent | StreamEnd, None]:
         """The events after `after_seq` in order: first `opening`, then as they come. Closes `feed`."""
         workspace_id, job_id = feed.key
         window, poll = self.settings.sse_window_seconds, self.settings.sse_poll_seconds

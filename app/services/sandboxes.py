@@ -13,7 +13,7 @@ from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import JobStatus, JobType, ToolCallArguments
 from app.domain.jobs import Job, JobEvent
-from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, Sandbox, sandbox_of, state_of_ended
+from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, SERVER_ACTIONS, Sandbox, sandbox_of, state_of_ended
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.schemas.sandboxes import ToolView
 from app.services.control import ControlChannel
@@ -129,11 +129,10 @@ class SandboxService:
 
     def act(self, principal: Principal, sandbox_id: str, action: str) -> str:
         """Stop, start or restart the server; the sandbox (its job) lives on until deleted or expired."""
-        if action not in ACTIONS:
+        if action not in SERVER_ACTIONS:
             raise NotFound(f"no action {action}: use one of {', '.join(ACTIONS)}")
         job = self.running(principal, sandbox_id)
-        result = self.control.call(job, f"sandbox.{action}",  # type: ignore[arg-type]  # one of ACTIONS
-                                   {}, timeout=self.settings.tool_call_timeout_seconds)
+        result = self.control.call(job, SERVER_ACTIONS[action], {}, timeout=self.settings.tool_call_timeout_seconds)
         return result.get("state", "unknown")
 
     def delete(self, principal: Principal, sandbox_id: str) -> JobStatus:

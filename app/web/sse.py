@@ -7,7 +7,7 @@ a second when the window closes.
 """
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
 from fastapi.responses import StreamingResponse
@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from app.auth.principal import Principal
 from app.domain.jobs import JobEvent
 from app.errors import BadRequest
-from app.services.event_stream import END, JobEventStream, StreamEnd
+from app.services.event_stream import JobEventStream, StreamEnd
 
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -36,11 +36,11 @@ def frame(event: JobEvent) -> str:
     return f"id: {event.seq}\nevent: {event.status.value}\ndata: {json.dumps(body)}\n\n"
 
 
-async def _frames(events: AsyncIterator[JobEvent | StreamEnd]) -> AsyncIterator[str]:
-    async with aclosing(events):  # type: ignore[type-var]  # an async generator
+async def _frames(events: AsyncGenerator[JobEvent | StreamEnd, None]) -> AsyncIterator[str]:
+    async with aclosing(events):  # closing the response closes the stream, and its feed subscription
         yield "retry: 1000\n\n"
         async for item in events:
-            yield "event: end\ndata: {}\n\n" if item is END else frame(item)  # type: ignore[arg-type]
+            yield "event: end\ndata: {}\n\n" if isinstance(item, StreamEnd) else frame(item)
 
 
 async def job_event_response(streams: JobEventStream, principal: Principal, job_id: str, last_event_id: str | None,
