@@ -1,17 +1,24 @@
-# The two commands: `make run` starts the local stack, `make test` runs the whole suite.
-# Both install what they need into .venv first (and system packages where the host allows).
+# The two commands: `make run` starts the local stack, `make test` runs the static checks and the
+# whole suite. Both install what they need into .venv first (and system packages where the host
+# allows): `.[test]` is the API, the worker and the local stack together, and the test tools.
 
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test install system-packages bench lint-template clean
+.PHONY: run test check install system-packages bench lint-template clean
 
 run: install
 	$(BIN)/berth up
 
-test: install system-packages
+test: install system-packages check
 	$(BIN)/python -m pytest
+
+# Static checks, before any test runs: lint, types (paths in pyproject.toml) and the import contracts (layers).
+check: install
+	$(BIN)/ruff check app berth_cli functions workers
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 install: $(VENV)/.installed
 
@@ -21,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# bubblewrap isolates sandboxes; node runs MCP servers published on npm.
+# node runs MCP servers published on npm.
 # bubblewrap isolates sandboxes; passt (pasta) and iproute2 give networked ones a namespace of their own.
 SYSTEM_PACKAGES := bubblewrap passt iproute2
 

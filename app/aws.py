@@ -1,31 +1,28 @@
-"""Lazily created boto3 clients, one per service per process.
+"""boto3 clients, made on first use and kept: one per AWS service per composition root.
 
 boto3 costs ~150 ms to import, so nothing imports it at module load: `/v1/health` on a cold
-Lambda never pays for it. Endpoint and credentials come from the standard AWS environment.
+Lambda never pays for it. Endpoint and credentials come from the standard AWS environment; the
+client configuration is the worker's too (app.contract.aws).
 """
 
 import threading
 from typing import Any
 
-_clients: dict[str, Any] = {}
-_lock = threading.Lock()
+from app.contract.aws import client_config
 
 
-def client(service: str) -> Any:
-    found = _clients.get(service)
-    if found is not None:
-        return found
-    with _lock:
-        if service not in _clients:
-            import boto3
-            from botocore.config import Config
+class AwsClients:
+    def __init__(self) -> None:
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
-            config = Config(retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=32)
-            _clients[service] = boto3.session.Session().client(service, config=config)
-        return _clients[service]
+    def client(self, service: str) -> Any:
+        found = self._clients.get(service)
+        if found is not None:
+            return found
+        with self._lock:
+            if service not in self._clients:
+                import boto3
 
-
-def reset_clients() -> None:
-    """Forget cached clients (tests that switch endpoints or mock_aws contexts)."""
-    with _lock:
-        _clients.clear()
+                self._clients[service] = boto3.session.Session().client(service, config=client_config())
+            return self._clients[service]

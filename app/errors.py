@@ -2,6 +2,11 @@
 `{"success": false, "error": ..., "status": N, "request_id": ...}` on both API surfaces."""
 
 
+def error_body(status: int, message: str, request_id: str) -> dict:
+    """The error shape of both surfaces, for the exception handlers and the request middleware."""
+    return {"success": False, "error": message, "status": status, "request_id": request_id}
+
+
 class BerthError(Exception):
     status = 500
     default_message = "internal error"

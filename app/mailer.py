@@ -5,8 +5,9 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from app.aws import AwsClients
 from app.ids import new_id
-from app.settings import Settings, get_settings
+from app.settings import Settings
 
 
 class Mailer(Protocol):
@@ -29,21 +30,19 @@ class FileOutbox:
 
 
 class SesMailer:
-    def __init__(self, sender: str):
+    def __init__(self, clients: AwsClients, sender: str):
+        self._clients = clients
         self.sender = sender
 
     def send(self, to: str, subject: str, body: str) -> None:
-        from app import aws
-
-        aws.client("ses").send_email(
+        self._clients.client("ses").send_email(
             Source=self.sender,
             Destination={"ToAddresses": [to]},
             Message={"Subject": {"Data": subject}, "Body": {"Text": {"Data": body}}},
         )
 
 
-def get_mailer(settings: Settings | None = None) -> Mailer:
-    settings = settings or get_settings()
+def mailer_for(settings: Settings, clients: AwsClients) -> Mailer:
     if settings.mailer == "ses":
-        return SesMailer(settings.mail_from)
+        return SesMailer(clients, settings.mail_from)
     return FileOutbox(settings.outbox_dir)

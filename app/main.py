@@ -8,13 +8,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app import __version__
-from app.errors import BerthError
+from app import __version__, composition
+from app.errors import BerthError, error_body
 from app.logs import configure as configure_logging
 from app.logs import get_logger
-from app.middleware import RequestContextMiddleware
 from app.routers import docs, liveness
-from app.settings import get_settings
+from app.web.middleware import RequestContextMiddleware
 
 logger = get_logger("berth.app")
 
@@ -24,10 +23,7 @@ def _request_id(request: Request) -> str:
 
 
 def _error(request: Request, status: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"success": False, "error": message, "status": status, "request_id": _request_id(request)},
-        status_code=status,
-    )
+    return JSONResponse(error_body(status, message, _request_id(request)), status_code=status)
 
 
 def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
@@ -96,9 +92,6 @@ class RouteGroups:
             if module not in self.loaded and (every or any(_under(path, p) for p in prefixes)):
                 self._include(module)
 
-    def ensure_all(self) -> None:
-        self.ensure_for("/openapi.json")
-
     def _include(self, module: str) -> None:
         with self._lock:
             if module not in self.loaded:
@@ -124,7 +117,7 @@ class RouteGroupLoader:
 
 
 def create_app() -> FastAPI:
-    settings = get_settings()
+    settings = composition.services().settings
     configure_logging()
     app = FastAPI(
         title="berth",

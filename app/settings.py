@@ -1,15 +1,20 @@
 """The one settings object. Every value comes from a `BERTH_`-prefixed environment variable.
 
-AWS endpoints and credentials are deliberately *not* here: boto3 reads them from the standard
+The composition root (app.composition) reads them once per process; everything else receives
+them from it. AWS endpoints and credentials are deliberately *not* here: boto3 reads them from the standard
 environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the local stack and AWS run the same code.
 """
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.contract.policy import DEFAULT_TTL_SECONDS, SandboxPolicy
+
+# The sandbox limits and command rules default to the contract's, which the worker enforces too.
+_POLICY = SandboxPolicy()
 
 
 class Settings(BaseSettings):
@@ -56,19 +61,15 @@ class Settings(BaseSettings):
 
     # Policy: the guardrails /v1/policies reports and the workers enforce.
     max_ttl_seconds: int = 3600
-    default_ttl_seconds: int = 600
+    default_ttl_seconds: int = DEFAULT_TTL_SECONDS
     max_concurrent_jobs: int = 16
-    sandbox_memory_mb: int = 512
-    sandbox_cpu_seconds: int = 120
-    sandbox_max_processes: int = 64
-    sandbox_max_open_files: int = 256
-    sandbox_network: bool = False
-    command_allowlist: list[str] = Field(
-        default_factory=lambda: ["node", "npx", "python", "python3", "uv", "uvx", "bash", "sh"]
-    )
-    command_denylist: list[str] = Field(
-        default_factory=lambda: ["rm -rf /", "mkfs", "shutdown", "reboot", "dd if=", ":(){", "curl", "wget"]
-    )
+    sandbox_memory_mb: int = _POLICY.memory_mb
+    sandbox_cpu_seconds: int = _POLICY.cpu_seconds
+    sandbox_max_processes: int = _POLICY.max_processes
+    sandbox_max_open_files: int = _POLICY.max_open_files
+    sandbox_network: bool = _POLICY.network
+    command_allowlist: list[str] = Field(default_factory=lambda: list(_POLICY.command_allowlist))
+    command_denylist: list[str] = Field(default_factory=lambda: list(_POLICY.command_denylist))
     tool_call_timeout_seconds: float = 20.0
     matrixshell_enabled: bool = True
 
@@ -80,7 +81,3 @@ class Settings(BaseSettings):
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

@@ -55,12 +55,9 @@ def _key(partition: str, sort: str) -> dict:
 
 
 def measure(samples: int) -> dict:
-    from app import aws
-    from app.settings import get_settings
-
     with tempfile.TemporaryDirectory(prefix="berth-bench-") as scratch, running_stack(Path(scratch)) as stack:
-        table = get_settings().table_name
-        dynamodb, sqs = aws.client("dynamodb"), aws.client("sqs")
+        table = stack.services.settings.table_name
+        dynamodb, sqs = stack.services.aws.client("dynamodb"), stack.services.aws.client("sqs")
         queue = sqs.create_queue(QueueName=f"bench-costs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
         body = job_message_body()
         run = uuid.uuid4().hex[:8]

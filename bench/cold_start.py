@@ -122,17 +122,16 @@ def _seed(seed_file: str) -> None:
     from moto import mock_aws
 
     with mock_aws():
-        from app import aws
-        from app.settings import get_settings
+        from app.composition import services
         from app.store.schema import ensure_table, table_definition
         from functions.api import handler
 
-        table = get_settings().table_name
-        ensure_table(table)
+        table = services().settings.table_name
+        ensure_table(services().aws, table)
         response = handler(http_event("POST", "/v1/auth/signup", body=SIGNUP), None)
         if response["statusCode"] != 201:
             raise SystemExit(f"seeding signup failed: {response}")
-        items = aws.client("dynamodb").scan(TableName=table)["Items"]
+        items = services().aws.client("dynamodb").scan(TableName=table)["Items"]
     with open(seed_file, "w") as f:
         json.dump({"table": table_definition(table), "items": items,
                    "token": json.loads(response["body"])["token"]}, f)

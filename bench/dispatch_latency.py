@@ -23,7 +23,7 @@ queue. Target: berth p50 ≤ 3× the raw p50.
 Beside the observed figure, the server-side one — the stored start event's `at` minus the job's
 `created_at` — leaves out the POST's way in, the claim's transaction and the SSE delivery. The
 breakdown splits each job along the timestamps berth stores (plus one the bench takes itself: the
-API runs in this process, so `app.queues.send` is wrapped to note when each job's message went to
+API runs in this process, so its `Queues.send` is wrapped to note when each job's message went to
 SQS): posting → created → sent → start recorded (the claim; `started_at` = the event's `at`) →
 seen.
 
@@ -68,25 +68,25 @@ FINAL_STATUSES = {"complete", "error", "cancelled", "expired"}
 
 
 class SendStamps:
-    """When each job's message went to SQS, from a wrapper around `app.queues.send` (in-process API)."""
+    """When each job's message went to SQS, from a wrapper around the API's `Queues.send` (in-process API)."""
 
     def __init__(self):
-        from app import queues
+        from app.composition import services
 
         self.sent: dict[str, float] = {}
-        self._queues = queues
-        self._original = queues.send
+        self._queues = services().queues
+        self._original = self._queues.send
 
     def __enter__(self):
         def send(queue_url, message):
             self._original(queue_url, message)
             self.sent[message.job_id] = time.time()
 
-        self._queues.send = send
+        self._queues.send = send  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc):
-        self._queues.send = self._original
+        del self._queues.send  # the method again
 
 
 # --- one job, timed ----------------------------------------------------------------------------
@@ -142,10 +142,10 @@ LEGS = (
 
 
 def stored_items() -> int:
-    from app import aws
-    from app.settings import get_settings
+    from app.composition import services
 
-    return aws.client("dynamodb").describe_table(TableName=get_settings().table_name)["Table"]["ItemCount"]
+    return services().aws.client("dynamodb").describe_table(TableName=services().settings.table_name)["Table"][
+        "ItemCount"]
 
 
 def latency_row(account: Account, jobs: int) -> dict:
@@ -229,9 +229,9 @@ class MotoFailures:
 
     @contextmanager
     def counting(self):
-        from app import aws
+        from app.composition import services
 
-        clients = [aws.client("dynamodb"), aws.client("sqs")]
+        clients = [services().aws.client("dynamodb"), services().aws.client("sqs")]
         for client in clients:
             client.meta.events.register("needs-retry", self._seen)
         try:

@@ -57,10 +57,10 @@ def _child(data_dir: str, items: int) -> None:
 
 def _transaction_ms() -> float:
     """Median time of a transaction shaped like a job's creation: two puts and a counter update."""
-    from app.store import get_store
+    from app.composition import services
     from app.store.table import Write
 
-    table = get_store().table
+    table = services().store.table
     table.put({"pk": "WS#bench-txn", "sk": "WORKSPACE", "open_jobs": 0})
     timings = []
     for _ in range(TRANSACTIONS):
@@ -75,10 +75,8 @@ def _transaction_ms() -> float:
 
 
 def _load_and_save(stack, items: int) -> dict:
-    from app.store import get_store
-
     started = time.perf_counter()
-    get_store().table.batch_put([stored_item(n) for n in range(items)])
+    stack.services.store.table.batch_put([stored_item(n) for n in range(items)])
     loaded = time.perf_counter()
     saved_items = stack.save_state()
     saved = time.perf_counter()

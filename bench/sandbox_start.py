@@ -85,12 +85,12 @@ def through_api(account: Account) -> dict:
 
 
 def server_moments(account: Account, session_id: str) -> dict:
-    from app.store import get_store  # the API runs in this process: read what it stored
+    from app.composition import services  # the API runs in this process: read what it stored
 
-    job = get_store().jobs.get(account.workspace_id, session_id)
-    running = get_store().jobs.latest_event(account.workspace_id, session_id, step="sandbox")
-    return {"created": epoch(job["created_at"]), "claimed": epoch(job["started_at"]),
-            "running_event": epoch(running["at"])}
+    jobs = services().store.jobs
+    job = jobs.get(account.workspace_id, session_id)
+    running = jobs.latest_event(account.workspace_id, session_id, step="sandbox")
+    return {"created": epoch(job.created_at), "claimed": epoch(job.started_at), "running_event": epoch(running.at)}
 
 
 async def direct_start() -> float:

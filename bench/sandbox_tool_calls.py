@@ -160,26 +160,25 @@ async def _timed(call, calls: int) -> list[float]:
 
 class ApiStamps:
     """Moments of each tool call inside the in-process API (perf_counter), from wrappers around the
-    functions on its path: `sandboxes.call_tool` and `control.request` (every mode); the `post` of
+    methods on its path: `sandboxes.call_tool` and `control.request` (every mode); the `post` of
     the API's client for control endpoints (the direct path); `queues.send`, the store's
-    `get_reply` (the poll loop of `control.request`) and `control.store_reply` (the worker's reply
-    POST) on the queue path. All are wrapped in every mode, so a call that took the other path is
+    `replies.take` (the poll loop of `control.request`) and `runtime_protocol.store_reply` (the
+    worker's reply POST) on the queue path. All are wrapped in every mode, so a call that took the other path is
     noticed."""
 
     def __init__(self, mode: str):
-        from app import queues
-        from app.services import control, sandboxes
-        from app.store import get_store
+        from app.composition import services
 
+        api = services()  # the in-process API's
         self.mode = mode
         self.calls: list[dict] = []
         self._by_request: dict[str, dict] = {}
         self._current: dict = {}
-        self._client = control._direct()  # the API's one keep-alive client for control endpoints
-        jobs = get_store().jobs
-        self._targets = [(sandboxes, "call_tool", self._call_tool), (control, "request", self._request),
-                         (self._client, "post", self._post), (queues, "send", self._send),
-                         (jobs, "get_reply", self._get_reply), (control, "store_reply", self._store_reply)]
+        self._client = api.control._direct()  # the API's one keep-alive client for control endpoints
+        self._targets = [(api.sandboxes, "call_tool", self._call_tool), (api.control, "request", self._request),
+                         (self._client, "post", self._post), (api.queues, "send", self._send),
+                         (api.store.replies, "take", self._take_reply),
+                         (api.runtime_protocol, "store_reply", self._store_reply)]
         self._originals = {name: getattr(owner, name) for owner, name, _ in self._targets}
 
     def __enter__(self):
@@ -189,10 +188,7 @@ class ApiStamps:
 
     def __exit__(self, *exc):
         for owner, name, _ in self._targets:
-            if owner is self._client:
-                del owner.post  # the instance attribute set above: back to httpx.Client.post
-            else:
-                setattr(owner, name, self._originals[name])
+            delattr(owner, name)  # the instance attribute set above: back to the class's method
 
     def wait_complete(self, timeout: float = 5) -> None:
         """Check each call took its mode's path. On the queue path, the reply handler's thread
@@ -251,8 +247,8 @@ class ApiStamps:
         self._originals["send"](queue_url, message)
         record["send_end"] = time.perf_counter()
 
-    def _get_reply(self, workspace_id, request_id):
-        reply = self._originals["get_reply"](workspace_id, request_id)
+    def _take_reply(self, workspace_id, request_id):
+        reply = self._originals["take"](workspace_id, request_id)
         record = self._by_request.get(request_id)
         if record is not None:
             record["polls"] += 1
@@ -289,9 +285,9 @@ QUEUE_LEGS = (
     ("send_end", "reply_in", "worker: control long poll returns, parse, session.call_tool, reply POST "
                              "until the API's handler runs (runtime-token auth)"),
     ("reply_in", "reply_stored", "store the reply (DynamoDB put)"),
-    ("reply_stored", "found", "the API's reply poll notices it (sleeps 5 ms ×1.5 up to 50 ms; slightly "
-                              "negative when a poll's GetItem overlapped the put's answer)"),
-    ("found", "request_out", "delete the reply (DynamoDB DeleteItem), parse it"),
+    ("reply_stored", "found", "the API's reply poll finds it and deletes it (DynamoDB DeleteItem; the poll "
+                              "sleeps 5 ms ×1.5 up to 50 ms)"),
+    ("found", "request_out", "return the reply"),
     *_API_OUT,
 )
 
@@ -314,9 +310,9 @@ def control_message_body() -> str:
 
 def job_reads(account: Account, session_id: str, samples: int) -> dict:
     """One DynamoDB GetItem on the stack's moto, as the API makes several of per call."""
-    from app.store import get_store
+    from app.composition import services
 
-    jobs = get_store().jobs
+    jobs = services().store.jobs
     durations = []
     for _ in range(samples):
         started = time.perf_counter()
@@ -342,20 +338,20 @@ def reply_posts(client: httpx.Client, account: Account, worker_dir: Path, sample
 
 def control_url_of(account: Account, session_id: str) -> str | None:
     """The control endpoint the sandbox's runtime registered (None: it has none)."""
-    from app.store import get_store
+    from app.composition import services
 
-    store = get_store()
+    store = services().store
     job = store.jobs.get(account.workspace_id, session_id)
-    runtime = store.runtimes.get(job["runtime_workspace"], job["runtime_id"])
-    return runtime.get("control_url")
+    runtime = store.runtimes.get(job.runtime_workspace, job.runtime_id)
+    return runtime.control_url
 
 
 def control_endpoint_trips(control_url: str, samples: int) -> dict:
     """A bare HTTP round trip to the worker's control endpoint on the API's own keep-alive client:
     `GET /control` is answered 405 before any verification or work (and not logged)."""
-    from app.services import control
+    from app.composition import services
 
-    client = control._direct()
+    client = services().control._direct()
     url = f"{control_url.rstrip('/')}/control"
     durations = []
     for index in range(WARM_UP_CALLS + samples):

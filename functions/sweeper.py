@@ -1,12 +1,13 @@
 """Lambda entry point of the scheduled sweeper (EventBridge, every minute)."""
 
 from dataclasses import asdict
+from typing import Any
 
+from app.composition import services
 from app.logs import configure
-from app.services.sweeper import sweep
 
 configure()
 
 
-def handler(event, context):
-    return asdict(sweep())
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return asdict(services().sweeper.sweep())

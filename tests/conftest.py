@@ -5,9 +5,7 @@ import os
 
 import pytest
 
-from app import aws, queues
-from app.settings import get_settings
-from app.store import get_store
+from app import composition
 
 _AWS_TEST_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -15,14 +13,6 @@ _AWS_TEST_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
-
-
-def reset_process_caches() -> None:
-    get_settings.cache_clear()
-    get_store.cache_clear()
-    queues.dead_letter_queue_url.cache_clear()
-    queues._dead_letter_queue_arn.cache_clear()
-    aws.reset_clients()
 
 
 @pytest.fixture
@@ -38,16 +28,23 @@ def aws_resources(tmp_path, monkeypatch):
     monkeypatch.setenv("BERTH_DATA_DIR", str(tmp_path / "data"))
     for name in [n for n in os.environ if n.startswith("BERTH_") and n != "BERTH_DATA_DIR"]:
         monkeypatch.delenv(name)
-    reset_process_caches()
+    composition.reset()
     with mock_aws():
-        settings = get_settings()
-        ensure_table(settings.table_name)
-        queues.ensure_dead_letter_queue()
-        kms = aws.client("kms")
+        services = composition.services()
+        settings = services.settings
+        ensure_table(services.aws, settings.table_name)
+        services.queues.ensure_dead_letter_queue()
+        kms = services.aws.client("kms")
         key_id = kms.create_key(Description="berth test")["KeyMetadata"]["KeyId"]
         kms.create_alias(AliasName=settings.kms_key_alias, TargetKeyId=key_id)
         yield settings
-    reset_process_caches()
+    composition.reset()
+
+
+@pytest.fixture
+def store(aws_resources):
+    """The store the app under test uses (the same caches)."""
+    return composition.services().store
 
 
 @pytest.fixture

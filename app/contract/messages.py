@@ -83,6 +83,11 @@ class JobMessage(_Strict):
     secrets: SealedValue | None = None
 
 
+ControlAction = Literal["cancel", "tools.list", "tools.call", "sandbox.inspect", "sandbox.stop", "sandbox.start",
+                        "sandbox.restart", "sandbox.update", "proxy", "ssh.proxy", "model.status", "model.proxy",
+                        "model.evict"]
+
+
 class ControlMessage(_Strict):
     """A synchronous request for a running job (a sandbox's tools/list, tools/call, cancel)."""
 
@@ -90,9 +95,7 @@ class ControlMessage(_Strict):
     request_id: str
     workspace_id: str
     job_id: str
-    action: Literal["cancel", "tools.list", "tools.call", "sandbox.inspect", "sandbox.stop", "sandbox.start",
-                    "sandbox.restart", "sandbox.update", "proxy", "ssh.proxy", "model.status", "model.proxy",
-                    "model.evict"]
+    action: ControlAction
     arguments: dict[str, Any] = Field(default_factory=dict)
     deadline: float  # epoch seconds after which the answer is no longer awaited
     # The job's secrets as they are now (e.g. a sandbox's env changed by `sandbox.update`), sealed as

@@ -1,5 +1,10 @@
 """The sandbox policy: limits and command rules, set by the API from its settings and enforced by
-the worker exactly as received with each job."""
+the worker exactly as received with each job.
+
+The defaults here are the only ones: the API's settings (`BERTH_SANDBOX_*`, `BERTH_COMMAND_*`,
+`BERTH_DEFAULT_TTL_SECONDS`) take theirs from this model, and a worker handed a sandbox job without
+a policy enforces these same values.
+"""
 
 import os
 import shlex
@@ -12,6 +17,9 @@ from pydantic import BaseModel, Field
 # networked sandbox gets a network namespace of its own, else `none`.
 SANDBOX_DRIVER_LABEL = "sandbox"
 SANDBOX_NETWORK_LABEL = "sandbox_network"
+
+# A job's life when its request names none; a sandbox's life is its job's.
+DEFAULT_TTL_SECONDS = 600
 
 
 class SandboxRejected(Exception):
@@ -34,7 +42,7 @@ def placement_refusal(labels: dict[str, str], *, own_runtime: bool, network: boo
 
 class SandboxPolicy(BaseModel):
     memory_mb: int = Field(default=512, gt=0, description="private memory per process (RLIMIT_DATA)")
-    cpu_seconds: int = Field(default=300, gt=0, description="CPU time per process (RLIMIT_CPU)")
+    cpu_seconds: int = Field(default=120, gt=0, description="CPU time per process (RLIMIT_CPU)")
     max_processes: int = Field(default=64, gt=0, description="processes of the sandbox (RLIMIT_NPROC)")
     max_open_files: int = Field(default=256, gt=0, description="descriptors per process (RLIMIT_NOFILE)")
     max_file_mb: int = Field(default=64, gt=0, description="size of any one file a process writes (RLIMIT_FSIZE)")
@@ -49,10 +57,11 @@ class SandboxPolicy(BaseModel):
         description="executable names a start command may run",
     )
     command_denylist: list[str] = Field(
-        default_factory=lambda: ["sudo", "/dev/tcp", "mkfs"],
+        default_factory=lambda: ["rm -rf /", "mkfs", "shutdown", "reboot", "dd if=", ":(){", "curl", "wget", "sudo",
+                                 "/dev/tcp"],
         description="substrings no command may contain",
     )
-    ttl_seconds: int = Field(default=900, gt=0, description="wall-clock life of a session")
+    ttl_seconds: int = Field(default=DEFAULT_TTL_SECONDS, gt=0, description="wall-clock life of a session")
 
     def check_command(self, command: str) -> list[str]:
         """Split a start command into argv, or raise SandboxRejected saying what is not allowed."""

@@ -23,7 +23,7 @@ def forget_tracked_instances() -> None:
 
     for models in model_data.values():
         for model in models.values():
-            model.instances_tracked.clear()
+            model.instances_tracked.clear()  # type: ignore[attr-defined]  # moto's BaseModel metaclass sets it
 
 
 def main() -> None:

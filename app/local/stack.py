@@ -16,8 +16,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from app import composition
+from app.composition import Services
+from app.domain.accounts import Workspace
 from app.logs import get_logger, log_event
+
+if TYPE_CHECKING:
+    import uvicorn
 
 logger = get_logger("berth.local")
 
@@ -53,8 +60,8 @@ class LocalStack:
         self.moto_url = f"http://127.0.0.1:{options.moto_port}"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._moto = None
-        self._uvicorn = None
+        self._moto: subprocess.Popen | None = None
+        self._uvicorn: uvicorn.Server | None = None
         self._api_thread: threading.Thread | None = None
         self.worker: subprocess.Popen | None = None
         self.restored_items = 0
@@ -86,15 +93,7 @@ class LocalStack:
         # process (the tests start several) must not inherit this one's settings.
         self._previous_environment = {name: os.environ.get(name) for name in wanted}
         os.environ.update(wanted)
-        from app import aws, queues
-        from app.settings import get_settings
-        from app.store import get_store
-
-        get_settings.cache_clear()
-        get_store.cache_clear()
-        queues.dead_letter_queue_url.cache_clear()
-        queues._dead_letter_queue_arn.cache_clear()
-        aws.reset_clients()
+        composition.reset()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -120,31 +119,33 @@ class LocalStack:
         self._moto = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=PROJECT_ROOT, start_new_session=True)
         _wait_for_port(self.options.moto_port, process=self._moto)
 
+    @property
+    def services(self) -> Services:
+        """The services of this process, which the stack's API, sweeper and timers use."""
+        return composition.services()
+
     def _provision(self) -> None:
-        from app import aws, queues
         from app.local import snapshot
-        from app.settings import get_settings
-        from app.store import get_store
         from app.store.schema import ensure_table
 
-        settings = get_settings()
-        ensure_table(settings.table_name)
-        queues.ensure_dead_letter_queue()
+        services = self.services
+        settings = services.settings
+        ensure_table(services.aws, settings.table_name)
+        services.queues.ensure_dead_letter_queue()
         started = time.perf_counter()
-        self.restored_items = snapshot.restore(self.state_dir, settings.table_name)
+        self.restored_items = snapshot.restore(services.aws, self.state_dir, settings.table_name)
         self.restore_seconds = time.perf_counter() - started
-        kms = aws.client("kms")
+        kms = services.aws.client("kms")
         aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
         if settings.kms_key_alias not in aliases:
             key_id = kms.create_key(Description="berth provider credentials")["KeyMetadata"]["KeyId"]
             kms.create_alias(AliasName=settings.kms_key_alias, TargetKeyId=key_id)
-        for runtime in get_store().runtimes.all():  # queues are not in the snapshot: recreate them
-            jobs_url, control_url = queues.create_runtime_queues(runtime["runtime_id"])
-            if (jobs_url, control_url) != (runtime.get("jobs_queue_url"), runtime.get("control_queue_url")):
-                get_store().runtimes.update(runtime["workspace_id"], runtime["runtime_id"],
-                                            set={"jobs_queue_url": jobs_url, "control_queue_url": control_url})
-        get_store().accounts.ensure_workspace(get_store().accounts.workspace_item(
-            PLATFORM_WORKSPACE, name="berth platform", slug="platform", operator=True, open_jobs=0))
+        for runtime in services.store.runtimes.all():  # queues are not in the snapshot: recreate them
+            jobs_url, control_url = services.queues.create_runtime_queues(runtime.runtime_id)
+            if (jobs_url, control_url) != (runtime.jobs_queue_url, runtime.control_queue_url):
+                services.store.runtimes.move_queues(runtime, jobs_url, control_url)
+        services.store.accounts.ensure_workspace(Workspace(workspace_id=PLATFORM_WORKSPACE, name="berth platform",
+                                                           slug="platform", operator=True, open_jobs=0))
         if self.restored_items:
             log_event(logger, "state restored", items=self.restored_items,
                       seconds=round(self.restore_seconds, 3))
@@ -163,7 +164,7 @@ class LocalStack:
 
     def stop_api(self) -> None:
         """Take the API down (the rest keeps running): what a worker sees in an outage."""
-        if self._uvicorn is not None:
+        if self._uvicorn is not None and self._api_thread is not None:
             self._uvicorn.should_exit = True
             self._api_thread.join(timeout=10)
             self._uvicorn = None
@@ -190,45 +191,34 @@ class LocalStack:
             except Exception:
                 logger.exception("local timer task failed")
 
-    @staticmethod
-    def _sweep_once() -> None:
-        from app.services.sweeper import sweep
+    def _sweep_once(self) -> None:
+        self.services.sweeper.sweep()
 
-        sweep()
-
-    @staticmethod
-    def _drain_dead_letters() -> None:
-        from app import queues
-        from app.services.jobs import dead_letter
-
+    def _drain_dead_letters(self) -> None:
+        queues = self.services.queues
         url = queues.dead_letter_queue_url()
         for message in queues.receive(url, max_messages=10, wait_seconds=0, visibility_seconds=30):
-            dead_letter(message.body, message.receive_count)
+            self.services.lifecycle.dead_letter(message.body, message.receive_count)
             queues.delete(url, message.receipt)
 
-    @staticmethod
-    def _delete_expired() -> None:
-        from app.store import get_store
-
-        get_store().table.delete_expired()
+    def _delete_expired(self) -> None:
+        self.services.store.table.delete_expired()
 
     def save_state(self) -> int:
         from app.local import snapshot
-        from app.settings import get_settings
 
-        return snapshot.save(self.state_dir, get_settings().table_name)
+        services = self.services
+        return snapshot.save(services.aws, self.state_dir, services.settings.table_name)
 
     # --- the local worker -----------------------------------------------------------------
 
     def mint_shared_join_token(self, uses: int = 1) -> str:
         from app.auth.principal import Principal, Tier
-        from app.schemas.runtimes import JoinTokenCreate
-        from app.services.runtimes import mint_join_token
 
         operator = Principal(kind="system", workspace_id=PLATFORM_WORKSPACE, subject_id="local-stack",
                              tier=Tier.admin, credential_digest="", operator=True)
-        secret, _ = mint_join_token(operator, JoinTokenCreate(name="local worker", uses=uses, shared=True,
-                                                              ttl_seconds=3600))
+        secret, _ = self.services.runtimes.mint_join_token(operator, name="local worker", uses=uses, ttl_seconds=3600,
+                                                           shared=True, labels={})
         return secret
 
     def worker_command(self, data_dir: Path, join_token: str | None, *extra: str) -> list[str]:
@@ -269,7 +259,7 @@ class LocalStack:
         self.stop_api()
         for thread in self._threads:
             thread.join(timeout=10)
-        if self._moto is not None:
+        if self._moto is not None and self._moto.stdin is not None:
             self._moto.stdin.close()
             try:
                 self._moto.wait(timeout=10)
@@ -283,9 +273,7 @@ class LocalStack:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        from app.settings import get_settings
-
-        get_settings.cache_clear()
+        composition.reset()
 
 
 def _wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:

@@ -1,42 +1,49 @@
 """`/api/runtime/*`: how to reach a sandbox's runtime, a proxy token for it, and the proxy itself."""
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
-from app.auth.dependencies import User
-from app.services import sandboxes
+from app.clock import iso
+from app.schemas.sandboxes import runtime_config_view
+from app.web.deps import ServicesDep, User
 
 router = APIRouter(prefix="/api/runtime", tags=["runtime proxy"])
 
+PROXY_TOKEN_HEADER = "X-Berth-Proxy-Token"
 # Hop-by-hop and framing headers are the proxy's own business on each side.
 _DROPPED_HEADERS = {"host", "connection", "keep-alive", "transfer-encoding", "content-length", "authorization",
-                    "x-api-key", "x-berth-proxy-token", "upgrade", "te", "trailer", "proxy-authorization"}
+                    "x-api-key", PROXY_TOKEN_HEADER.lower(), "upgrade", "te", "trailer", "proxy-authorization"}
 
 
 @router.get("/config/{sandbox_id}")
-def runtime_config(principal: User, sandbox_id: str) -> dict:
-    return sandboxes.runtime_config(principal, sandbox_id)
+def runtime_config(principal: User, sandbox_id: str, services: ServicesDep) -> dict[str, Any]:
+    job, runtime = services.proxy.route(principal, sandbox_id)
+    return runtime_config_view(job, runtime, services.settings.base_url)
 
 
 @router.get("/proxy-auth/{sandbox_id}")
-def proxy_auth(principal: User, sandbox_id: str,
-               method: Annotated[str, Query(pattern="^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)$")] = "GET") -> dict:
-    """A short-lived token, signed for this sandbox, that its runtime verifies before forwarding."""
-    return sandboxes.proxy_token(principal, sandbox_id, method)
+def proxy_auth(principal: User, sandbox_id: str, services: ServicesDep,
+               method: Annotated[str, Query(pattern="^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)$")] = "GET"
+               ) -> dict[str, Any]:
+    """A short-lived token, signed for one request of `method` to this sandbox, that its runtime
+    verifies (and honours once) before forwarding."""
+    token, expires = services.proxy.token(principal, sandbox_id, method)
+    return {"success": True, "token": token, "expires_at": iso(expires), "method": method,
+            "header": PROXY_TOKEN_HEADER}
 
 
-async def proxy(principal: User, sandbox_id: str, path: str, request: Request) -> Response:
+async def proxy(principal: User, sandbox_id: str, path: str, request: Request, services: ServicesDep) -> Response:
     """Forward an HTTP request to the sandbox's streamable-HTTP server through its runtime."""
-    from starlette.concurrency import run_in_threadpool
-
     body = await request.body()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS}
     answer = await run_in_threadpool(
-        sandboxes.proxy, principal, sandbox_id, request.method, path, request.url.query, headers, body,
-        request.headers.get("x-berth-proxy-token"))
+        lambda: services.proxy.forward(principal, sandbox_id, method=request.method, path=path,
+                                       query=request.url.query, headers=headers, body=body,
+                                       token=request.headers.get(PROXY_TOKEN_HEADER)))
     response_headers = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED_HEADERS}
     return Response(base64.b64decode(answer.body_b64), status_code=answer.status, headers=response_headers)
 

@@ -4,58 +4,70 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.auth.dependencies import User
 from app.contract.messages import JobStatus
-from app.schemas.sandboxes import (ActionResponse, ContainerList, SandboxList, SandboxPatch, SandboxRequest,
-                                   SandboxView)
-from app.services import sandboxes
+from app.schemas.sandboxes import (
+    ActionResponse,
+    ContainerList,
+    ContainerView,
+    SandboxList,
+    SandboxPatch,
+    SandboxRequest,
+    SandboxView,
+)
+from app.web.deps import ServicesDep, User
 
 router = APIRouter(tags=["sandboxes"])
 
 
 @router.get("/api/sandboxes", response_model=SandboxList)
-def list_sandboxes(principal: User, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+def list_sandboxes(principal: User, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
                    cursor: Annotated[str | None, Query(max_length=2000)] = None,
                    status: JobStatus | None = None) -> SandboxList:
-    items, next_cursor = sandboxes.list_sandboxes(principal, limit=limit, cursor=cursor, status=status)
-    return SandboxList(sandboxes=items, next_cursor=next_cursor)
+    page = services.sandboxes.page(principal, limit=limit, cursor=cursor, status=status)
+    return SandboxList(sandboxes=[SandboxView.of(sandbox) for sandbox in page.items], next_cursor=page.cursor)
 
 
 @router.post("/api/sandboxes", status_code=status.HTTP_201_CREATED, response_model=SandboxView)
-def create_sandbox(principal: User, body: SandboxRequest) -> SandboxView:
-    return sandboxes.view(sandboxes.create(principal, body))
+def create_sandbox(principal: User, body: SandboxRequest, services: ServicesDep) -> SandboxView:
+    sandboxes = services.sandboxes
+    return SandboxView.of(sandboxes.sandbox(sandboxes.create(principal, body.payload(), body.ttl_seconds)))
 
 
 @router.get("/api/sandboxes/{sandbox_id}", response_model=SandboxView)
-def read_sandbox(principal: User, sandbox_id: str) -> SandboxView:
-    return sandboxes.view(sandboxes.get(principal, sandbox_id))
+def read_sandbox(principal: User, sandbox_id: str, services: ServicesDep) -> SandboxView:
+    sandboxes = services.sandboxes
+    return SandboxView.of(sandboxes.sandbox(sandboxes.get(principal, sandbox_id)))
 
 
 @router.patch("/api/sandboxes/{sandbox_id}", response_model=SandboxView)
-def update_sandbox(principal: User, sandbox_id: str, body: SandboxPatch) -> SandboxView:
+def update_sandbox(principal: User, sandbox_id: str, body: SandboxPatch, services: ServicesDep) -> SandboxView:
     """TTL applies at once; env at the next start or restart; labels are metadata."""
-    return sandboxes.view(sandboxes.update(principal, sandbox_id, body))
+    sandboxes = services.sandboxes
+    job = sandboxes.update(principal, sandbox_id, ttl_seconds=body.ttl_seconds, env=body.env, labels=body.labels)
+    return SandboxView.of(sandboxes.sandbox(job))
 
 
 @router.delete("/api/sandboxes/{sandbox_id}", response_model=ActionResponse)
-def delete_sandbox(principal: User, sandbox_id: str) -> ActionResponse:
-    return ActionResponse(id=sandbox_id, action="delete", state=sandboxes.delete(principal, sandbox_id).value)
+def delete_sandbox(principal: User, sandbox_id: str, services: ServicesDep) -> ActionResponse:
+    status = services.sandboxes.delete(principal, sandbox_id)
+    return ActionResponse(id=sandbox_id, action="delete", state=status.value)
 
 
 @router.post("/api/sandboxes/{sandbox_id}/{action}", response_model=ActionResponse)
-def sandbox_action(principal: User, sandbox_id: str, action: str) -> ActionResponse:
+def sandbox_action(principal: User, sandbox_id: str, action: str, services: ServicesDep) -> ActionResponse:
     """`start`, `stop` or `restart` the sandbox's server."""
-    return ActionResponse(id=sandbox_id, action=action, state=sandboxes.act(principal, sandbox_id, action))
+    return ActionResponse(id=sandbox_id, action=action, state=services.sandboxes.act(principal, sandbox_id, action))
 
 
 @router.get("/api/containers", response_model=ContainerList)
-def list_containers(principal: User) -> ContainerList:
+def list_containers(principal: User, services: ServicesDep) -> ContainerList:
     """Running sandboxes across runtimes, with their processes as the runtimes report them."""
-    return ContainerList(containers=sandboxes.containers(principal))
+    found = services.sandboxes.containers(principal)
+    return ContainerList(containers=[ContainerView.of(job, inspected) for job, inspected in found])
 
 
 @router.post("/api/containers/{container_id}/{action}", response_model=ActionResponse)
-def container_action(principal: User, container_id: str, action: str) -> ActionResponse:
+def container_action(principal: User, container_id: str, action: str, services: ServicesDep) -> ActionResponse:
     """`start`, `stop`, `restart` or `remove`."""
-    state = sandboxes.container_action(principal, container_id, action)
+    state = services.sandboxes.container_action(principal, container_id, action)
     return ActionResponse(id=container_id, action=action, state=state)

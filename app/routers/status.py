@@ -1,12 +1,14 @@
 """`/status` (control surface): service, sandbox driver, table, queues and storage."""
 
+from typing import Any
+
 from fastapi import APIRouter
 
-from app.services import runtimes, system
+from app.web.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/status")
-def status() -> dict:
-    return system.status_report(runtimes.all_runtimes_for_status)
+def status(services: ServicesDep) -> dict[str, Any]:
+    return {"success": True, **services.system.status_report()}

@@ -2,50 +2,66 @@
 
 from fastapi import APIRouter, status
 
-from app.auth.dependencies import SessionUser, User
-from app.schemas.accounts import (AuthResult, ForgotRequest, LoginRequest, LogoutResponse, MeResponse,
-                                  OkResponse, ResetRequest, SignupRequest, VerifyRequest)
-from app.services import accounts
+from app.schemas.accounts import (
+    AuthResult,
+    AuthUser,
+    ForgotRequest,
+    LoginRequest,
+    LogoutResponse,
+    MeResponse,
+    OkResponse,
+    ResetRequest,
+    SignupRequest,
+    VerifyRequest,
+)
+from app.services.accounts import SignedIn
+from app.web.deps import ServicesDep, SessionUser, User
 
 router = APIRouter(prefix="/v1/auth", tags=["accounts"])
 
 
+def _result(signed_in: SignedIn) -> AuthResult:
+    return AuthResult(token=signed_in.token, user=AuthUser.of(signed_in.user, signed_in.workspace),
+                      expires_at=signed_in.expires_at)
+
+
 @router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=AuthResult)
-def signup(body: SignupRequest) -> AuthResult:
+def signup(body: SignupRequest, services: ServicesDep) -> AuthResult:
     """Create a workspace and its owner; answers with a session token. 409 when the email is taken."""
-    return accounts.signup(body)
+    return _result(services.accounts.signup(body.name, body.email, body.password, body.workspace))
 
 
 @router.post("/login", response_model=AuthResult)
-def login(body: LoginRequest) -> AuthResult:
-    return accounts.login(body.email, body.password)
+def login(body: LoginRequest, services: ServicesDep) -> AuthResult:
+    return _result(services.accounts.login(body.email, body.password))
 
 
 @router.get("/me", response_model=MeResponse)
-def me(principal: User) -> MeResponse:
-    return MeResponse(user=accounts.me(principal), auth=principal.kind)
+def me(principal: User, services: ServicesDep) -> MeResponse:
+    user, workspace = services.accounts.me(principal)
+    return MeResponse(user=AuthUser.of(user, workspace), auth="session" if principal.kind == "session" else "api_key")
 
 
 @router.post("/logout", response_model=LogoutResponse)
-def logout(principal: SessionUser, all: bool = False) -> LogoutResponse:
+def logout(principal: SessionUser, services: ServicesDep, all: bool = False) -> LogoutResponse:
     """End this session, or with `?all=true` every session of the user."""
-    return LogoutResponse(sessions_ended=accounts.logout(principal, everywhere=all))
+    return LogoutResponse(sessions_ended=services.accounts.logout(principal, everywhere=all))
 
 
 @router.post("/forgot", response_model=OkResponse)
-def forgot(body: ForgotRequest) -> OkResponse:
+def forgot(body: ForgotRequest, services: ServicesDep) -> OkResponse:
     """Mail a reset link if the address has an account. Always 200, so accounts cannot be probed."""
-    accounts.forgot(body.email)
+    services.accounts.forgot(body.email)
     return OkResponse(message="if that address has an account, a reset link is on its way")
 
 
 @router.post("/reset", response_model=OkResponse)
-def reset(body: ResetRequest) -> OkResponse:
-    ended = accounts.reset(body.token, body.password)
+def reset(body: ResetRequest, services: ServicesDep) -> OkResponse:
+    ended = services.accounts.reset(body.token, body.password)
     return OkResponse(message=f"password changed; {ended} session(s) ended")
 
 
 @router.post("/verify", response_model=OkResponse)
-def verify(body: VerifyRequest) -> OkResponse:
-    accounts.verify(body.token)
+def verify(body: VerifyRequest, services: ServicesDep) -> OkResponse:
+    services.accounts.verify(body.token)
     return OkResponse(message="email verified")

@@ -1,37 +1,42 @@
 """`/v1` readiness, policies, storage, capabilities and runtimes."""
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.auth.dependencies import User
-from app.services import runtimes, system
+from app.schemas.runtimes import runtime_view
+from app.schemas.system import policies_view
+from app.web.deps import ServicesDep, User
 
 router = APIRouter(prefix="/v1", tags=["system"])
 
 
 @router.get("/ready")
-def ready() -> JSONResponse:
+def ready(services: ServicesDep) -> JSONResponse:
     """Core checks (table, queues, key, storage) and warnings; 503 when a core check fails."""
-    is_ready, report = system.readiness(runtimes.all_runtimes_for_status)
+    is_ready, report = services.system.readiness()
     return JSONResponse(report, status_code=200 if is_ready else 503)
 
 
 @router.get("/policies")
-def policies(principal: User) -> dict:
-    return system.policies()
+def policies(principal: User, services: ServicesDep) -> dict[str, Any]:
+    return policies_view(services.settings)
 
 
 @router.get("/system/storage")
-def storage(principal: User) -> dict:
-    return system.storage()
+def storage(principal: User, services: ServicesDep) -> dict[str, Any]:
+    return services.system.storage()
 
 
 @router.get("/capabilities")
-def capabilities(principal: User) -> dict:
+def capabilities(principal: User, services: ServicesDep) -> dict[str, Any]:
     """Aggregated from the online runtimes that serve this workspace."""
-    return system.capabilities(runtimes.visible_runtimes(principal.workspace_id))
+    return services.system.capabilities(principal.workspace_id)
 
 
 @router.get("/runtimes")
-def list_runtimes(principal: User) -> dict:
-    return {"runtimes": runtimes.visible_runtimes(principal.workspace_id)}
+def list_runtimes(principal: User, services: ServicesDep) -> dict[str, Any]:
+    runtimes = services.runtimes
+    now = services.clock.now()
+    return {"runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}

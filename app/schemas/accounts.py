@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from app.domain.accounts import ApiKey, User, Workspace
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -45,6 +47,12 @@ class AuthUser(BaseModel):
     workspace_id: str
     email_verified: bool = False
 
+    @classmethod
+    def of(cls, user: User, workspace: Workspace) -> "AuthUser":
+        return cls(id=user.user_id, name=user.name, email=user.email, role=user.role, workspace=workspace.name,
+                   workspace_slug=workspace.slug, workspace_id=workspace.workspace_id,
+                   email_verified=user.email_verified)
+
 
 class AuthResult(BaseModel):
     token: str = Field(description="Session bearer token")
@@ -82,6 +90,11 @@ class ApiKeyView(BaseModel):
     expires_at: str | None = None
     revoked_at: str | None = None
     created_by: str = ""
+
+    @classmethod
+    def of(cls, key: ApiKey) -> "ApiKeyView":
+        return cls(id=key.key_id, name=key.name, tier=key.tier, prefix=key.prefix, created_at=key.created_at,
+                   expires_at=key.expires_at, revoked_at=key.revoked_at, created_by=key.created_by)
 
 
 class ApiKeyCreated(BaseModel):

@@ -4,8 +4,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.errors import Unprocessable
+from app.clock import iso
 from app.contract.messages import JobStatus, JobType
+from app.domain.jobs import Job
+from app.errors import Unprocessable
+
+
+def job_events_url(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}/events"
 
 
 class _Payload(BaseModel):
@@ -85,6 +91,10 @@ class CreateJobResponse(BaseModel):
     status: JobStatus
     events_url: str
 
+    @classmethod
+    def of(cls, job: Job) -> "CreateJobResponse":
+        return cls(job_id=job.job_id, status=job.status, events_url=job_events_url(job.job_id))
+
 
 class JobView(BaseModel):
     job_id: str
@@ -99,6 +109,21 @@ class JobView(BaseModel):
     result: Any = None
     error: str | None = None
     cancel_requested: bool = False
+
+    @classmethod
+    def of(cls, job: Job) -> "JobView":
+        return cls(job_id=job.job_id, type=job.type.value, status=job.status, created_at=job.created_at,
+                   expires_at=iso(job.deadline), started_at=job.started_at, finished_at=job.finished_at,
+                   runtime_id=job.runtime_id, payload=shown_payload(job.payload), result=job.result, error=job.error,
+                   cancel_requested=job.cancel_requested)
+
+
+def shown_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Environment values may be secrets: they go to the worker but are never shown back."""
+    shown = dict(payload)
+    if isinstance(shown.get("env"), dict):
+        shown["env"] = {name: "***" for name in shown["env"]}
+    return shown
 
 
 class JobList(BaseModel):

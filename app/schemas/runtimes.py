@@ -1,6 +1,25 @@
 """Bodies of the runtime-management routes (the runtime protocol itself is in app.contract.messages)."""
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.domain.runtimes import JoinToken, Runtime
+
+_PUBLIC_FIELDS = ("runtime_id", "name", "shared", "capabilities", "runtimes", "labels", "gpus",
+                  "max_concurrent_jobs", "active_jobs", "free_disk_bytes", "software_version", "queue_mode",
+                  "registered_at", "last_heartbeat_at")
+_JOIN_TOKEN_FIELDS = ("token_id", "name", "prefix", "uses", "uses_left", "shared", "labels", "created_at",
+                      "expires_at")
+
+
+def runtime_view(runtime: Runtime, status: str) -> dict[str, Any]:
+    """A runtime as a workspace sees it (no queue URLs, control URL or token digest), with its effective status."""
+    return {**{field: getattr(runtime, field) for field in _PUBLIC_FIELDS}, "status": status}
+
+
+def join_token_view(token: JoinToken) -> dict[str, Any]:
+    return {field: getattr(token, field) for field in _JOIN_TOKEN_FIELDS}
 
 
 class JoinTokenCreate(BaseModel):

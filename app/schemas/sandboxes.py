@@ -5,6 +5,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.clock import iso
+from app.domain.jobs import Job
+from app.domain.runtimes import Runtime
+from app.domain.sandboxes import Sandbox
+
+
+def session_events_url(session_id: str) -> str:
+    return f"/v1/sandbox/sessions/{session_id}/events"
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -19,6 +28,10 @@ class SandboxRequest(_Body):
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
 
+    def payload(self) -> dict[str, Any]:
+        """The sandbox job's payload (an McpServerPayload)."""
+        return self.model_dump(exclude={"ttl_seconds"}, exclude_none=True)
+
 
 class SandboxResponse(BaseModel):
     session_id: str
@@ -26,6 +39,11 @@ class SandboxResponse(BaseModel):
     status: str
     expires_at: str
     events_url: str
+
+    @classmethod
+    def of(cls, job: Job) -> "SandboxResponse":
+        return cls(session_id=job.job_id, job_id=job.job_id, status=job.status.value, expires_at=iso(job.deadline),
+                   events_url=session_events_url(job.job_id))
 
 
 class SandboxView(BaseModel):
@@ -47,6 +65,18 @@ class SandboxView(BaseModel):
     expires_at: str
     error: str | None = None
     events_url: str
+
+    @classmethod
+    def of(cls, sandbox: Sandbox) -> "SandboxView":
+        job, payload = sandbox.job, sandbox.job.payload
+        return cls(
+            id=job.job_id, session_id=job.job_id, job_id=job.job_id, type=job.type.value, status=job.status.value,
+            state=sandbox.state, runtime=payload.get("runtime", "node"), transport=payload.get("transport", "stdio"),
+            start_command=payload.get("start_command", ""), env=sorted(payload.get("env", {})),
+            labels=job.labels or payload.get("labels", {}), entity_id=payload.get("entity_id"),
+            runtime_id=job.runtime_id, isolation=sandbox.isolation, created_at=job.created_at,
+            expires_at=iso(job.deadline), error=job.error, events_url=session_events_url(job.job_id),
+        )
 
 
 class SandboxList(BaseModel):
@@ -98,6 +128,16 @@ class ContainerView(BaseModel):
     rss_bytes: int = 0
     detail: str = ""
 
+    @classmethod
+    def of(cls, job: Job, inspected: dict[str, Any] | Exception) -> "ContainerView":
+        """A running sandbox as its runtime reported it (`sandbox.inspect`), or why it could not."""
+        if isinstance(inspected, Exception):
+            return cls(id=job.job_id, type=job.type.value, runtime_id=job.runtime_id, state="unknown",
+                       detail=str(inspected))
+        return cls(id=job.job_id, type=job.type.value, runtime_id=job.runtime_id,
+                   state=inspected.get("state", "unknown"), isolation=inspected.get("isolation"),
+                   pids=inspected.get("pids", []), rss_bytes=inspected.get("rss_bytes", 0))
+
 
 class ContainerList(BaseModel):
     success: bool = True
@@ -113,3 +153,28 @@ class ShellExecResult(BaseModel):
     stdout: str
     stderr: str
     exit_code: int
+
+
+def runtime_config_view(job: Job, runtime: Runtime | None, base_url: str) -> dict[str, Any]:
+    """How to reach a sandbox's server through the runtime proxy (`/api/runtime/config/:id`)."""
+    proxy = f"{base_url}/api/runtime/proxy/{job.job_id}/"
+    transport = job.payload.get("transport", "stdio")
+    return {
+        "success": True,
+        "sandbox_id": job.job_id,
+        "status": job.status.value,
+        "transport": transport,
+        "runtime": {"id": runtime.runtime_id, "name": runtime.name, "shared": runtime.shared} if runtime else None,
+        "proxy_url": proxy,
+        "mcp_url": proxy + "mcp" if job.payload.get("transport") == "http" else None,
+        "proxy_auth_url": f"{base_url}/api/runtime/proxy-auth/{job.job_id}",
+    }
+
+
+def shell_status_view(sandbox: Sandbox | None) -> dict[str, Any]:
+    """`/v1/matrixshell/status`: the workspace's shell sandbox, if one is installed."""
+    if sandbox is None:
+        return {"enabled": True, "installed": False, "status": "not_installed"}
+    job = sandbox.job
+    return {"enabled": True, "installed": sandbox.state == "running", "status": sandbox.state, "job_id": job.job_id,
+            "runtime_id": job.runtime_id, "isolation": sandbox.isolation, "expires_at": iso(job.deadline)}

@@ -1,70 +1,61 @@
 """API keys: minted with a tier and optional expiry, shown once, stored as a digest."""
 
-from datetime import timezone
+from dataclasses import replace
+from datetime import UTC, datetime
 
-from app import clock
 from app.auth.principal import Principal
+from app.clock import Clock
+from app.domain.accounts import ApiKey, Credential
 from app.errors import BadRequest, ConditionFailed, NotFound
 from app.ids import hash_secret, new_id, new_secret, secret_prefix
-from app.schemas.accounts import ApiKeyCreate, ApiKeyView
-from app.services.activity import audit
-from app.store import get_store
-from app.store.table import Write
+from app.services.activity import ActivityLog
+from app.store import Store
+from app.store.table import Page
 
 
-def _view(item: dict) -> ApiKeyView:
-    return ApiKeyView(
-        id=item["key_id"], name=item["name"], tier=item["tier"], prefix=item["prefix"],
-        created_at=item["created_at"], expires_at=item.get("expires_at"), revoked_at=item.get("revoked_at"),
-        created_by=item.get("created_by", ""),
-    )
+class ApiKeyService:
+    def __init__(self, store: Store, activity: ActivityLog, clock: Clock):
+        self.store = store
+        self.activity = activity
+        self.clock = clock
 
+    def generate(self, principal: Principal, name: str, tier: str, expires_at: datetime | None) -> tuple[str, ApiKey]:
+        """A new key and its secret (returned this once)."""
+        expires_epoch = None
+        if expires_at is not None:
+            moment = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+            expires_epoch = int(moment.timestamp())
+            if expires_epoch <= self.clock.now():
+                raise BadRequest("expires_at must be in the future")
+        key_id, secret = new_id("key"), new_secret("bak")
+        digest = hash_secret(secret)
+        key = ApiKey(key_id=key_id, workspace_id=principal.workspace_id, name=name, tier=tier,
+                     prefix=secret_prefix(secret), digest=digest, created_at=self.clock.iso(),
+                     created_by=principal.user_id or principal.subject_id,
+                     expires_at=self.clock.iso(expires_epoch) if expires_epoch else None)
+        credential = Credential(digest=digest, kind="api_key", workspace_id=principal.workspace_id, subject_id=key_id,
+                                tier=tier, expires_epoch=expires_epoch,
+                                attributes={"user_id": principal.user_id, "operator": principal.operator})
+        self.store.table.transact([self.store.accounts.add_api_key(key), self.store.credentials.add(credential)])
+        self.activity.audit(principal.workspace_id, "api_key.create", actor=principal.subject_id, target=key_id,
+                            detail={"name": name, "tier": tier})
+        return secret, key
 
-def generate(principal: Principal, request: ApiKeyCreate) -> tuple[str, ApiKeyView]:
-    store = get_store()
-    expires_epoch = None
-    if request.expires_at is not None:
-        moment = request.expires_at if request.expires_at.tzinfo else request.expires_at.replace(tzinfo=timezone.utc)
-        expires_epoch = int(moment.timestamp())
-        if expires_epoch <= clock.now():
-            raise BadRequest("expires_at must be in the future")
-    key_id, secret = new_id("key"), new_secret("bak")
-    digest = hash_secret(secret)
-    record = store.accounts.api_key_item(
-        principal.workspace_id, key_id, name=request.name, tier=request.tier, prefix=secret_prefix(secret),
-        digest=digest, created_at=clock.iso(), created_by=principal.user_id or principal.subject_id,
-        expires_at=clock.iso(expires_epoch) if expires_epoch else None,
-    )
-    credential = store.credentials.item(
-        digest, "api_key", principal.workspace_id, key_id, tier=request.tier, expires_epoch=expires_epoch,
-        attributes={"user_id": principal.user_id, "operator": principal.operator},
-    )
-    store.table.transact([Write.put(record, must_not_exist=True), store.credentials.put_write(credential)])
-    audit(principal.workspace_id, "api_key.create", actor=principal.subject_id, target=key_id,
-          detail={"name": request.name, "tier": request.tier})
-    return secret, _view(record)
+    def page(self, principal: Principal, *, limit: int, cursor: str | None) -> Page[ApiKey]:
+        return self.store.accounts.api_keys(principal.workspace_id, limit=limit, cursor=cursor)
 
-
-def list_keys(principal: Principal, *, limit: int, cursor: str | None) -> tuple[list[ApiKeyView], str | None]:
-    page = get_store().accounts.list_api_keys(principal.workspace_id, limit=limit, cursor=cursor)
-    return [_view(item) for item in page.items], page.cursor
-
-
-def revoke(principal: Principal, key_id: str) -> ApiKeyView:
-    store = get_store()
-    record = store.accounts.get_api_key(principal.workspace_id, key_id)
-    if record is None:
-        raise NotFound(f"no API key {key_id}")
-    if record.get("revoked_at"):
-        return _view(record)
-    revoked_at = clock.iso()
-    try:
-        store.table.transact([
-            store.accounts.revoke_api_key_write(principal.workspace_id, key_id, revoked_at),
-            store.credentials.delete_write(record["digest"]),
-        ])
-    except ConditionFailed:
-        pass  # revoked concurrently: the outcome is the same
-    store.credentials.forget(record["digest"])
-    audit(principal.workspace_id, "api_key.revoke", actor=principal.subject_id, target=key_id)
-    return _view({**record, "revoked_at": revoked_at})
+    def revoke(self, principal: Principal, key_id: str) -> ApiKey:
+        key = self.store.accounts.api_key(principal.workspace_id, key_id)
+        if key is None:
+            raise NotFound(f"no API key {key_id}")
+        if key.revoked_at:
+            return key
+        revoked_at = self.clock.iso()
+        try:
+            self.store.table.transact([self.store.accounts.revoke_api_key(key, revoked_at),
+                                       self.store.credentials.remove(key.digest)])
+        except ConditionFailed:
+            pass  # revoked concurrently: the outcome is the same
+        self.store.credentials.forget(key.digest)
+        self.activity.audit(principal.workspace_id, "api_key.revoke", actor=principal.subject_id, target=key_id)
+        return replace(key, revoked_at=revoked_at)

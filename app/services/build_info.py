@@ -1,17 +1,17 @@
 """Liveness and build metadata: what a cold start must answer without loading anything else."""
 
 import platform
+from typing import Any
 
 from app import __version__
-from app.settings import get_settings
+from app.settings import Settings
 
 
-def liveness() -> dict:
-    return {"status": "ok", "runtime_id": "control-plane", "mode": get_settings().mode, "version": __version__}
+def liveness(settings: Settings) -> dict[str, Any]:
+    return {"status": "ok", "runtime_id": "control-plane", "mode": settings.mode, "version": __version__}
 
 
-def version() -> dict:
-    settings = get_settings()
+def version(settings: Settings) -> dict[str, Any]:
     return {
         "name": "berth",
         "version": __version__,

@@ -5,12 +5,13 @@ once, changes nothing more than running it once, because every step is a conditi
 
 from dataclasses import dataclass, field
 
-from app import clock
+from app.clock import Clock
 from app.logs import get_logger, log_event
-from app.services import dispatch, jobs, runtimes
-from app.settings import get_settings
-from app.store import get_store
-from app.store.jobs import ASSIGNED, WAITING
+from app.services.dispatch import Dispatcher
+from app.services.lifecycle import JobLifecycle
+from app.services.runtimes import RuntimeService
+from app.settings import Settings
+from app.store import Store
 
 logger = get_logger("berth.sweeper")
 
@@ -24,32 +25,41 @@ class SweepReport:
     resent: int = 0
 
 
-def sweep() -> SweepReport:
-    store = get_store()
-    settings = get_settings()
-    report = SweepReport()
-    now = clock.now()
+class Sweeper:
+    def __init__(self, store: Store, settings: Settings, lifecycle: JobLifecycle, dispatcher: Dispatcher,
+                 runtimes: RuntimeService, clock: Clock):
+        self.store = store
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.dispatcher = dispatcher
+        self.runtimes = runtimes
+        self.clock = clock
 
-    offline = set()
-    for runtime in store.runtimes.all():
-        if runtime.get("status") != "offline" and runtimes.effective_status(runtime, now) == "offline":
-            if runtimes.mark_offline(runtime):
-                report.runtimes_offline.append(runtime["runtime_id"])
-        if runtimes.effective_status(runtime, now) == "offline":
-            offline.add(runtime["runtime_id"])
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+        now = self.clock.now()
 
-    for job in store.jobs.open_jobs(ASSIGNED, limit=1000) + store.jobs.open_jobs(WAITING, limit=1000):
-        if job["deadline"] <= now:
-            report.expired += jobs.expire(job)
-        elif job.get("runtime_id") in offline:
-            report.requeued += jobs.requeue(job, f"runtime {job['runtime_id']} went offline; dispatching again")
-        elif job.get("open_pk") == WAITING:
-            report.dispatched += dispatch.dispatch(job)
-        elif not job.get("claim_id") and now - job.get("dispatched_at", now) > settings.dispatch_stale_seconds:
-            dispatch.resend(job)  # its message was lost (e.g. the local stack restarted)
-            store.jobs.update(job["workspace_id"], job["job_id"], set={"dispatched_at": now})
-            report.resent += 1
-    if report.expired or report.runtimes_offline or report.requeued or report.dispatched or report.resent:
-        log_event(logger, "sweep", expired=report.expired, offline=report.runtimes_offline,
-                  requeued=report.requeued, dispatched=report.dispatched, resent=report.resent)
-    return report
+        offline = set()
+        for runtime in self.store.runtimes.all():
+            silent = self.runtimes.status(runtime, now) == "offline"
+            if runtime.status != "offline" and silent and self.runtimes.mark_offline(runtime):
+                report.runtimes_offline.append(runtime.runtime_id)
+            if silent:
+                offline.add(runtime.runtime_id)
+
+        for job in self.store.jobs.assigned(limit=1000) + self.store.jobs.waiting(limit=1000):
+            if job.deadline <= now:
+                report.expired += self.lifecycle.expire(job)
+            elif job.runtime_id in offline:
+                report.requeued += self.lifecycle.requeue(job, f"runtime {job.runtime_id} went offline; "
+                                                               "dispatching again")
+            elif job.runtime_id is None:
+                report.dispatched += self.dispatcher.dispatch(job)
+            elif not job.claim_id and now - (job.dispatched_at or now) > self.settings.dispatch_stale_seconds:
+                self.dispatcher.resend(job)  # its message was lost (e.g. the local stack restarted)
+                self.store.jobs.mark_dispatched(job, now)
+                report.resent += 1
+        if report.expired or report.runtimes_offline or report.requeued or report.dispatched or report.resent:
+            log_event(logger, "sweep", expired=report.expired, offline=report.runtimes_offline,
+                      requeued=report.requeued, dispatched=report.dispatched, resent=report.resent)
+        return report

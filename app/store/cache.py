@@ -8,7 +8,8 @@ within `ttl_seconds`.
 
 import threading
 import time
-from typing import Generic, Hashable, TypeVar
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 Value = TypeVar("Value")
 

@@ -1,37 +1,47 @@
 """Runtimes and join-token records.
 
 A runtime lives in its workspace's partition; shared runtimes (the platform's own fleet, serving
-every workspace) live in the `shared` partition. Every runtime also sits in the sparse `open`
-index under `RUNTIMES`, which only the sweeper reads.
+every workspace) live in the `shared` partition. Every runtime also sits in the sparse open index
+under `RUNTIMES`, which only the sweeper and the local stack read.
 
 Dispatch and control read a partition's runtimes on every job and every call, so those reads
-are cached briefly (`listed`); callers treat a cached item as a hint and the conditional writes
+are cached briefly (`listed`); callers treat a cached record as a hint and the conditional writes
 as the truth.
 """
 
-from app.store.accounts import workspace_pk
+from typing import Any
+
+from app.domain.runtimes import JoinToken, Runtime
+from app.errors import ConditionFailed
+from app.store import keys
 from app.store.cache import TtlCache
+from app.store.records import attributes, record
 from app.store.table import OPEN_INDEX, Condition, Page, Table, Write
 
-SHARED_WORKSPACE = "shared"
+
+def _runtime(item: dict) -> Runtime:
+    return record(Runtime, item)
 
 
 class Runtimes:
     def __init__(self, table: Table, cache_seconds: float = 0.0):
         self.table = table
-        self._listed: TtlCache[list[dict]] = TtlCache(cache_seconds)
+        self._listed: TtlCache[list[Runtime]] = TtlCache(cache_seconds)
 
-    def item(self, workspace_id: str, runtime_id: str, **fields) -> dict:
-        return {"pk": workspace_pk(workspace_id), "sk": f"RT#{runtime_id}", "runtime_id": runtime_id,
-                "workspace_id": workspace_id, "open_pk": "RUNTIMES", "open_sk": runtime_id, **fields}
+    def register(self, runtime: Runtime) -> Write:
+        pk, sk = keys.runtime(runtime.workspace_id, runtime.runtime_id)
+        item = {"pk": pk, "sk": sk, **attributes(runtime, skip=("reported_active_jobs",)),
+                keys.OPEN_PK: keys.RUNTIMES, keys.OPEN_SK: runtime.runtime_id}
+        return Write.put(item, must_not_exist=True)
 
-    def get(self, workspace_id: str, runtime_id: str) -> dict | None:
-        return self.table.get(workspace_pk(workspace_id), f"RT#{runtime_id}")
+    def get(self, workspace_id: str, runtime_id: str) -> Runtime | None:
+        item = self.table.get(*keys.runtime(workspace_id, runtime_id))
+        return _runtime(item) if item else None
 
-    def in_workspace(self, workspace_id: str) -> list[dict]:
-        return self.table.query(workspace_pk(workspace_id), prefix="RT#").items
+    def in_workspace(self, workspace_id: str) -> list[Runtime]:
+        return [_runtime(item) for item in self.table.query(keys.workspace_pk(workspace_id), prefix=keys.RUNTIME).items]
 
-    def listed(self, workspace_id: str, *, fresh: bool = False) -> list[dict]:
+    def listed(self, workspace_id: str, *, fresh: bool = False) -> list[Runtime]:
         """A partition's runtimes, possibly a few seconds old unless `fresh`."""
         runtimes = None if fresh else self._listed.get(workspace_id)
         if runtimes is None:
@@ -39,40 +49,56 @@ class Runtimes:
             self._listed.put(workspace_id, runtimes)
         return runtimes
 
-    def find(self, workspace_id: str, runtime_id: str) -> dict | None:
+    def find(self, workspace_id: str, runtime_id: str) -> Runtime | None:
         """One runtime, from the cached listing when it is there."""
         cached = self._listed.get(workspace_id)
-        found = next((r for r in cached or () if r["runtime_id"] == runtime_id), None)
+        found = next((r for r in cached or () if r.runtime_id == runtime_id), None)
         return found if found is not None else self.get(workspace_id, runtime_id)
 
     def forget(self, workspace_id: str) -> None:
         """Drop a partition's cached listing; call after a runtime joins, leaves or goes offline."""
         self._listed.forget(workspace_id)
 
-    def all(self) -> list[dict]:
-        return self.table.query("RUNTIMES", index=OPEN_INDEX).items
+    def all(self) -> list[Runtime]:
+        """Every runtime of every workspace (system scope)."""
+        return [_runtime(item) for item in self.table.query(keys.RUNTIMES, index=OPEN_INDEX).items]
 
-    def update(self, workspace_id: str, runtime_id: str, *, set=None, add=None, condition: Condition | None = None,
-               expect_version: int | None = None) -> dict:
-        return self.table.update(workspace_pk(workspace_id), f"RT#{runtime_id}", set=set, add=add,
-                                 condition=condition, expect_version=expect_version)
+    def record_heartbeat(self, workspace_id: str, runtime_id: str, changes: dict[str, Any]) -> Runtime:
+        """Apply what a heartbeat reports (fields of Runtime) and return the runtime as it now is."""
+        return _runtime(self.table.update(*keys.runtime(workspace_id, runtime_id), set=changes))
 
-    def slot_write(self, workspace_id: str, runtime_id: str, max_jobs: int) -> Write:
+    def mark_offline(self, runtime: Runtime) -> bool:
+        """Record a silent runtime as offline; False when it heartbeated since `runtime` was read."""
+        try:
+            self.table.update(*keys.runtime(runtime.workspace_id, runtime.runtime_id), set={"status": "offline"},
+                              condition=Condition(equals={"last_heartbeat": runtime.last_heartbeat}))
+        except ConditionFailed:
+            return False
+        return True
+
+    def move_queues(self, runtime: Runtime, jobs_queue_url: str, control_queue_url: str) -> None:
+        """Point the runtime at (re-created) queues."""
+        self.table.update(*keys.runtime(runtime.workspace_id, runtime.runtime_id),
+                          set={"jobs_queue_url": jobs_queue_url, "control_queue_url": control_queue_url})
+
+    def take_slot(self, runtime: Runtime) -> Write:
         """Take one job slot; the transaction fails when the runtime is full."""
-        return Write.update(workspace_pk(workspace_id), f"RT#{runtime_id}", add={"active_jobs": 1},
-                            condition=Condition(below={"active_jobs": max_jobs}))
+        return Write.update(*keys.runtime(runtime.workspace_id, runtime.runtime_id), add={"active_jobs": 1},
+                            condition=Condition(below={"active_jobs": runtime.max_concurrent_jobs}))
 
-    def release_write(self, workspace_id: str, runtime_id: str) -> Write:
-        return Write.update(workspace_pk(workspace_id), f"RT#{runtime_id}", add={"active_jobs": -1})
+    def release_slot(self, workspace_id: str, runtime_id: str) -> Write:
+        return Write.update(*keys.runtime(workspace_id, runtime_id), add={"active_jobs": -1})
 
     # --- join tokens ------------------------------------------------------------------------
 
-    def join_token_item(self, workspace_id: str, token_id: str, **fields) -> dict:
-        return {"pk": workspace_pk(workspace_id), "sk": f"JOIN#{token_id}", "token_id": token_id, **fields}
+    def add_join_token(self, token: JoinToken) -> Write:
+        pk, sk = keys.join_token(token.workspace_id, token.token_id)
+        return Write.put({"pk": pk, "sk": sk, **attributes(token, skip=("workspace_id",))}, must_not_exist=True)
 
-    def list_join_tokens(self, workspace_id: str, *, limit: int, cursor: str | None) -> Page:
-        return self.table.query(workspace_pk(workspace_id), prefix="JOIN#", newest_first=True, limit=limit,
-                                cursor=cursor)
+    def join_tokens(self, workspace_id: str, *, limit: int, cursor: str | None) -> Page[JoinToken]:
+        page = self.table.query(keys.workspace_pk(workspace_id), prefix=keys.JOIN_TOKEN, newest_first=True,
+                                limit=limit, cursor=cursor)
+        return page.map(lambda item: record(JoinToken, item, workspace_id=workspace_id))
 
     def spend_join_token(self, workspace_id: str, token_id: str) -> None:
-        self.table.update(workspace_pk(workspace_id), f"JOIN#{token_id}", add={"uses_left": -1})
+        self.table.update(*keys.join_token(workspace_id, token_id), add={"uses_left": -1})

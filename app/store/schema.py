@@ -3,7 +3,8 @@
 It mirrors `Table` in template.yaml; tests check the two agree.
 """
 
-from app import aws
+from app.aws import AwsClients
+from app.store.keys import OPEN_PK, OPEN_SK
 from app.store.table import OPEN_INDEX, TTL_ATTRIBUTE
 
 
@@ -12,15 +13,15 @@ def table_definition(name: str) -> dict:
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
-            {"AttributeName": attribute, "AttributeType": "S"} for attribute in ("pk", "sk", "open_pk", "open_sk")
+            {"AttributeName": attribute, "AttributeType": "S"} for attribute in ("pk", "sk", OPEN_PK, OPEN_SK)
         ],
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         "GlobalSecondaryIndexes": [
             {
                 "IndexName": OPEN_INDEX,
                 "KeySchema": [
-                    {"AttributeName": "open_pk", "KeyType": "HASH"},
-                    {"AttributeName": "open_sk", "KeyType": "RANGE"},
+                    {"AttributeName": OPEN_PK, "KeyType": "HASH"},
+                    {"AttributeName": OPEN_SK, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
@@ -28,8 +29,8 @@ def table_definition(name: str) -> dict:
     }
 
 
-def ensure_table(name: str) -> None:
-    dynamodb = aws.client("dynamodb")
+def ensure_table(clients: AwsClients, name: str) -> None:
+    dynamodb = clients.client("dynamodb")
     existing = dynamodb.list_tables().get("TableNames", [])
     if name in existing:
         return

@@ -10,16 +10,20 @@ import base64
 import binascii
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
 
-from app import aws
+from app.aws import AwsClients
 from app.errors import BadRequest, ConditionFailed
 from app.store.codec import decode_item, encode, encode_item
+from app.store.keys import OPEN_PK, OPEN_SK
+
+Item = TypeVar("Item")
+Other = TypeVar("Other")
 
 TTL_ATTRIBUTE = "expires_epoch"
 OPEN_INDEX = "open"  # sparse index over unfinished work: system scope (sweeper, dispatch), never a tenant query
-KEY_ATTRIBUTES = ("pk", "sk")
 
 
 def _now() -> int:
@@ -87,18 +91,28 @@ class Condition:
 
 
 @dataclass
-class Page:
-    items: list[dict]
+class Page(Generic[Item]):
+    """One page of a listing and the opaque cursor to the next (None: the last page)."""
+
+    items: list[Item]
     cursor: str | None
+
+    def map(self, convert: Callable[[Item], "Other"]) -> "Page[Other]":
+        return Page([convert(item) for item in self.items], self.cursor)
 
 
 class Table:
-    def __init__(self, name: str):
+    def __init__(self, name: str, clients: AwsClients):
         self.name = name
+        self._clients = clients
 
     @property
-    def _client(self):
-        return aws.client("dynamodb")
+    def _client(self) -> Any:
+        return self._clients.client("dynamodb")
+
+    def status(self) -> str:
+        """The table's status (`ACTIVE`, ...); raises the AWS error when it cannot be described."""
+        return self._client.describe_table(TableName=self.name)["Table"]["TableStatus"]
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -110,22 +124,6 @@ class Table:
             return None
         item = decode_item(raw)
         return item if _is_live(item) else None
-
-    def get_many(self, keys: list[tuple[str, str]]) -> list[dict]:
-        found: list[dict] = []
-        now = _now()
-        for start in range(0, len(keys), 100):
-            pending = {
-                self.name: {
-                    "Keys": [encode_item({"pk": pk, "sk": sk}) for pk, sk in keys[start : start + 100]],
-                    "ConsistentRead": True,
-                }
-            }
-            while pending:
-                response = self._client.batch_get_item(RequestItems=pending)
-                found += [decode_item(raw) for raw in response["Responses"].get(self.name, [])]
-                pending = response.get("UnprocessedKeys") or {}
-        return [item for item in found if _is_live(item, now)]
 
     def query(
         self,
@@ -140,14 +138,14 @@ class Table:
         where: Condition | None = None,
         index: str | None = None,
         consistent: bool = True,
-    ) -> Page:
+    ) -> Page[dict]:
         """Items of one partition in sort-key order: all, within a prefix, after a key
         (exclusive), or within an inclusive `between` range.
 
         With `limit`, returns at most that many live items and a cursor to continue from.
         """
-        key_attr = "open_pk" if index else "pk"
-        sort_attr = "open_sk" if index else "sk"
+        key_attr = OPEN_PK if index else "pk"
+        sort_attr = OPEN_SK if index else "sk"
         expr = Expression()
         key_condition = f"{expr.name(key_attr)} = {expr.value(pk)}"
         if between is not None:
@@ -195,29 +193,12 @@ class Table:
                 return Page(items, None)
             request["ExclusiveStartKey"] = last_key
 
-    # --- writes ----------------------------------------------------------------------------
+    # --- writes: each is a Write rendered once, alone or in a transaction ---------------------
 
     def put(self, item: dict, *, must_not_exist: bool = False, condition: Condition | None = None) -> dict:
-        item = {"version": 1, **item}
-        request: dict[str, Any] = {"TableName": self.name, "Item": encode_item(item)}
-        expr = Expression()
-        parts = []
-        if must_not_exist:
-            parts.append(f"attribute_not_exists({expr.name('pk')})")
-        if condition:
-            rendered = condition.render(expr)
-            if rendered:
-                parts.append(rendered)
-        if parts:
-            request["ConditionExpression"] = " AND ".join(parts)
-            expr.apply(request)
-        try:
-            self._client.put_item(**request)
-        except Exception as error:
-            if _condition_failed(error):
-                raise ConditionFailed() from error
-            raise
-        return item
+        write = Write.put(item, must_not_exist=must_not_exist, condition=condition)
+        self._apply(self._client.put_item, write)
+        return write.item or {}
 
     def update(
         self,
@@ -231,72 +212,31 @@ class Table:
         condition: Condition | None = None,
     ) -> dict:
         """Apply changes to an existing item and return it as it now is."""
-        expr = Expression()
-        assignments = [f"{expr.name(k)} = {expr.value(v)}" for k, v in (set or {}).items()]
-        version = expr.name("version")
-        additions = [f"{version} {expr.value(1)}"]
-        additions += [f"{expr.name(k)} {expr.value(v)}" for k, v in (add or {}).items()]
-        update_expression = ""
-        if assignments:
-            update_expression += "SET " + ", ".join(assignments) + " "
-        update_expression += "ADD " + ", ".join(additions)
-        removals = [expr.name(k) for k in remove]
-        if removals:
-            update_expression += " REMOVE " + ", ".join(removals)
-        conditions = [f"attribute_exists({expr.name('pk')})"]
         if expect_version is not None:
-            conditions.append(f"{version} = {expr.value(expect_version)}")
-        if condition:
-            rendered = condition.render(expr)
-            if rendered:
-                conditions.append(rendered)
-        request = expr.apply(
-            {
-                "TableName": self.name,
-                "Key": encode_item({"pk": pk, "sk": sk}),
-                "UpdateExpression": update_expression,
-                "ConditionExpression": " AND ".join(conditions),
-                "ReturnValues": "ALL_NEW",
-            }
-        )
-        try:
-            response = self._client.update_item(**request)
-        except Exception as error:
-            if _condition_failed(error):
-                raise ConditionFailed() from error
-            raise
+            condition = replace(condition or Condition(), equals={**(condition.equals if condition else {}),
+                                                                   "version": expect_version})
+        write = Write.update(pk, sk, set=set, add=add, remove=tuple(remove), condition=condition)
+        response = self._apply(self._client.update_item, write, ReturnValues="ALL_NEW")
         return decode_item(response["Attributes"])
 
     def increment(self, pk: str, sk: str, *, add: dict[str, int | float], set: dict[str, Any]) -> None:
         """Create-or-add counters in one atomic write (no version: counters commute)."""
-        expr = Expression()
-        additions = ", ".join(f"{expr.name(k)} {expr.value(v)}" for k, v in add.items())
-        assignments = ", ".join(f"{expr.name(k)} = {expr.value(v)}" for k, v in set.items())
-        request = expr.apply(
-            {
-                "TableName": self.name,
-                "Key": encode_item({"pk": pk, "sk": sk}),
-                "UpdateExpression": f"ADD {additions}" + (f" SET {assignments}" if assignments else ""),
-            }
-        )
-        self._client.update_item(**request)
+        self._client.update_item(**Write.increment(pk, sk, add=add, set=set).body(self.name))
 
     def delete(self, pk: str, sk: str, *, condition: Condition | None = None) -> bool:
         """Delete an item; False when it was not there (or the condition did not hold)."""
-        expr = Expression()
-        rendered = f"attribute_exists({expr.name('pk')})"
-        extra = condition.render(expr) if condition else None
-        if extra:
-            rendered += " AND " + extra
-        request = expr.apply(
-            {"TableName": self.name, "Key": encode_item({"pk": pk, "sk": sk}), "ConditionExpression": rendered}
-        )
         try:
-            self._client.delete_item(**request)
+            self._apply(self._client.delete_item, Write.delete(pk, sk, condition=condition, must_exist=True))
             return True
+        except ConditionFailed:
+            return False
+
+    def _apply(self, call: Any, write: "Write", **extra: Any) -> dict:
+        try:
+            return call(**write.body(self.name), **extra)
         except Exception as error:
             if _condition_failed(error):
-                return False
+                raise ConditionFailed() from error
             raise
 
     def transact(self, writes: list["Write"]) -> None:
@@ -360,7 +300,9 @@ class Table:
 
 @dataclass
 class Write:
-    """One element of a transaction: a put (optionally only-if-new), an update or a delete."""
+    """One write, alone (`Table.put/update/delete`) or an element of a transaction: a put
+    (optionally only-if-new), an update (of an existing item, bumping `version`), a counter
+    increment (create-or-add, unversioned) or a delete."""
 
     kind: str
     pk: str
@@ -372,6 +314,7 @@ class Write:
     must_not_exist: bool = False
     must_exist: bool = False
     remove: tuple[str, ...] = ()
+    versioned: bool = True
 
     @classmethod
     def put(cls, item: dict, *, must_not_exist: bool = False, condition: Condition | None = None) -> "Write":
@@ -385,18 +328,15 @@ class Write:
 
     @classmethod
     def increment(cls, pk: str, sk: str, *, add: dict, set: dict | None = None) -> "Write":
-        """Create-or-add counters (no condition: counters commute)."""
-        return cls("update", pk, sk, set=set, add=add)
+        """Create-or-add counters (no condition and no version: counters commute)."""
+        return cls("update", pk, sk, set=set, add=add, versioned=False)
 
     @classmethod
-    def delete(cls, pk: str, sk: str, *, condition: Condition | None = None) -> "Write":
-        return cls("delete", pk, sk, condition=condition)
+    def delete(cls, pk: str, sk: str, *, condition: Condition | None = None, must_exist: bool = False) -> "Write":
+        return cls("delete", pk, sk, condition=condition, must_exist=must_exist)
 
-    @classmethod
-    def check(cls, pk: str, sk: str, condition: Condition) -> "Write":
-        return cls("check", pk, sk, condition=condition, must_exist=True)
-
-    def render(self, table: str) -> dict:
+    def body(self, table: str) -> dict:
+        """The request: PutItem/UpdateItem/DeleteItem parameters, or one TransactWriteItems element's."""
         expr = Expression()
         conditions = []
         if self.must_not_exist:
@@ -406,22 +346,30 @@ class Write:
         extra = self.condition.render(expr) if self.condition else None
         if extra:
             conditions.append(extra)
-        key = encode_item({"pk": self.pk, "sk": self.sk})
+        body: dict[str, Any] = {"TableName": table}
         if self.kind == "put":
-            body: dict[str, Any] = {"TableName": table, "Item": encode_item(self.item or {})}
-        elif self.kind == "update":
-            assignments = [f"{expr.name(k)} = {expr.value(v)}" for k, v in (self.set or {}).items()]
-            additions = [f"{expr.name('version')} {expr.value(1)}"]
-            additions += [f"{expr.name(k)} {expr.value(v)}" for k, v in (self.add or {}).items()]
-            update_expression = ("SET " + ", ".join(assignments) + " " if assignments else "")
-            update_expression += "ADD " + ", ".join(additions)
-            if self.remove:
-                update_expression += " REMOVE " + ", ".join(expr.name(k) for k in self.remove)
-            body = {"TableName": table, "Key": key, "UpdateExpression": update_expression}
+            body["Item"] = encode_item(self.item or {})
         else:
-            body = {"TableName": table, "Key": key}
+            body["Key"] = encode_item({"pk": self.pk, "sk": self.sk})
+        if self.kind == "update":
+            body["UpdateExpression"] = self._update_expression(expr)
         if conditions:
             body["ConditionExpression"] = " AND ".join(conditions)
-        expr.apply(body)
-        name = {"put": "Put", "update": "Update", "delete": "Delete", "check": "ConditionCheck"}[self.kind]
-        return {name: body}
+        return expr.apply(body)
+
+    def _update_expression(self, expr: Expression) -> str:
+        assignments = [f"{expr.name(k)} = {expr.value(v)}" for k, v in (self.set or {}).items()]
+        additions = [f"{expr.name('version')} {expr.value(1)}"] if self.versioned else []
+        additions += [f"{expr.name(k)} {expr.value(v)}" for k, v in (self.add or {}).items()]
+        clauses = []
+        if assignments:
+            clauses.append("SET " + ", ".join(assignments))
+        if additions:
+            clauses.append("ADD " + ", ".join(additions))
+        if self.remove:
+            clauses.append("REMOVE " + ", ".join(expr.name(k) for k in self.remove))
+        return " ".join(clauses)
+
+    def render(self, table: str) -> dict:
+        """This write as an element of TransactWriteItems."""
+        return {{"put": "Put", "update": "Update", "delete": "Delete"}[self.kind]: self.body(table)}

@@ -10,11 +10,11 @@ import uuid
 import httpx
 import pytest
 
-from app import aws
-from app.local.stack import free_port
 from app.contract.messages import ControlMessage
 from app.contract.signing import CONTROL_SIGNATURE_HEADER, sign_control_request
-from app.store import get_store
+from app import composition
+from app.domain.runtimes import Runtime
+from app.local.stack import free_port
 from tests.e2e.conftest import WorkerProcess, new_account
 from tests.support.sandbox_fixtures import ECHO_SERVER, call_directly, python_command
 
@@ -54,11 +54,12 @@ def fallback(stack, hub, tmp_path_factory):
     client.close()
 
 
-def _runtime(account) -> dict:
+def _runtime(account) -> Runtime:
     deadline = time.monotonic() + 10
     while True:  # the URL arrives with the registration, and again with every heartbeat
-        runtime = get_store().runtimes.get(account.workspace_id, account.runtime_id)
-        if runtime.get("control_url") or time.monotonic() > deadline:
+        runtime = composition.services().store.runtimes.get(account.workspace_id, account.runtime_id)
+        assert runtime is not None
+        if runtime.control_url or time.monotonic() > deadline:
             return runtime
         time.sleep(0.1)
 
@@ -83,15 +84,16 @@ def _calls(account, session_id) -> list[dict]:
 
 def test_a_tool_call_through_the_direct_channel_matches_the_queue_path(direct, fallback):
     runtime = _runtime(direct)
-    assert runtime["control_url"].startswith("http://127.0.0.1:")
+    assert runtime.control_url and runtime.control_url.startswith("http://127.0.0.1:")
     direct_session, queued_session = _start(direct), _start(fallback)
 
     # While the direct runtime's item names a control queue nobody reads, only its endpoint can
     # answer: a request that took the queue would time out, and a cancel would never arrive.
-    sqs = aws.client("sqs")
+    services = composition.services()  # the API's: it runs in this process
+    sqs = services.aws.client("sqs")
     decoy = sqs.create_queue(QueueName=f"berth-decoy-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-    store = get_store()
-    store.runtimes.update(direct.workspace_id, direct.runtime_id, set={"control_queue_url": decoy})
+    store = services.store
+    store.runtimes.move_queues(runtime, runtime.jobs_queue_url, decoy)
     store.runtimes.forget(direct.workspace_id)  # the API process is this one: no cached listing
     try:
         through_endpoint = _calls(direct, direct_session)
@@ -102,8 +104,7 @@ def test_a_tool_call_through_the_direct_channel_matches_the_queue_path(direct, f
         assert sqs.get_queue_attributes(QueueUrl=decoy, AttributeNames=["ApproximateNumberOfMessages"])[
             "Attributes"]["ApproximateNumberOfMessages"] == "0"
     finally:
-        store.runtimes.update(direct.workspace_id, direct.runtime_id,
-                              set={"control_queue_url": runtime["control_queue_url"]})
+        store.runtimes.move_queues(runtime, runtime.jobs_queue_url, runtime.control_queue_url)
         store.runtimes.forget(direct.workspace_id)
         sqs.delete_queue(QueueUrl=decoy)
 
@@ -117,7 +118,7 @@ def test_a_tool_call_through_the_direct_channel_matches_the_queue_path(direct, f
 
 def test_the_endpoint_refuses_unsigned_forged_stale_and_replayed_requests(direct):
     session_id = _start(direct)
-    url = _runtime(direct)["control_url"] + "/control"
+    url = f"{_runtime(direct).control_url}/control"
     token = json.loads((direct.worker.data_dir / "runtime.json").read_text())["runtime_token"]
     key = hashlib.sha256(token.encode()).hexdigest()
 
@@ -162,7 +163,7 @@ def test_the_endpoint_refuses_unsigned_forged_stale_and_replayed_requests(direct
 def test_a_dead_control_url_falls_back_to_the_queue(fallback):
     runtime = _runtime(fallback)
     with pytest.raises(httpx.ConnectError):  # nothing listens where it points
-        httpx.post(runtime["control_url"] + "/control", content=b"{}", timeout=5)
+        httpx.post(f"{runtime.control_url}/control", content=b"{}", timeout=5)
     session_id = _start(fallback)
     tools = fallback.get(f"/v1/sandbox/sessions/{session_id}/tools")
     assert tools.status_code == 200 and {"echo", "add"} <= {t["name"] for t in tools.json()["tools"]}

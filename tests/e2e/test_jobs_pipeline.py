@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from app import aws
 from app.contract.messages import JobMessage, JobType, QueueEnvelope
+from app.domain.runtimes import Runtime
 from tests.e2e.conftest import new_account
 from tests.support.hub import DEMO_BERT, DEMO_LLAMA
 
@@ -138,11 +138,11 @@ def test_duplicate_delivery_runs_the_job_once(account, workers, stack, slow_mode
     worker = workers(account.join_token())
     job_id = account.create_job(payload={"model": slow_model})
     account.wait_for_status(job_id, "running")
-    runtime = next(r for r in _runtime_items(stack) if r["runtime_id"] == worker.runtime_id)
+    runtime = next(r for r in _runtimes(stack) if r.runtime_id == worker.runtime_id)
     job = account.job(job_id)
     duplicate = JobMessage(job_id=job_id, workspace_id=account.workspace_id, type=JobType.model_inspect,
                            payload=job["payload"], expires_at=time.time() + 600, dispatch=1)
-    aws.client("sqs").send_message(QueueUrl=runtime["jobs_queue_url"],
+    stack.services.aws.client("sqs").send_message(QueueUrl=runtime.jobs_queue_url,
                                    MessageBody=QueueEnvelope(message=duplicate).model_dump_json())
     account.wait_for_status(job_id, "complete", timeout=60)
     time.sleep(2)  # give the duplicate time to be received and dropped
@@ -191,10 +191,10 @@ def test_a_silent_runtime_goes_offline_and_its_job_moves_to_another(account, wor
 def test_a_poison_message_is_dead_lettered_and_its_job_ends_in_error(account, workers, stack):
     worker = workers(account.join_token())
     job_id = account.create_job("agent.run", {"agent": "never-dispatched"})  # no runtime runs agent.run
-    runtime = next(r for r in _runtime_items(stack) if r["runtime_id"] == worker.runtime_id)
+    runtime = next(r for r in _runtimes(stack) if r.runtime_id == worker.runtime_id)
     poison = {"message": {"kind": "job", "job_id": job_id, "workspace_id": account.workspace_id,
                           "type": "model.inspect", "payload": {}, "expires_at": "never", "dispatch": 1}}
-    aws.client("sqs").send_message(QueueUrl=runtime["jobs_queue_url"], MessageBody=json.dumps(poison))
+    stack.services.aws.client("sqs").send_message(QueueUrl=runtime.jobs_queue_url, MessageBody=json.dumps(poison))
     job = account.wait_for_status(job_id, "error", timeout=90)
     assert "dead-lettered" in job["error"]
     events = account.events(job_id)
@@ -229,10 +229,8 @@ def test_job_listing_is_newest_first_filtered_and_paginated(account):
     assert bad_payload.status_code == 422 and "payload.model" in bad_payload.json()["error"]
 
 
-def _runtime_items(stack) -> list[dict]:
-    from app.store import get_store
-
-    return get_store().runtimes.all()
+def _runtimes(stack) -> list[Runtime]:
+    return stack.services.store.runtimes.all()
 
 
 def test_a_worker_without_aws_credentials_leases_its_jobs_through_the_api(account, workers):

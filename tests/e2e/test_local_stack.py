@@ -67,23 +67,20 @@ def test_berth_up_serves_stops_cleanly_and_keeps_state(tmp_path):
 def test_snapshot_restores_thousands_of_items_and_the_kms_key(tmp_path):
     options = StackOptions(data_dir=tmp_path, port=free_port(), moto_port=free_port(), worker=False)
     stack = LocalStack(options).start()
-    from app import aws
-    from app.settings import get_settings
-    from app.store import get_store
-
     items = [{"pk": f"WS#load{n % 20}", "sk": f"ITEM#{n:05d}", "n": n, "payload": {"text": "x" * 100}}
              for n in range(3000)]
-    get_store().table.batch_put(items)
-    ciphertext = aws.client("kms").encrypt(KeyId=get_settings().kms_key_alias, Plaintext=b"provider-token")["CiphertextBlob"]
+    stack.services.store.table.batch_put(items)
+    kms = stack.services.aws.client("kms")
+    ciphertext = kms.encrypt(KeyId=stack.services.settings.kms_key_alias, Plaintext=b"provider-token")["CiphertextBlob"]
     stack.stop()
 
     restarted = LocalStack(StackOptions(data_dir=tmp_path, port=options.port, moto_port=free_port(), worker=False)).start()
     try:
         assert restarted.restored_items >= 3000
-        restored = get_store().table.query("WS#load7", prefix="ITEM#").items
+        restored = restarted.services.store.table.query("WS#load7", prefix="ITEM#").items
         assert [i["n"] for i in restored] == list(range(7, 3000, 20))
         assert restored[0]["payload"] == {"text": "x" * 100}
-        plain = aws.client("kms").decrypt(CiphertextBlob=ciphertext)["Plaintext"]
+        plain = restarted.services.aws.client("kms").decrypt(CiphertextBlob=ciphertext)["Plaintext"]
         assert plain == b"provider-token"
     finally:
         restarted.stop()

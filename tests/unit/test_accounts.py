@@ -4,7 +4,7 @@ import json
 import time
 
 from app.ids import hash_secret
-from app.store import get_store
+from app.store import keys
 from tests.conftest import bearer, signup
 
 
@@ -45,14 +45,14 @@ def test_signup_validation_errors_are_readable(client):
     assert "email" in body["error"] and "password" in body["error"]
 
 
-def test_passwords_and_tokens_are_stored_only_as_hashes(client):
+def test_passwords_and_tokens_are_stored_only_as_hashes(client, store):
     result = signup(client, password="correct-horse")
-    items = get_store().table.scan_all()
+    items = store.table.scan_all()
     dumped = json.dumps(items, default=str)
     assert "correct-horse" not in dumped and result["token"] not in dumped
     user = next(i for i in items if i["sk"].startswith("USER#"))
     assert user["password_hash"].startswith("$argon2id$")
-    assert get_store().credentials.get(hash_secret(result["token"])).kind == "session"
+    assert store.credentials.get(hash_secret(result["token"])).kind == "session"
 
 
 def test_login_right_and_wrong_password(client):
@@ -77,10 +77,10 @@ def test_logout_ends_one_session_and_all_ends_every_session(client):
         assert client.get("/v1/auth/me", headers=bearer(token)).status_code == 401
 
 
-def test_expired_session_is_refused(client):
+def test_expired_session_is_refused(client, store):
     token = signup(client)["token"]
-    credential = get_store().credentials.get(hash_secret(token))
-    get_store().table.update(f"CRED#{credential.digest}", "CRED", set={"expires_epoch": int(time.time()) - 1})
+    credential = store.credentials.get(hash_secret(token))
+    store.table.update(*keys.credential(credential.digest), set={"expires_epoch": int(time.time()) - 1})
     response = client.get("/v1/auth/me", headers=bearer(token))
     assert response.status_code == 401 and response.json()["error"] == "invalid, expired or revoked credentials"
 
@@ -108,11 +108,11 @@ def test_reset_sets_the_password_once_and_ends_sessions(client, aws_resources):
     assert reused.status_code == 400 and reused.json()["error"] == "invalid or expired reset token"
 
 
-def test_expired_reset_token_is_refused(client, aws_resources):
+def test_expired_reset_token_is_refused(client, aws_resources, store):
     signup(client)
     client.post("/v1/auth/forgot", json={"email": "ada@example.com"})
     token = _token_from_mail(_outbox(aws_resources)[-1]["body"])
-    get_store().table.update(f"CRED#{hash_secret(token)}", "CRED", set={"expires_epoch": int(time.time()) - 1})
+    store.table.update(*keys.credential(hash_secret(token)), set={"expires_epoch": int(time.time()) - 1})
     assert client.post("/v1/auth/reset", json={"token": token, "password": "new-password"}).status_code == 400
 
 

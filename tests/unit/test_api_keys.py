@@ -3,7 +3,7 @@
 import json
 from datetime import datetime, timedelta, timezone
 
-from app.store import get_store
+from app.store import keys
 from tests.conftest import bearer, signup
 
 
@@ -13,7 +13,7 @@ def _mint(client, token, **body):
     return response.json()
 
 
-def test_key_is_shown_once_listed_by_prefix_and_never_stored_in_clear(client):
+def test_key_is_shown_once_listed_by_prefix_and_never_stored_in_clear(client, store):
     session = signup(client)["token"]
     created = _mint(client, session, tier="standard")
     secret = created["key"]
@@ -21,7 +21,7 @@ def test_key_is_shown_once_listed_by_prefix_and_never_stored_in_clear(client):
     listing = client.get("/api/auth/keys", headers=bearer(session)).json()
     assert [k["id"] for k in listing["keys"]] == [created["api_key"]["id"]]
     assert secret not in json.dumps(listing)
-    assert secret not in json.dumps(get_store().table.scan_all(), default=str)
+    assert secret not in json.dumps(store.table.scan_all(), default=str)
 
 
 def test_key_authenticates_as_bearer_and_as_x_api_key_on_both_surfaces(client):
@@ -56,14 +56,14 @@ def test_revoked_key_is_refused_at_once(client):
     assert client.delete(f"/api/auth/keys/{created['api_key']['id']}", headers=bearer(session)).status_code == 200
 
 
-def test_expired_key_is_refused(client):
+def test_expired_key_is_refused(client, store):
     account = signup(client)
     session, workspace_id = account["token"], account["user"]["workspace_id"]
     soon = datetime.now(timezone.utc) + timedelta(hours=1)
     created = _mint(client, session, expires_at=soon.isoformat())
     assert created["api_key"]["expires_at"]
-    digest = get_store().accounts.get_api_key(workspace_id, created["api_key"]["id"])["digest"]
-    get_store().table.update(f"CRED#{digest}", "CRED", set={"expires_epoch": 1})  # time passes
+    digest = store.accounts.api_key(workspace_id, created["api_key"]["id"]).digest
+    store.table.update(*keys.credential(digest), set={"expires_epoch": 1})  # time passes
     assert client.get("/v1/auth/me", headers=bearer(created["key"])).status_code == 401
     past = client.post("/api/auth/keys/generate", headers=bearer(session),
                        json={"name": "old", "expires_at": "2001-01-01T00:00:00Z"})

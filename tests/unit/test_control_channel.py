@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from app.contract.messages import ControlMessage, ControlReply, HeartbeatRequest, RegisterRequest
 from app.contract.signing import (CONTROL_BODY_MAX_BYTES, CONTROL_SIGNATURE_HEADER, ControlRequestRejected,
     sign_control_request, verify_control_request)
-from app.store import get_store
 from tests.conftest import bearer, signup
 from workers.config import WorkerConfig
 from workers.control_server import REPLAY_WINDOW_SECONDS, ControlServer, RecentRequests
@@ -276,7 +275,7 @@ def test_an_advertised_control_url_must_be_a_plain_http_url(url):
 # --- the API stores what the runtime advertises -------------------------------------------------
 
 
-def test_register_and_heartbeat_store_the_control_url(client):
+def test_register_and_heartbeat_store_the_control_url(client, store):
     token = signup(client)["token"]
     join = client.post("/v1/cloud/join-tokens", headers=bearer(token), json={"uses": 1}).json()["token"]
     refused = client.post("/v1/cloud/runtimes/register", json={"join_token": join, "control_url": "gopher://x:1"})
@@ -287,7 +286,7 @@ def test_register_and_heartbeat_store_the_control_url(client):
     runtime = registered.json()
 
     def stored() -> str | None:
-        return get_store().runtimes.get(runtime["workspace_id"], runtime["runtime_id"]).get("control_url")
+        return store.runtimes.get(runtime["workspace_id"], runtime["runtime_id"]).control_url
 
     assert stored() == "http://127.0.0.1:4100"
     worker = bearer(runtime["runtime_token"])

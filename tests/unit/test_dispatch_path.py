@@ -3,8 +3,9 @@ transaction per step, the claim recording `start`, and a freed slot going to a w
 
 import json
 
-from app import aws
+from app import composition
 from app.contract.messages import QueueEnvelope
+from app.store import keys
 from tests.conftest import bearer, signup
 
 
@@ -24,7 +25,7 @@ def _post_job(client, token: str) -> str:
 
 
 def _messages(queue_url: str) -> list:
-    received = aws.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+    received = composition.services().aws.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
                                                  MessageSystemAttributeNames=["ApproximateReceiveCount"])
     return [QueueEnvelope.model_validate_json(m["Body"]).message for m in received.get("Messages", [])]
 
@@ -115,9 +116,7 @@ def test_job_creation_records_audit_and_usage_with_the_job(client):
 
 def test_a_full_workspace_gets_429_and_nothing_is_stored(client, monkeypatch):
     monkeypatch.setenv("BERTH_MAX_CONCURRENT_JOBS", "1")
-    from tests.conftest import reset_process_caches
-
-    reset_process_caches()
+    composition.reset()
     token = signup(client)["token"]
     _post_job(client, token)
     response = client.post("/v1/jobs", headers=bearer(token), json={"type": "agent.run", "payload": {"agent": "a"}})
@@ -128,21 +127,21 @@ def test_a_full_workspace_gets_429_and_nothing_is_stored(client, monkeypatch):
     assert usage["totals"]["jobs"]["agent.run"] == 1  # the refused job was not metered
 
 
-def test_a_runtime_full_since_it_was_listed_costs_a_retry_not_a_slot(client):
-    from app.store import get_store
-
+def test_a_runtime_full_since_it_was_listed_costs_a_retry_not_a_slot(client, store):
     token = signup(client)["token"]
     full_since, roomy = _register(client, token, slots=1), _register(client, token, slots=3)
-    runtimes, workspace_id = get_store().runtimes, full_since["workspace_id"]
-    runtimes.update(workspace_id, roomy["runtime_id"], set={"active_jobs": 1})  # ranked after the idle one
+    runtimes, workspace_id = store.runtimes, full_since["workspace_id"]
+    # Ranked after the idle one.
+    store.table.update(*keys.runtime(workspace_id, roomy["runtime_id"]), set={"active_jobs": 1})
     runtimes.forget(workspace_id)
     assert len(runtimes.listed(workspace_id)) == 2  # cached: both with room
-    runtimes.update(workspace_id, full_since["runtime_id"], set={"active_jobs": 1})  # behind the cache's back
+    # Behind the cache's back.
+    store.table.update(*keys.runtime(workspace_id, full_since["runtime_id"]), set={"active_jobs": 1})
 
     job_id = _post_job(client, token)
     job = client.get(f"/v1/jobs/{job_id}", headers=bearer(token)).json()
     assert job["runtime_id"] == roomy["runtime_id"]
     assert _messages(full_since["jobs_queue_url"]) == []
     assert [message.job_id for message in _messages(roomy["jobs_queue_url"])] == [job_id]
-    slots = {r["runtime_id"]: r["active_jobs"] for r in runtimes.listed(workspace_id, fresh=True)}
+    slots = {r.runtime_id: r.active_jobs for r in runtimes.listed(workspace_id, fresh=True)}
     assert slots == {full_since["runtime_id"]: 1, roomy["runtime_id"]: 2}  # one slot taken, on the runtime used

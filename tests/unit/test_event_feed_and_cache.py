@@ -5,21 +5,29 @@ import gc
 import threading
 import time
 
-from app.services import event_feed
+from app.contract.messages import EventStatus
+from app.domain.jobs import JobEvent
+from app.services.event_feed import EventFeed
 from app.store.cache import TtlCache
 
 
+def _events(*seqs: int) -> list[JobEvent]:
+    return [JobEvent(seq=seq, step="pull", status=EventStatus.running) for seq in seqs]
+
+
 def test_a_subscription_gets_events_published_from_another_thread():
+    event_feed = EventFeed()
+
     async def scenario():
         feed = event_feed.subscribe("ws_a", "job_1")
         try:
-            other = threading.Thread(target=event_feed.publish, args=("ws_a", "job_1", [{"seq": 2}, {"seq": 3}]))
+            other = threading.Thread(target=event_feed.publish, args=("ws_a", "job_1", _events(2, 3)))
             other.start()
             got = await feed.wait(timeout=5)
             other.join()
-            assert [e["seq"] for e in got] == [2, 3]
-            event_feed.publish("ws_a", "job_2", [{"seq": 9}])  # another job's events are not ours
-            event_feed.publish("ws_b", "job_1", [{"seq": 9}])  # nor another workspace's
+            assert [e.seq for e in got] == [2, 3]
+            event_feed.publish("ws_a", "job_2", _events(9))  # another job's events are not ours
+            event_feed.publish("ws_b", "job_1", _events(9))  # nor another workspace's
             assert await feed.wait(timeout=0.05) == []
         finally:
             feed.close()
@@ -29,24 +37,28 @@ def test_a_subscription_gets_events_published_from_another_thread():
 
 
 def test_events_published_before_the_wait_are_kept():
+    event_feed = EventFeed()
+
     async def scenario():
         feed = event_feed.subscribe("ws_a", "job_3")
-        event_feed.publish("ws_a", "job_3", [{"seq": 4}])
+        event_feed.publish("ws_a", "job_3", _events(4))
         await asyncio.sleep(0)  # let the loop deliver
-        event_feed.publish("ws_a", "job_3", [{"seq": 5}])
+        event_feed.publish("ws_a", "job_3", _events(5))
         await asyncio.sleep(0)
-        assert [e["seq"] for e in await feed.wait(timeout=0)] == [4, 5]
+        assert [e.seq for e in await feed.wait(timeout=0)] == [4, 5]
         feed.close()
 
     asyncio.run(scenario())
 
 
 def test_a_stream_dropped_before_it_started_leaves_no_subscriber():
+    event_feed = EventFeed()
+
     async def scenario():
         event_feed.subscribe("ws_a", "job_4")  # never waited on, never closed (the client went away)
         gc.collect()
         assert not list(event_feed._subscriptions.get(("ws_a", "job_4"), ()))
-        event_feed.publish("ws_a", "job_4", [{"seq": 1}])  # nothing to deliver to, and no error
+        event_feed.publish("ws_a", "job_4", _events(1))  # nothing to deliver to, and no error
 
     asyncio.run(scenario())
 

@@ -41,7 +41,8 @@ async def wait_until(condition) -> None:
     [
         ("", "empty"),
         ("python 'unclosed", "cannot be parsed"),
-        ("curl http://example.com", "'curl' is not allowed"),
+        ("ls -la /", "'ls' is not allowed"),
+        ("curl http://example.com", "'curl', which the sandbox policy denies"),
         ("/tmp/evil/python server.py", "by name, not by path"),
         ("bash -c 'sudo id'", "'sudo'"),
     ],

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.settings import get_settings
+from app import composition
 from tests.conftest import bearer, signup
 
 
@@ -13,7 +13,7 @@ def token(client):
 
 def test_matrixshell_is_403_when_disabled(client, token, monkeypatch):
     monkeypatch.setenv("BERTH_MATRIXSHELL_ENABLED", "false")
-    get_settings.cache_clear()
+    composition.reset()
     for method, path in (("get", "/v1/matrixshell/status"), ("post", "/v1/matrixshell/install")):
         response = getattr(client, method)(path, headers=bearer(token))
         assert response.status_code == 403 and "disabled" in response.json()["error"]
@@ -69,16 +69,19 @@ def test_patch_and_actions_on_an_ended_sandbox(client, token):
 
 
 def test_a_running_report_answers_a_readiness_wait_only_with_full_tool_definitions():
+    from app.contract.messages import EventStatus
+    from app.domain.jobs import JobEvent
     from app.services.sandboxes import tools_reported_at_start
 
     echo = {"name": "echo", "description": "says it back", "input_schema": {"type": "object"}}
-    running = {"step": "sandbox", "status": "running",
-               "data": {"state": "running", "tools": ["echo"], "tool_definitions": [echo]}}
+    running = JobEvent(seq=3, step="sandbox", status=EventStatus.running,
+                       data={"state": "running", "tools": ["echo"], "tool_definitions": [echo]})
     assert [tool.model_dump() for tool in tools_reported_at_start(running)] == [echo]
-    too_large_to_carry = {"step": "sandbox", "status": "running", "data": {"state": "running", "tools": ["echo"]}}
-    failed = {"step": "sandbox", "status": "error", "data": {"state": "failed"}}
-    unreadable = {"step": "sandbox", "status": "running",
-                  "data": {"state": "running", "tool_definitions": [{"description": "no name"}, "not a tool"]}}
+    too_large_to_carry = JobEvent(seq=3, step="sandbox", status=EventStatus.running,
+                                  data={"state": "running", "tools": ["echo"]})
+    failed = JobEvent(seq=3, step="sandbox", status=EventStatus.error, data={"state": "failed"})
+    unreadable = JobEvent(seq=3, step="sandbox", status=EventStatus.running,
+                          data={"state": "running", "tool_definitions": [{"description": "no name"}, "not a tool"]})
     assert tools_reported_at_start(too_large_to_carry) is None
     assert tools_reported_at_start(unreadable) is None
     assert tools_reported_at_start(failed) is None

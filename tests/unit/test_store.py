@@ -5,13 +5,12 @@ import time
 import pytest
 
 from app.errors import BadRequest, ConditionFailed
-from app.store import get_store
 from app.store.table import Condition, Write
 
 
 @pytest.fixture
-def table(aws_resources):
-    return get_store().table
+def table(store):
+    return store.table
 
 
 def test_put_only_if_new(table):

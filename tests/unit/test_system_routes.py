@@ -1,6 +1,6 @@
 """Health, readiness, version, policies, storage, capabilities, the OpenAPI document and docs UI."""
 
-from app.settings import get_settings
+from app import composition
 from tests.conftest import bearer, signup
 
 
@@ -20,21 +20,21 @@ def test_ready_reports_checks_and_warnings(client):
 
 def test_ready_is_503_when_a_core_check_fails(client, monkeypatch):
     monkeypatch.setenv("BERTH_TABLE_NAME", "no-such-table")
-    get_settings.cache_clear()
+    composition.reset()
     response = client.get("/v1/ready")
     assert response.status_code == 503
     table = next(c for c in response.json()["checks"] if c["name"] == "table")
     assert table["ok"] is False and "ResourceNotFound" in table["detail"]
 
 
-def test_status_version_policies_storage(client):
+def test_status_version_policies_storage(client, aws_resources):
     status = client.get("/status").json()
     assert status["table"]["ok"] and status["queues"]["dead_letter"]["ok"] and status["sandbox"]["driver"] == "none"
     version = client.get("/v1/version").json()
     assert version["name"] == "berth" and version["commit"]
     token = signup(client)["token"]
     policies = client.get("/v1/policies", headers=bearer(token)).json()
-    assert policies["limits"]["max_ttl_seconds"] == get_settings().max_ttl_seconds
+    assert policies["limits"]["max_ttl_seconds"] == aws_resources.max_ttl_seconds
     assert "curl" in policies["commands"]["deny"] and "node" in policies["commands"]["allow"]
     storage = client.get("/v1/system/storage", headers=bearer(token)).json()
     assert storage["disk"]["free_bytes"] > 0 and storage["data_dir"]

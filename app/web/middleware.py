@@ -9,14 +9,11 @@ import time
 
 from starlette.exceptions import HTTPException
 
+from app.errors import error_body
 from app.logs import begin_request, get_logger, log_event
 
 logger = get_logger("berth.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-
-def error_body(status: int, message: str, request_id: str) -> bytes:
-    return json.dumps({"success": False, "error": message, "status": status, "request_id": request_id}).encode()
 
 
 class RequestContextMiddleware:
@@ -45,7 +42,7 @@ class RequestContextMiddleware:
             await send(message)
 
         async def reject(status: int, text: str):
-            body = error_body(status, text, request_id)
+            body = json.dumps(error_body(status, text, request_id)).encode()
             await send_with_id({"type": "http.response.start", "status": status,
                                 "headers": [(b"content-type", b"application/json"),
                                             (b"content-length", str(len(body)).encode())]})

@@ -1,0 +1,230 @@
+"""The composition root: every service, built once per process from the settings and wired to
+what it uses.
+
+Lambda keeps a process warm between invocations, so the services (and their clients, caches and
+the in-process event feed) live as long as it does. Each service is built on first use, so a cold
+start answering `/v1/health` imports and builds none of them. The API (as FastAPI dependencies,
+app.web.deps), the Lambda entry points and the local stack all take their services from
+`services()`; tests start again with `reset()`.
+"""
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from app.clock import Clock
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.aws import AwsClients
+    from app.kms import Kms
+    from app.mailer import Mailer
+    from app.queues import Queues
+    from app.services.accounts import AccountService
+    from app.services.activity import ActivityLog
+    from app.services.api_keys import ApiKeyService
+    from app.services.authentication import Authenticator
+    from app.services.control import ControlChannel
+    from app.services.dispatch import Dispatcher
+    from app.services.event_feed import EventFeed
+    from app.services.event_stream import JobEventStream
+    from app.services.jobs import JobService
+    from app.services.lifecycle import JobLifecycle
+    from app.services.matrixshell import MatrixShellService
+    from app.services.proxy import RuntimeProxy
+    from app.services.runtime_protocol import RuntimeProtocol
+    from app.services.runtimes import RuntimeService
+    from app.services.sandboxes import SandboxService
+    from app.services.sweeper import Sweeper
+    from app.services.system import SystemService
+    from app.store import Store
+
+Built = TypeVar("Built")
+
+
+class Services:
+    def __init__(self, settings: Settings, clock: Clock | None = None):
+        self.settings = settings
+        self.clock = clock or Clock()
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()  # re-entrant: building one service builds what it uses
+
+    def _once(self, name: str, build: Callable[[], Built]) -> Built:
+        found = self._built.get(name)
+        if found is None:
+            with self._lock:
+                found = self._built.get(name)
+                if found is None:
+                    found = self._built[name] = build()
+        return found
+
+    # --- ports: AWS, mail ----------------------------------------------------------------------
+
+    @property
+    def aws(self) -> "AwsClients":
+        from app.aws import AwsClients
+
+        return self._once("aws", AwsClients)
+
+    @property
+    def store(self) -> "Store":
+        from app.store import Store
+
+        return self._once("store", lambda: Store(self.settings.table_name, self.aws, self.settings.read_cache_seconds))
+
+    @property
+    def queues(self) -> "Queues":
+        from app.queues import Queues
+
+        return self._once("queues", lambda: Queues(self.aws, self.settings))
+
+    @property
+    def kms(self) -> "Kms":
+        from app.kms import Kms
+
+        return self._once("kms", lambda: Kms(self.aws, self.settings.kms_key_alias))
+
+    @property
+    def mailer(self) -> "Mailer":
+        from app.mailer import mailer_for
+
+        return self._once("mailer", lambda: mailer_for(self.settings, self.aws))
+
+    @property
+    def feed(self) -> "EventFeed":
+        from app.services.event_feed import EventFeed
+
+        return self._once("feed", EventFeed)
+
+    # --- services ------------------------------------------------------------------------------
+
+    @property
+    def activity(self) -> "ActivityLog":
+        from app.services.activity import ActivityLog
+
+        return self._once("activity", lambda: ActivityLog(self.store, self.clock))
+
+    @property
+    def authenticator(self) -> "Authenticator":
+        from app.services.authentication import Authenticator
+
+        return self._once("authenticator", lambda: Authenticator(self.store, self.clock))
+
+    @property
+    def accounts(self) -> "AccountService":
+        from app.services.accounts import AccountService
+
+        return self._once("accounts", lambda: AccountService(self.store, self.settings, self.mailer, self.activity,
+                                                             self.clock))
+
+    @property
+    def api_keys(self) -> "ApiKeyService":
+        from app.services.api_keys import ApiKeyService
+
+        return self._once("api_keys", lambda: ApiKeyService(self.store, self.activity, self.clock))
+
+    @property
+    def dispatcher(self) -> "Dispatcher":
+        from app.services.dispatch import Dispatcher
+
+        return self._once("dispatcher", lambda: Dispatcher(self.store, self.queues, self.settings, self.clock))
+
+    @property
+    def control(self) -> "ControlChannel":
+        from app.services.control import ControlChannel
+
+        return self._once("control", lambda: ControlChannel(self.store, self.queues, self.settings, self.clock))
+
+    @property
+    def lifecycle(self) -> "JobLifecycle":
+        from app.services.lifecycle import JobLifecycle
+
+        return self._once("lifecycle", lambda: JobLifecycle(self.store, self.dispatcher, self.control, self.feed,
+                                                            self.activity, self.clock))
+
+    @property
+    def jobs(self) -> "JobService":
+        from app.services.jobs import JobService
+
+        return self._once("jobs", lambda: JobService(self.store, self.settings, self.dispatcher, self.lifecycle,
+                                                     self.control, self.activity, self.clock))
+
+    @property
+    def job_events(self) -> "JobEventStream":
+        from app.services.event_stream import JobEventStream
+
+        return self._once("job_events", lambda: JobEventStream(self.store, self.feed, self.settings, self.clock))
+
+    @property
+    def runtime_protocol(self) -> "RuntimeProtocol":
+        from app.services.runtime_protocol import RuntimeProtocol
+
+        return self._once("runtime_protocol", lambda: RuntimeProtocol(self.store, self.lifecycle, self.feed,
+                                                                      self.clock))
+
+    @property
+    def runtimes(self) -> "RuntimeService":
+        from app.services.runtimes import RuntimeService
+
+        return self._once("runtimes", lambda: RuntimeService(self.store, self.queues, self.settings, self.dispatcher,
+                                                             self.activity, self.clock))
+
+    @property
+    def sandboxes(self) -> "SandboxService":
+        from app.services.sandboxes import SandboxService
+
+        return self._once("sandboxes", lambda: SandboxService(self.store, self.settings, self.jobs, self.control,
+                                                              self.feed, self.clock))
+
+    @property
+    def proxy(self) -> "RuntimeProxy":
+        from app.services.proxy import RuntimeProxy
+
+        return self._once("proxy", lambda: RuntimeProxy(self.store, self.settings, self.sandboxes, self.control,
+                                                        self.clock))
+
+    @property
+    def matrixshell(self) -> "MatrixShellService":
+        from app.services.matrixshell import MatrixShellService
+
+        return self._once("matrixshell", lambda: MatrixShellService(self.store, self.settings, self.sandboxes,
+                                                                    self.clock))
+
+    @property
+    def system(self) -> "SystemService":
+        from app.services.system import SystemService
+
+        return self._once("system", lambda: SystemService(self.settings, self.store, self.queues, self.kms,
+                                                          self.runtimes, self.clock))
+
+    @property
+    def sweeper(self) -> "Sweeper":
+        from app.services.sweeper import Sweeper
+
+        return self._once("sweeper", lambda: Sweeper(self.store, self.settings, self.lifecycle, self.dispatcher,
+                                                     self.runtimes, self.clock))
+
+
+_current: Services | None = None
+_current_lock = threading.Lock()
+
+
+def services() -> Services:
+    """This process's services, built from the environment's settings on first use."""
+    global _current
+    found = _current
+    if found is None:
+        with _current_lock:
+            if _current is None:
+                _current = Services(Settings())
+            found = _current
+    return found
+
+
+def reset() -> None:
+    """Forget this process's services; the next `services()` reads the settings again and builds
+    new ones (new clients, empty caches). Tests and the local stack call it after changing the
+    environment."""
+    global _current
+    with _current_lock:
+        _current = None

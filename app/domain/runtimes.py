@@ -1,0 +1,91 @@
+"""Runtimes (the workers' hosts as the API knows them), join tokens, and who may use which runtime.
+
+A runtime belongs to one workspace and acts only for it, except shared runtimes: the platform's
+own fleet, registered under the `shared` workspace, which serve every workspace.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.domain.jobs import Job
+
+SHARED_WORKSPACE = "shared"
+
+RuntimeStatus = Literal["online", "draining", "offline"]
+
+
+def serves_workspace(runtime_workspace_id: str, workspace_id: str) -> bool:
+    """Whether a runtime of `runtime_workspace_id` may take, see and report on work of `workspace_id`."""
+    return runtime_workspace_id in (workspace_id, SHARED_WORKSPACE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Runtime:
+    runtime_id: str
+    workspace_id: str  # SHARED_WORKSPACE for the platform's fleet
+    name: str
+    shared: bool = False
+    capabilities: list[str] = field(default_factory=list)  # the job types it runs
+    runtimes: dict[str, bool] = field(default_factory=dict)  # serving engines and languages it has
+    labels: dict[str, str] = field(default_factory=dict)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    max_concurrent_jobs: int = 0
+    active_jobs: int = 0  # slots taken, counted by the API in the jobs' transactions
+    reported_active_jobs: int = 0  # as the worker last said
+    free_disk_bytes: int = 0
+    load: float | None = None
+    software_version: str = ""
+    queue_mode: str = "lease"
+    jobs_queue_url: str = ""
+    control_queue_url: str = ""
+    control_url: str | None = None  # its direct control endpoint, if it serves one
+    registered_at: str = ""
+    last_heartbeat: float = 0
+    last_heartbeat_at: str = ""
+    status: RuntimeStatus = "online"
+    minted_by_workspace: str = ""  # the workspace whose join token registered it
+    token_digest: str = ""  # SHA-256 of its runtime token: the key of its signatures
+
+    def effective_status(self, now: float, heartbeat_interval: float) -> RuntimeStatus:
+        """Online only while heartbeats keep coming: silent for two intervals means offline."""
+        if self.status == "offline" or now - self.last_heartbeat > 2 * heartbeat_interval:
+            return "offline"
+        return self.status
+
+    def has_room(self) -> bool:
+        return self.active_jobs < self.max_concurrent_jobs
+
+    def occupancy(self) -> float:
+        return self.active_jobs / max(self.max_concurrent_jobs, 1)
+
+    def runs(self, job: Job) -> bool:
+        """Whether it may run jobs like `job`: of a workspace it serves, of a type it advertises."""
+        return serves_workspace(self.workspace_id, job.workspace_id) and job.type.value in self.capabilities
+
+    def can_serve(self, job: Job, now: float, heartbeat_interval: float) -> bool:
+        """Whether to offer it `job` now: online, running such jobs, the one a job is pinned to (if
+        it is), with a free slot."""
+        return (self.effective_status(now, heartbeat_interval) == "online" and self.runs(job)
+                and job.pinned_runtime_id in (None, self.runtime_id) and self.has_room())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinToken:
+    """A limited-use secret that registers runtimes (its secret is a credential, never stored here)."""
+
+    token_id: str
+    workspace_id: str
+    name: str
+    prefix: str
+    uses: int
+    uses_left: int
+    shared: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: str
+    expires_at: str
+    expires_epoch: int
+    created_by: str = ""
+
+    @property
+    def is_active(self) -> bool:
+        return self.uses_left > 0
