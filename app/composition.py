@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from app.services.runtime_protocol import RuntimeProtocol
     from app.services.runtimes import RuntimeService
     from app.services.sandboxes import SandboxService
+    from app.services.secrets import SecretBox
     from app.services.sweeper import Sweeper
     from app.services.system import SystemService
     from app.store import Store
@@ -83,6 +84,12 @@ class Services:
         from app.kms import Kms
 
         return self._once("kms", lambda: Kms(self.aws, self.settings.kms_key_alias))
+
+    @property
+    def secrets(self) -> "SecretBox":
+        from app.services.secrets import SecretBox
+
+        return self._once("secrets", lambda: SecretBox(self.kms, self.clock))
 
     @property
     def mailer(self) -> "Mailer":
