@@ -13,7 +13,8 @@ request, so it is correct on any event loop: uvicorn's, Mangum's, or a fresh one
 Before the SDK sees a request the endpoint checks the Host/Origin allowlist (DNS-rebinding
 protection), answers anything but POST with 405 (a stateless server has no stream to GET: the
 SDK would hold such a GET open until the client or the platform gave up), and authenticates the
-caller, whom tools find with `app.mcp.caller.caller_in`.
+caller, whom tools find with `app.mcp.caller.caller_in`. Its refusals are JSON-RPC errors at the
+HTTP status they stand for, which is what MCP clients read and show.
 """
 
 import logging
@@ -24,16 +25,18 @@ from fastapi import APIRouter
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from app.auth.principal import Principal
+from app.errors import BerthError
 from app.mcp.caller import remember_caller
 
 Authenticate = Callable[[Request], Awaitable[Principal]]
-"""Resolves the caller of one request, or raises a BerthError (401) the host app answers."""
+"""Resolves the caller of one request, or raises a BerthError (Unauthorized, ...)."""
 
 # A per-request manager logs its start and stop, and the transport its termination, at INFO on
 # every request; berth's access log already has one line per request.
@@ -73,7 +76,12 @@ class StatelessMCPEndpoint:
         if request.method != "POST":
             await _post_only(request.method)(scope, receive, send)
             return
-        remember_caller(scope, await self._authenticate(request))
+        try:
+            caller = await self._authenticate(request)
+        except BerthError as refused_caller:
+            await _json_rpc_error(request, refused_caller)(scope, receive, send)
+            return
+        remember_caller(scope, caller)
         manager = StreamableHTTPSessionManager(
             app=self._lowlevel, json_response=True, stateless=True, security_settings=self._security
         )
@@ -83,8 +91,18 @@ class StatelessMCPEndpoint:
 
 def _post_only(method: str) -> JSONResponse:
     """405 in the SDK's own shape: a JSON-RPC error without an id."""
-    error = {"code": -32600, "message": f"Method Not Allowed: {method}; this stateless endpoint answers POST only"}
+    error = {"code": INVALID_REQUEST, "message": f"Method Not Allowed: {method}; this endpoint answers POST only"}
     return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=405, headers={"Allow": "POST"})
+
+
+def _json_rpc_error(request: Request, error: BerthError) -> JSONResponse:
+    """A refused caller, answered so that MCP clients show the message: a JSON-RPC error body at
+    the error's HTTP status (berth's `{"success": false}` shape is for the REST routes)."""
+    code = INVALID_REQUEST if error.status < 500 else INTERNAL_ERROR
+    data = {"status": error.status, "request_id": request.scope.get("state", {}).get("request_id", "-")}
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": error.message, "data": data}}
+    headers = {"WWW-Authenticate": 'Bearer realm="berth"'} if error.status == 401 else None
+    return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 def mcp_router(endpoint: StatelessMCPEndpoint, path: str = "/mcp") -> APIRouter:
@@ -102,11 +120,26 @@ def allowed_hosts_for(urls: Sequence[str]) -> list[str]:
     Each URL allows its host name with and without a port (`api.example.com`,
     `api.example.com:*`); Host headers carry the port only when it is not the scheme's default.
     """
-    hosts: list[str] = []
+    return list(dict.fromkeys(allowed for url in urls for allowed in _with_any_port(_host(url))))
+
+
+def allowed_origins_for(urls: Sequence[str]) -> list[str]:
+    """The Origin header values browsers send from pages served at `urls` (scheme and host)."""
+    origins = []
     for url in urls:
-        name = urlsplit(url if "://" in url else f"//{url}").hostname
-        if not name:
-            raise ValueError(f"not a URL or host name: {url!r}")
-        name = f"[{name}]" if ":" in name else name  # an IPv6 literal, as the Host header writes it
-        hosts += [name, f"{name}:*"]
-    return list(dict.fromkeys(hosts))
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError(f"an origin needs an http(s) URL: {url!r}")
+        origins += _with_any_port(f"{scheme}://{_host(url)}")
+    return list(dict.fromkeys(origins))
+
+
+def _host(url: str) -> str:
+    name = urlsplit(url if "://" in url else f"//{url}").hostname
+    if not name:
+        raise ValueError(f"not a URL or host name: {url!r}")
+    return f"[{name}]" if ":" in name else name  # an IPv6 literal, as the headers write it
+
+
+def _with_any_port(value: str) -> list[str]:
+    return [value, f"{value}:*"]

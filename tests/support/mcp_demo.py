@@ -4,12 +4,19 @@ Three tools show the conventions berth's real tools follow (app/mcp/tools.py): p
 schemas, typed results (`outputSchema` + `structuredContent`), truthful hints, a tier each, and
 user mistakes as tool errors. They keep notes in a dict the test owns. The app is berth's own
 `create_app()` with the `/mcp` route added, authenticated by a table of API keys.
+
+The Node side (the official TypeScript client, the conformance suite) installs from npm once into
+.cache/mcp-interop and is reused by later runs.
 """
 
 import contextlib
+import json
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Literal
 
 import uvicorn
@@ -117,3 +124,25 @@ def serve(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+NODE_PROJECT = Path(__file__).parent / "mcp_ts_client"
+NODE_PREFIX = Path(__file__).parents[2] / ".cache" / "mcp-interop"  # gitignored; kept between runs
+
+
+def node_interop() -> Path:
+    """The Node project with its npm dependencies installed (a no-op when they already are)."""
+    assert shutil.which("npm"), "node and npm are needed for the TypeScript client tests"
+    NODE_PREFIX.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json", "client.mjs"):
+        shutil.copyfile(NODE_PROJECT / name, NODE_PREFIX / name)
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefer-offline"], cwd=NODE_PREFIX,
+                   check=True, capture_output=True, timeout=300)
+    return NODE_PREFIX
+
+
+def run_ts_client(project: Path, url: str, headers: dict[str, str], calls: list[dict]) -> dict:
+    request = json.dumps({"url": url, "headers": headers, "calls": calls})
+    finished = subprocess.run(["node", str(project / "client.mjs"), request], capture_output=True, text=True,
+                              timeout=60, check=True)
+    return json.loads(finished.stdout.strip().splitlines()[-1])

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from app.auth.principal import Tier
 from app.errors import ServiceUnavailable
 from app.main import create_app
-from app.mcp.endpoint import StatelessMCPEndpoint, allowed_hosts_for, mcp_router
+from app.mcp.endpoint import StatelessMCPEndpoint, allowed_hosts_for, allowed_origins_for, mcp_router
 from app.mcp.tools import build_server, changes, reads, tool
 from tests.support.mcp_demo import ALLOWED_HOSTS, LAMBDA_HOST, authenticate_by_key, demo_app
 
@@ -188,11 +188,13 @@ def test_a_crash_in_a_tool_reaches_the_caller_only_as_a_generic_tool_error():
         assert result["isError"] is True and result["content"][0]["text"] == f"Error executing tool {name}"
 
 
-def test_requests_without_a_known_key_get_berths_401(handler):
+def test_requests_without_a_known_key_get_a_401_that_mcp_clients_can_read(handler):
     for key in (None, "key-unknown"):
         response = handler(_event(_request("tools/list"), key=key), None)
-        body = json.loads(response["body"])
-        assert response["statusCode"] == 401 and body["success"] is False and body["request_id"]
+        error = json.loads(response["body"])["error"]
+        assert response["statusCode"] == 401 and response["headers"]["www-authenticate"] == 'Bearer realm="berth"'
+        assert error["message"] == "missing or unknown API key"
+        assert error["data"]["status"] == 401 and error["data"]["request_id"] == response["headers"]["x-request-id"]
 
 
 def test_a_host_or_origin_outside_the_allowlist_is_refused_before_authentication(handler):
@@ -249,8 +251,12 @@ def test_allowed_hosts_come_from_the_urls_clients_use():
                               "http://[::1]:7500/"]) == [
         "api.berth.dev", "api.berth.dev:*", "abc123.execute-api.us-east-1.amazonaws.com",
         "abc123.execute-api.us-east-1.amazonaws.com:*", "[::1]", "[::1]:*"]
+    assert allowed_origins_for(["https://console.berth.dev", "http://127.0.0.1:7500"]) == [
+        "https://console.berth.dev", "https://console.berth.dev:*", "http://127.0.0.1", "http://127.0.0.1:*"]
     with pytest.raises(ValueError):
         allowed_hosts_for(["https://"])
+    with pytest.raises(ValueError):
+        allowed_origins_for(["console.berth.dev"])
 
 
 def test_the_mcp_package_itself_does_not_load_the_sdk():
