@@ -5,16 +5,16 @@ and its `run()` may be entered once per instance. The SDK expects that to happen
 app's lifespan, but berth's Lambda handler runs with `Mangum(app, lifespan="off")` (Mangum would
 enter the lifespan on every invocation, and the second entry raises). So each request gets a
 manager of its own, entered and left around that one request: a stateless manager holds nothing
-between requests anyway, and entering one costs a task group and the server's no-op lifespan
-(bench/mcp_endpoint.py measures it against the SDK's own long-lived manager). Nothing outlives the
-request, so it is correct on any event loop: uvicorn's, Mangum's, or a fresh one per invocation
-(docs/decisions.md, "The /mcp endpoint needs no lifespan").
+between requests anyway, and entering one costs a task group and the server's no-op lifespan,
+about 0.1 ms of CPU. Nothing outlives the request, so it is correct on any event loop: uvicorn's,
+Mangum's, or a fresh one per invocation (docs/decisions.md, "The /mcp endpoint needs no lifespan").
 
 Before the SDK sees a request the endpoint checks the Host/Origin allowlist (DNS-rebinding
-protection), answers anything but POST with 405 (a stateless server has no stream to GET: the
-SDK would hold such a GET open until the client or the platform gave up), and authenticates the
-caller, whom tools find with `app.mcp.caller.caller_in`. Its refusals are JSON-RPC errors at the
-HTTP status they stand for, which is what MCP clients read and show.
+protection, with the SDK's own check, which its transport repeats), answers anything but POST
+with 405 (a stateless server has no stream to GET: the SDK would hold such a GET open until the
+client or the platform gave up), and authenticates the caller, whom tools find with
+`app.mcp.caller.caller_in`. Its refusals are JSON-RPC errors at the HTTP status they stand for,
+which is what MCP clients read and show.
 """
 
 import logging
@@ -36,7 +36,8 @@ from app.errors import BerthError
 from app.mcp.caller import remember_caller
 
 Authenticate = Callable[[Request], Awaitable[Principal]]
-"""Resolves the caller of one request, or raises a BerthError (Unauthorized, ...)."""
+"""Resolves the caller of one request, or raises a BerthError (Unauthorized, ...). It runs on the
+event loop: a blocking lookup belongs in a worker thread (`starlette.concurrency.run_in_threadpool`)."""
 
 # A per-request manager logs its start and stop, and the transport its termination, at INFO on
 # every request; berth's access log already has one line per request.
@@ -61,7 +62,7 @@ class StatelessMCPEndpoint:
             allowed_hosts=list(allowed_hosts),
             allowed_origins=list(allowed_origins),
         )
-        self._host_check = TransportSecurityMiddleware(self._security)
+        self._rebinding_guard = TransportSecurityMiddleware(self._security)
         # The low-level server behind an MCPServer is public only as the `app` of the session
         # manager that `streamable_http_app()` builds; that manager itself is never run.
         server.streamable_http_app(stateless_http=True, json_response=True, transport_security=self._security)
@@ -69,7 +70,7 @@ class StatelessMCPEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        refused = await self._host_check.validate_request(request)
+        refused = await self._rebinding_guard.validate_request(request)
         if refused is not None:
             await refused(scope, receive, send)
             return
