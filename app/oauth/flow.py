@@ -10,6 +10,7 @@
 
 authlib's httpx client does the protocol (authorization URL, token requests, client
 authentication); joserfc verifies id tokens. Every provider failure becomes an `OAuthError`.
+Time comes in as `now` (epoch seconds, from the caller's `Clock`).
 """
 
 import secrets
@@ -25,7 +26,6 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from app import clock
 from app.oauth.errors import (
     AccessDenied,
     IdTokenInvalid,
@@ -73,16 +73,15 @@ class TokenSet:
 
 
 def begin_authorization(
-    provider: ProviderSettings, redirect_uri: str, *, now: float | None = None, ttl_seconds: float = PENDING_TTL_SECONDS
+    provider: ProviderSettings, redirect_uri: str, *, now: float, ttl_seconds: float = PENDING_TTL_SECONDS
 ) -> PendingAuthorization:
     state, code_verifier, nonce = (secrets.token_urlsafe(32) for _ in range(3))
     client = _client(provider, redirect_uri=redirect_uri)
     url, _ = client.create_authorization_url(provider.authorization_endpoint, state=state,
                                              code_verifier=code_verifier, nonce=nonce,
                                              **provider.extra_authorize_params)
-    moment = clock.now() if now is None else now
     return PendingAuthorization(state=state, code_verifier=code_verifier, nonce=nonce, redirect_uri=redirect_uri,
-                                expires_at=moment + ttl_seconds, authorization_url=url)
+                                expires_at=now + ttl_seconds, authorization_url=url)
 
 
 async def complete_authorization(
@@ -93,15 +92,14 @@ async def complete_authorization(
     code: str | None = None,
     error: str | None = None,
     error_description: str | None = None,
-    now: float | None = None,
+    now: float,
 ) -> TokenSet:
     """Check the callback against the sign-in it claims to finish, then exchange its code."""
-    moment = clock.now() if now is None else now
     if pending is None:
         raise StateUnknown()
     if not secrets.compare_digest(pending.state.encode(), state.encode()):
         raise StateMismatch()
-    if moment >= pending.expires_at:
+    if now >= pending.expires_at:
         raise StateExpired()
     if error is not None:
         raise _provider_error(error, error_description)
@@ -110,32 +108,30 @@ async def complete_authorization(
     async with _session(provider, redirect_uri=pending.redirect_uri) as client:
         response = await client.fetch_token(provider.token_endpoint, grant_type="authorization_code", code=code,
                                             code_verifier=pending.code_verifier)
-    tokens = _token_set(response, moment, previous=None)
+    tokens = _token_set(response, now, previous=None)
     if tokens.id_token and provider.jwks_uri:
-        tokens = replace(tokens, id_claims=await _verified_claims(provider, tokens.id_token, pending.nonce, moment))
+        tokens = replace(tokens, id_claims=await _verified_claims(provider, tokens.id_token, pending.nonce, now))
     return tokens
 
 
-async def refresh(provider: ProviderSettings, tokens: TokenSet, *, now: float | None = None) -> TokenSet:
+async def refresh(provider: ProviderSettings, tokens: TokenSet, *, now: float) -> TokenSet:
     """New tokens for `tokens` (the refresh token rotates when the provider rotates it)."""
     if not tokens.refresh_token:
         raise InvalidGrant("the provider gave no refresh token for this grant; connect the account again")
-    moment = clock.now() if now is None else now
     async with _session(provider) as client:
         response = await client.refresh_token(provider.token_endpoint, refresh_token=tokens.refresh_token)
-    return _token_set(response, moment, previous=tokens)
+    return _token_set(response, now, previous=tokens)
 
 
 async def fresh(
     provider: ProviderSettings,
     tokens: TokenSet,
     *,
-    now: float | None = None,
+    now: float,
     margin_seconds: float = REFRESH_MARGIN_SECONDS,
 ) -> TokenSet:
     """`tokens` while they are good for `margin_seconds` more, else refreshed ones (to be stored)."""
-    moment = clock.now() if now is None else now
-    return await refresh(provider, tokens, now=moment) if tokens.expires_within(margin_seconds, moment) else tokens
+    return await refresh(provider, tokens, now=now) if tokens.expires_within(margin_seconds, now) else tokens
 
 
 async def user_email(provider: ProviderSettings, tokens: TokenSet) -> str:

@@ -60,9 +60,13 @@ def consent(pending: PendingAuthorization) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
 
 
+def begin(settings: ProviderSettings) -> PendingAuthorization:
+    return begin_authorization(settings, REDIRECT_URI, now=time.time())
+
+
 async def sign_in(settings: ProviderSettings) -> TokenSet:
-    pending = begin_authorization(settings, REDIRECT_URI)
-    return await complete_authorization(settings, pending, **consent(pending))
+    pending = begin(settings)
+    return await complete_authorization(settings, pending, **consent(pending), now=time.time())
 
 
 async def test_a_sign_in_gives_tokens_and_the_email_from_a_verified_id_token(provider, settings):
@@ -105,7 +109,7 @@ async def test_the_authorization_url_carries_pkce_s256_state_and_nonce(settings)
 
 
 async def test_the_provider_requires_pkce(settings):
-    pending = begin_authorization(settings, REDIRECT_URI)
+    pending = begin(settings)
     without_challenge = pending.authorization_url.replace("code_challenge=", "code_challenge_dropped=")
     answer = httpx.get(without_challenge, follow_redirects=False)
     assert parse_qs(urlsplit(answer.headers["location"]).query)["error"] == ["invalid_request"]
@@ -113,47 +117,47 @@ async def test_the_provider_requires_pkce(settings):
 
 async def test_a_state_is_used_once(provider, settings):
     store: dict[str, PendingAuthorization] = {}
-    pending = begin_authorization(settings, REDIRECT_URI)
+    pending = begin(settings)
     store[pending.state] = pending
     callback = consent(pending)
-    await complete_authorization(settings, store.pop(callback["state"], None), **callback)
+    await complete_authorization(settings, store.pop(callback["state"], None), **callback, now=time.time())
     with pytest.raises(StateUnknown, match="unknown or was already used"):
-        await complete_authorization(settings, store.pop(callback["state"], None), **callback)
+        await complete_authorization(settings, store.pop(callback["state"], None), **callback, now=time.time())
     with pytest.raises(InvalidGrant):  # and the provider refuses the code a second time anyway
-        await complete_authorization(settings, pending, **callback)
+        await complete_authorization(settings, pending, **callback, now=time.time())
 
 
 async def test_a_callback_for_another_sign_in_is_refused_before_any_token_request(provider, settings):
-    mine, theirs = begin_authorization(settings, REDIRECT_URI), begin_authorization(settings, REDIRECT_URI)
+    mine, theirs = begin(settings), begin(settings)
     callback = consent(theirs)
     with pytest.raises(StateMismatch):
-        await complete_authorization(settings, mine, **callback)
+        await complete_authorization(settings, mine, **callback, now=time.time())
     assert provider.tokens == []
 
 
 async def test_an_expired_sign_in_is_refused(provider, settings):
-    pending = begin_authorization(settings, REDIRECT_URI, now=time.time() - 601)
+    pending = begin_authorization(settings, REDIRECT_URI, now=1_000.0)
     with pytest.raises(StateExpired, match="expired"):
-        await complete_authorization(settings, pending, **consent(pending))
+        await complete_authorization(settings, pending, **consent(pending), now=1_600.0)
     assert provider.tokens == []
 
 
 async def test_a_declined_consent_is_access_denied(provider, settings):
     provider.deny_authorization = True
-    pending = begin_authorization(settings, REDIRECT_URI)
+    pending = begin(settings)
     callback = consent(pending)
     assert callback["error"] == "access_denied" and callback["state"] == pending.state
     with pytest.raises(AccessDenied, match="access was not granted") as denied:
-        await complete_authorization(settings, pending, **callback)
+        await complete_authorization(settings, pending, **callback, now=time.time())
     assert denied.value.status == 403 and denied.value.reason == "access_denied"
 
 
 async def test_a_refused_code_exchange_is_invalid_grant(provider, settings):
-    pending = begin_authorization(settings, REDIRECT_URI)
+    pending = begin(settings)
     callback = consent(pending)
     provider.refuse_token_requests = True
     with pytest.raises(InvalidGrant, match="connect the account again"):
-        await complete_authorization(settings, pending, **callback)
+        await complete_authorization(settings, pending, **callback, now=time.time())
 
 
 async def test_tokens_refresh_before_they_expire_and_the_refresh_token_rotates(provider, settings):
@@ -165,46 +169,47 @@ async def test_tokens_refresh_before_they_expire_and_the_refresh_token_rotates(p
     with pytest.raises(InvalidGrant):
         await user_email(settings, replace(tokens, id_claims={}))  # asks userinfo with the lapsed token
     provider.access_token_seconds = 3600
-    renewed = await fresh(settings, tokens)
+    renewed = await fresh(settings, tokens, now=time.time())
     assert renewed.access_token != tokens.access_token and renewed.refresh_token != tokens.refresh_token
     assert renewed.expires_at > time.time() + 3000 and renewed.scopes == tokens.scopes
     assert renewed.id_claims == tokens.id_claims  # a refresh without an id token keeps who it was
     assert await user_email(settings, replace(renewed, id_claims={})) == "ada@example.com"
     with pytest.raises(InvalidGrant):  # the old refresh token was rotated out
-        await refresh(settings, tokens)
+        await refresh(settings, tokens, now=time.time())
 
 
 async def test_a_revoked_grant_cannot_be_refreshed(provider, settings):
     tokens = await sign_in(settings)
     provider.revoke_grants_of("ada@example.com")
     with pytest.raises(InvalidGrant) as refused:
-        await refresh(settings, tokens)
+        await refresh(settings, tokens, now=time.time())
     assert refused.value.reason == "invalid_grant"
     again = await sign_in(settings)
     await revoke(settings, again)  # RFC 7009, as `DELETE .../oauth` would
     assert again.refresh_token not in provider.live_refresh_tokens()
     with pytest.raises(InvalidGrant):
-        await refresh(settings, again)
+        await refresh(settings, again, now=time.time())
 
 
 async def test_an_unreachable_provider_is_reported_as_such(settings):
     closed = f"http://127.0.0.1:{free_port()}"
     unreachable = settings.model_copy(update={"token_endpoint": f"{closed}/token", "timeout_seconds": 2})
-    pending = begin_authorization(unreachable, REDIRECT_URI)
+    pending = begin(unreachable)
     with pytest.raises(ProviderUnreachable, match="could not be reached") as failed:
-        await complete_authorization(unreachable, pending, state=pending.state, code="any")
+        await complete_authorization(unreachable, pending, state=pending.state, code="any", now=time.time())
     assert failed.value.status == 502
 
 
 async def test_an_id_token_must_verify_against_this_sign_in_and_the_providers_keys(provider, settings):
-    pending = begin_authorization(settings, REDIRECT_URI)
+    pending = begin(settings)
     with pytest.raises(IdTokenInvalid, match="nonce"):
-        await complete_authorization(settings, replace(pending, nonce="another sign-in"), **consent(pending))
+        another = replace(pending, nonce="another sign-in")
+        await complete_authorization(settings, another, **consent(pending), now=time.time())
     with running_oauth_server([User("user-eve", "eve@example.com")]) as impostor:
         foreign_keys = settings.model_copy(update={"jwks_uri": f"{impostor.base_url}/jwks"})
-        pending = begin_authorization(foreign_keys, REDIRECT_URI)
+        pending = begin(foreign_keys)
         with pytest.raises(IdTokenInvalid):
-            await complete_authorization(foreign_keys, pending, **consent(pending))
+            await complete_authorization(foreign_keys, pending, **consent(pending), now=time.time())
 
 
 def test_provider_settings_refuse_plain_http_off_loopback_and_keys_without_an_issuer():
