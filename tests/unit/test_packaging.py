@@ -17,8 +17,9 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET_MB = 80
-# What the worker and the local stack need and the API must not carry.
-NOT_IN_LAMBDA = {"mcp", "huggingface-hub", "asyncssh", "jsonschema", "uvicorn", "typer", "rich", "moto"}
+# What the worker and the local stack need and the API must not carry. (The API serves berth's own
+# MCP endpoint, /mcp, so it carries the MCP SDK, which requires uvicorn and jsonschema.)
+NOT_IN_LAMBDA = {"huggingface-hub", "asyncssh", "typer", "rich", "moto"}
 
 
 def _pyproject() -> dict:
