@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.contract.messages import (
     ControlErrorCode,
@@ -50,7 +50,6 @@ class ServerSpec(BaseModel):
 
     start_command: str
     transport: str = "stdio"
-    env: dict[str, str] = Field(default_factory=dict)
     builtin: str | None = None
 
 
@@ -115,9 +114,14 @@ class LiveSandbox:
             await self.ctx.emit("sandbox", "ok", f"server stopped: {reason}", {"state": "stopped"})
 
     def _environment(self) -> dict[str, str]:
+        """The server's environment: the job's secret `env` (opened from what the API sealed for this
+        runtime; a control message may have replaced it since), and the shell's deny list."""
+        env = self.ctx.secrets.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ExecutorError("the sandbox's env is not a map of names to strings", code="bad_request")
         if self.spec.builtin == "matrixshell":
-            return {**self.spec.env, "BERTH_SHELL_DENYLIST": json.dumps(self.policy.command_denylist)}
-        return dict(self.spec.env)
+            return {**env, "BERTH_SHELL_DENYLIST": json.dumps(self.policy.command_denylist)}
+        return dict(env)
 
     def server_died(self) -> bool:
         return self.state == "running" and self.session is not None and not self.session.alive
@@ -247,9 +251,7 @@ async def restart_server(message: ControlMessage) -> dict:
 
 async def update(message: ControlMessage) -> dict:
     live = _live(message, running=False)
-    changes = _arguments(SandboxUpdate, message)
-    if changes.env is not None:
-        live.spec = live.spec.model_copy(update={"env": changes.env})
+    changes = _arguments(SandboxUpdate, message)  # a new env came as the message's secrets: the next start uses it
     if changes.expires_at is not None:
         live.ctx.extend(changes.expires_at)
     return {"state": live.state, "expires_at": live.ctx.expires_at}
