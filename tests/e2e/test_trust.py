@@ -240,3 +240,33 @@ def test_nothing_in_the_table_signs_a_control_request_a_worker_accepts(stack, ap
     accepted = [candidate for candidate in candidates if signed_by(candidate) != 401]
     assert accepted == []
     assert signed_by(RuntimeKeys.derive(registration["runtime_key"]).signing) == 200  # the key itself does
+
+
+def test_runtimes_and_join_tokens_from_the_cli(api, berth):
+    account = new_account(api)
+    email = account.get("/v1/auth/me").json()["user"]["email"]
+    login = berth("login", "--api", berth.api_url, "--email", email, "--password-stdin", "--tier", "admin",
+                  stdin="correct-horse\n")
+    assert login.returncode == 0, login.stderr
+
+    created = berth("join-tokens", "create", "--uses", "2", "--name", "rack-1")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    assert secret.startswith("bjt_") and "shown only now" in created.stderr
+    (token,) = json.loads(berth("join-tokens", "list", "--json").stdout)["join_tokens"]
+    assert token["name"] == "rack-1" and token["uses_left"] == 2 and secret.startswith(token["prefix"])
+
+    runtime = api.post("/v1/cloud/runtimes/register", json={"join_token": secret, "name": "rack-1-a"}).json()
+    listed = berth("runtimes", "list")
+    assert listed.returncode == 0 and runtime["runtime_id"] in listed.stdout and "rack-1-a" in listed.stdout
+    deleted = berth("runtimes", "delete", runtime["runtime_id"])
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"runtime {runtime['runtime_id']} deleted; 0 job(s) dispatched again, 0 ended" in deleted.stdout
+    assert api.post("/v1/cloud/runtimes/heartbeat", json={},
+                    headers={"Authorization": f"Bearer {runtime['runtime_token']}"}).status_code == 401
+
+    revoked = berth("join-tokens", "delete", token["token_id"], "--json")
+    assert revoked.returncode == 0 and json.loads(revoked.stdout) == {"ok": True, "token_id": token["token_id"]}
+    assert api.post("/v1/cloud/runtimes/register", json={"join_token": secret}).status_code == 401
+    again = berth("runtimes", "delete", runtime["runtime_id"])
+    assert again.returncode == 1 and f"no runtime {runtime['runtime_id']} (HTTP 404" in again.stderr

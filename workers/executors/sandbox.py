@@ -75,10 +75,11 @@ class LiveSandbox:
         return str(Path(self.ctx.work_dir) / "sandbox")
 
     async def start(self) -> None:
+        environment = self._environment()  # refused before anything starts
         self.state = "starting"
         session = SandboxSession()
         try:
-            await session.start(self.spec.start_command, self._environment(), self.workdir, self.policy,
+            await session.start(self.spec.start_command, environment, self.workdir, self.policy,
                                 transport=self.spec.transport, readonly_dirs=self.ctx.sandbox_tool_dirs,
                                 allow_unisolated=self.ctx.allow_unisolated_sandboxes)
         except (SandboxRejected, SandboxRefused, SandboxStartFailed) as error:
