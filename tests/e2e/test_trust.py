@@ -22,7 +22,7 @@ from app.contract.messages import ControlMessage
 from app.contract.sealing import RuntimeKeys, unseal
 from app.contract.signing import CONTROL_SIGNATURE_HEADER, sign_control_request
 from app.local.stack import LocalStack, StackOptions, free_port
-from tests.e2e.conftest import FAST_SETTINGS, WorkerProcess, new_account
+from tests.e2e.conftest import FAST_SETTINGS, new_account
 from tests.support.sandbox_fixtures import ECHO_SERVER
 
 pytestmark = pytest.mark.e2e

@@ -2,8 +2,8 @@
 moto); forgot taking as long whether or not the address has an account; the mail outbox, which
 holds reset links, readable by its owner alone."""
 
-import statistics
 import stat
+import statistics
 import time
 
 import pytest
