@@ -174,7 +174,7 @@ class Services:
         from app.services.runtimes import RuntimeService
 
         return self._once("runtimes", lambda: RuntimeService(self.store, self.queues, self.settings, self.dispatcher,
-                                                             self.activity, self.clock))
+                                                             self.lifecycle, self.activity, self.clock))
 
     @property
     def sandboxes(self) -> "SandboxService":

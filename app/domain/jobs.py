@@ -25,6 +25,10 @@ _FINAL_EVENT_STATUSES = {
 }
 JOB_STEP = "job"
 RETENTION_SECONDS = 30 * 24 * 3600  # a finished job and its events stay readable this long
+# What a job's payload and labels may take as stored. A job is one item (at most 400 KB) that also
+# receives its result (an event's data, at most the contract's EVENT_DATA_MAX_BYTES, 128 KiB) and
+# its bookkeeping: this leaves room for both, so finishing a job can never fail for its size.
+JOB_PAYLOAD_MAX_BYTES = 200 * 1024
 
 
 def can_transition(current: JobStatus, target: JobStatus) -> bool:

@@ -42,19 +42,19 @@ def test_a_runtime_is_online_only_while_its_heartbeats_keep_coming(silent_for, s
 
 def test_a_runtime_can_serve_a_job_it_runs_when_online_with_a_free_slot():
     job = _job()
-    assert _runtime().can_serve(job, NOW, INTERVAL)
-    assert _runtime(workspace_id=SHARED_WORKSPACE, shared=True).can_serve(job, NOW, INTERVAL)
-    assert not _runtime(workspace_id="ws_b").can_serve(job, NOW, INTERVAL)  # another tenant's
-    assert not _runtime(capabilities=["model.pull"]).can_serve(job, NOW, INTERVAL)
-    assert not _runtime(active_jobs=2).can_serve(job, NOW, INTERVAL)  # full
-    assert not _runtime(status="draining").can_serve(job, NOW, INTERVAL)
-    assert not _runtime(last_heartbeat=NOW - 3 * INTERVAL).can_serve(job, NOW, INTERVAL)
+    assert _runtime().can_serve(job, NOW, INTERVAL, sandbox_network=False)
+    assert _runtime(workspace_id=SHARED_WORKSPACE, shared=True).can_serve(job, NOW, INTERVAL, sandbox_network=False)
+    assert not _runtime(workspace_id="ws_b").can_serve(job, NOW, INTERVAL, sandbox_network=False)  # another tenant's
+    assert not _runtime(capabilities=["model.pull"]).can_serve(job, NOW, INTERVAL, sandbox_network=False)
+    assert not _runtime(active_jobs=2).can_serve(job, NOW, INTERVAL, sandbox_network=False)  # full
+    assert not _runtime(status="draining").can_serve(job, NOW, INTERVAL, sandbox_network=False)
+    assert not _runtime(last_heartbeat=NOW - 3 * INTERVAL).can_serve(job, NOW, INTERVAL, sandbox_network=False)
 
 
 def test_a_pinned_job_is_served_only_by_its_runtime():
     pinned = _job(pinned_runtime_id="rt_2")
-    assert not _runtime().can_serve(pinned, NOW, INTERVAL)
-    assert _runtime(runtime_id="rt_2").can_serve(pinned, NOW, INTERVAL)
+    assert not _runtime().can_serve(pinned, NOW, INTERVAL, sandbox_network=False)
+    assert _runtime(runtime_id="rt_2").can_serve(pinned, NOW, INTERVAL, sandbox_network=False)
     assert _runtime().runs(pinned)  # it runs such jobs, only not this one
 
 
