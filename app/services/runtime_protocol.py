@@ -132,12 +132,13 @@ class RuntimeProtocol:
 
     def release(self, runtime: Principal, workspace_id: str, job_id: str, claim_id: str) -> bool:
         """The claimant lets the job go unfinished (its worker is stopping): back to `queued` at once
-        and dispatched again, not to this runtime; a job whose user asked to cancel it ends
-        `cancelled` instead. Returns whether cancellation was requested; Conflict when the claim is
-        stale."""
+        and dispatched again, not to this runtime, which is draining from now (its next heartbeat
+        says so anyway, or that it is back); a job whose user asked to cancel it ends `cancelled`
+        instead. Returns whether cancellation was requested; Conflict when the claim is stale."""
         job = self.job(runtime, workspace_id, job_id)
         if job.claim_id != claim_id or job.is_final:
             raise Conflict("stale claim: the job is finished or owned by another worker")
+        self.store.runtimes.mark_draining(runtime.workspace_id, runtime.subject_id)
         if job.cancel_requested:
             event = self.lifecycle.next_event(job, JOB_STEP, EventStatus.cancelled,
                                               "cancelled: its runtime let it go before it stopped")

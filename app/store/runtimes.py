@@ -91,6 +91,15 @@ class Runtimes:
             return False
         return True
 
+    def mark_draining(self, workspace_id: str, runtime_id: str) -> None:
+        """Take no new jobs to an online runtime until its heartbeats say otherwise."""
+        try:
+            self.table.update(*keys.runtime(workspace_id, runtime_id), set={"status": "draining"},
+                              condition=Condition(equals={"status": "online"}))
+        except ConditionFailed:
+            return  # draining or offline already
+        self.forget(workspace_id)
+
     def move_queues(self, runtime: Runtime, jobs_queue_url: str, control_queue_url: str) -> None:
         """Point the runtime at (re-created) queues."""
         self.table.update(*keys.runtime(runtime.workspace_id, runtime.runtime_id),

@@ -88,6 +88,15 @@ def test_a_released_job_waits_rather_than_going_back_to_the_runtime_that_let_it_
     assert stopping.messages() == []
     assert _job(client, user, job_id)["status"] == "queued" and _job(client, user, job_id)["runtime_id"] is None
 
+    # A runtime that lets a job go is stopping: it takes no new work before its heartbeats say so.
+    listed = client.get("/v1/cloud/runtimes", headers=bearer(user)).json()["runtimes"]
+    assert [runtime["status"] for runtime in listed] == ["draining"]
+    composition.services().sweeper.sweep()
+    assert stopping.messages() == [] and _job(client, user, job_id)["runtime_id"] is None
+    stopping.heartbeat(draining=False, jobs=[])  # it did not stop after all
+    [message] = stopping.messages()
+    assert message.job_id == job_id
+
 
 def test_a_released_job_whose_user_asked_to_cancel_it_ends_cancelled(client, user, store):
     runtime = _runtime(client, user)
