@@ -12,11 +12,10 @@ oldest job of one workspace after another, so one tenant's backlog never starves
 """
 
 from collections.abc import Callable, Collection, Iterator
-from itertools import chain, zip_longest
 
 from app.clock import Clock
 from app.contract.messages import JobMessage
-from app.domain.jobs import POLICED_JOB_TYPES, Job
+from app.domain.jobs import POLICED_JOB_TYPES, Job, in_turns
 from app.domain.runtimes import SHARED_WORKSPACE, Runtime
 from app.errors import ConditionFailed
 from app.logs import get_logger, log_event
@@ -123,15 +122,15 @@ class Dispatcher:
         for each free slot; so with few slots, each round serves the next workspaces in line."""
         free = max(runtime.max_concurrent_jobs - runtime.active_jobs, 1)
         network = self.settings.sandbox_network
-        queues: list[list[Job]] = []
+        runnable: list[Job] = []
+        workspaces = 0
         for workspace_id, jobs in self.store.jobs.waiting_by_workspace(
                 after_workspace=self._turns_ended_with, workspaces=limit, per_workspace=min(free, limit)):
             self._turns_ended_with = workspace_id
-            runnable = [job for job in jobs
-                        if runtime.runs(job) and runtime.refusal(job, sandbox_network=network) is None]
-            if runnable:
-                queues.append(runnable)
-            if len(queues) >= free:
+            theirs = [job for job in jobs
+                      if runtime.runs(job) and runtime.refusal(job, sandbox_network=network) is None]
+            runnable += theirs
+            workspaces += bool(theirs)
+            if workspaces >= free:
                 break
-        turns = chain.from_iterable(zip_longest(*queues))
-        return [job for job in turns if job is not None][:limit]
+        return in_turns(runnable)[:limit]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from app.clock import Clock
 from app.contract.logs import log
-from app.domain.jobs import Job
+from app.domain.jobs import Job, in_turns
 from app.logs import get_logger, log_event
 from app.services.dispatch import Dispatcher
 from app.services.lifecycle import JobLifecycle, each_job
@@ -43,7 +43,8 @@ class Sweeper:
         report = SweepReport()
         now = self.clock.now()
         offline = self._silent_runtimes(report, now)
-        each_job(self.store.jobs.assigned() + self.store.jobs.waiting(),
+        # Waiting jobs in turns across workspaces: a slot that freed goes to no backlog before another's oldest.
+        each_job(self.store.jobs.assigned() + in_turns(self.store.jobs.waiting()),
                  lambda job: self._sweep_job(job, offline, now, report), "sweeping")
         if report.expired or report.runtimes_offline or report.requeued or report.dispatched or report.resent:
             log_event(logger, "sweep", expired=report.expired, offline=report.runtimes_offline,

@@ -6,6 +6,7 @@ import pytest
 
 from app import composition
 from app.contract.messages import JobType
+from app.store import keys
 from tests.conftest import bearer, signup
 from tests.support.protocol_runtime import ProtocolRuntime, shared_join_token
 
@@ -67,3 +68,17 @@ def test_a_workspaces_own_runtime_reads_only_its_workspace_behind_another_backlo
     own = ProtocolRuntime.of_workspace(client, small, slots=1)
 
     assert [message.job_id for message in own.messages()] == [waiting]
+
+
+def test_the_sweeper_dispatches_what_waits_in_turns_too(client, roomy, store):
+    runtime = ProtocolRuntime.register(client, shared_join_token(), slots=2)
+    runtime.heartbeat(draining=True)  # nothing goes to it meanwhile
+    big, small = signup(client, "a@example.com")["token"], signup(client, "b@example.com")["token"]
+    backlog = _queue(client, big, BACKLOG)
+    [waiting] = _queue(client, small, 1)
+    store.table.update(*keys.runtime("shared", runtime.runtime_id), set={"status": "online"})  # behind the API's back
+    store.runtimes.forget("shared")
+
+    composition.services().sweeper.sweep()
+
+    assert {message.job_id for message in runtime.messages()} == {backlog[0], waiting}

@@ -61,3 +61,37 @@ def test_a_pinned_job_is_served_only_by_its_runtime():
 def test_occupancy_ranks_emptier_runtimes_first():
     assert _runtime(active_jobs=0).occupancy() < _runtime(active_jobs=1).occupancy() < 1
     assert _runtime(max_concurrent_jobs=0).occupancy() == 0  # a runtime with no slots never divides by zero
+
+
+def _sandbox_job(**changes) -> Job:
+    return _job(type=JobType.mcp_test, payload={"start_command": "node /opt/tools/everything/index.js"}, **changes)
+
+
+def test_a_sandbox_goes_only_where_its_isolation_network_and_tool_directories_are():
+    offers = {"isolation": "bubblewrap", "tool_dirs": ["/opt/tools"]}
+    labels = {"sandbox": "bubblewrap", "sandbox_network": "pasta"}
+    sandbox = _sandbox_job()
+    can = _runtime(capabilities=["mcp.test"], offers=offers, labels=labels)
+    assert can.refusal(sandbox, sandbox_network=True) is None
+    assert can.can_serve(sandbox, NOW, INTERVAL, sandbox_network=True)
+
+    no_tools = _runtime(capabilities=["mcp.test"], offers={**offers, "tool_dirs": ["/opt/other"]}, labels=labels)
+    assert no_tools.refusal(sandbox, sandbox_network=False) == \
+        "the runtime offers no tool directory holding /opt/tools/everything/index.js"
+    assert not no_tools.can_serve(sandbox, NOW, INTERVAL, sandbox_network=False)
+    said_nothing = _runtime(capabilities=["mcp.test"], labels=labels)  # offers=None: nothing, isolation included
+    assert "runs none" in said_nothing.refusal(sandbox, sandbox_network=False)
+    no_pasta = _runtime(capabilities=["mcp.test"], offers=offers, labels={"sandbox": "bubblewrap"})
+    assert no_pasta.refusal(sandbox, sandbox_network=False) is None
+    assert "network namespace" in no_pasta.refusal(sandbox, sandbox_network=True)
+    unisolated = {"isolation": "rlimits", "tool_dirs": ["/opt/tools"]}
+    assert _runtime(capabilities=["mcp.test"], offers=unisolated).refusal(sandbox, sandbox_network=False) is None
+    shared = _runtime(capabilities=["mcp.test"], offers=unisolated, workspace_id=SHARED_WORKSPACE, shared=True)
+    assert "only its own workspace's" in shared.refusal(sandbox, sandbox_network=False)
+    assert shared.refusal(_job(), sandbox_network=True) is None  # other jobs need none of it
+
+
+def test_a_runtime_says_how_it_isolates_and_warns_when_it_does_not():
+    assert _runtime().isolation == "none" and _runtime().tool_dirs == [] and _runtime().sandbox_network == "none"
+    assert _runtime(offers={"isolation": "bubblewrap"}).isolation_warning is None
+    assert "without isolation" in _runtime(offers={"isolation": "rlimits"}).isolation_warning
