@@ -76,6 +76,7 @@ def test_the_sweeper_dispatches_what_waits_in_turns_too(client, roomy, store):
     big, small = signup(client, "a@example.com")["token"], signup(client, "b@example.com")["token"]
     backlog = _queue(client, big, BACKLOG)
     [waiting] = _queue(client, small, 1)
+    runtime.heartbeat(draining=True)  # queueing the backlog may take longer than a heartbeat interval
     store.table.update(*keys.runtime("shared", runtime.runtime_id), set={"status": "online"})  # behind the API's back
     store.runtimes.forget("shared")
 
