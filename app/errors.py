@@ -47,6 +47,11 @@ class PayloadTooLarge(BerthError):
     default_message = "request body too large"
 
 
+class UriTooLong(BerthError):
+    status = 414
+    default_message = "request URI too long"
+
+
 class Unprocessable(BerthError):
     status = 422
     default_message = "unprocessable request"

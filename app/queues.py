@@ -7,14 +7,45 @@ a stale control message is simply dropped, so it has no dead-letter queue).
 The shared fleet's queues are named apart (`<prefix>-shared-rt-<id>`) from the queues of runtimes
 a workspace hosts (`<prefix>-rt-<id>`), so the fleet's IAM role can be allowed the former alone
 and a compromised shared worker cannot read a tenant's queue (template.yaml, WorkerTaskRole).
+
+The operations a runtime asks for through the API (`/runtimes/lease`, `ack`, `visibility`) carry
+what the runtime sent: SQS's refusal of a receipt or a visibility becomes the client error it is.
 """
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from app.aws import AwsClients
 from app.contract.messages import ControlMessage, JobMessage, LeasedMessage, QueueEnvelope
+from app.errors import BadRequest, BerthError, Conflict, NotFound
 from app.settings import Settings
+
+Result = TypeVar("Result")
+
+
+def _as_client_error(error: Exception) -> BerthError | None:
+    """What SQS refused because of the runtime's input, as berth's error; None for anything else."""
+    details = getattr(error, "response", {}).get("Error", {})
+    code, message = details.get("Code", ""), details.get("Message", "")
+    if code in ("ReceiptHandleIsInvalid", "InvalidIdFormat"):
+        return BadRequest("the receipt is not one this queue issued (malformed, or from another queue)")
+    if code == "MessageNotInflight":
+        return Conflict("the message is not leased any more: its visibility lapsed, or it was deleted")
+    if code == "InvalidParameterValue":
+        return BadRequest(f"the queue refused the request: {message}")
+    if code in ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"):
+        return NotFound("the runtime's queue no longer exists")
+    return None
+
+
+def _for_runtime(call: Callable[[], Result]) -> Result:
+    try:
+        return call()
+    except Exception as error:
+        if (refused := _as_client_error(error)) is not None:
+            raise refused from error
+        raise
 
 
 class Queues:
@@ -79,10 +110,10 @@ class Queues:
 
     def receive(self, queue_url: str, *, max_messages: int, wait_seconds: int,
                 visibility_seconds: int) -> list[LeasedMessage]:
-        response = self._sqs.receive_message(
+        response = _for_runtime(lambda: self._sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=visibility_seconds, MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        )
+        ))
         return [
             LeasedMessage(receipt=m["ReceiptHandle"], body=m["Body"],
                           receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")))
@@ -90,7 +121,8 @@ class Queues:
         ]
 
     def delete(self, queue_url: str, receipt: str) -> None:
-        self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
+        _for_runtime(lambda: self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt))
 
     def change_visibility(self, queue_url: str, receipt: str, seconds: int) -> None:
-        self._sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds)
+        _for_runtime(lambda: self._sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt,
+                                                                 VisibilityTimeout=seconds))

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     sandbox_cpu_seconds: int = _POLICY.cpu_seconds
     sandbox_max_processes: int = _POLICY.max_processes
     sandbox_max_open_files: int = _POLICY.max_open_files
+    sandbox_max_file_mb: int = _POLICY.max_file_mb
+    sandbox_disk_mb: int = _POLICY.disk_mb
+    sandbox_total_memory_mb: int = _POLICY.sandbox_memory_mb  # the policy's sandbox_memory_mb: all processes together
+    sandbox_cpu_cores: float = _POLICY.cpu_cores
     sandbox_network: bool = _POLICY.network
     command_allowlist: list[str] = Field(default_factory=lambda: list(_POLICY.command_allowlist))
     command_denylist: list[str] = Field(default_factory=lambda: list(_POLICY.command_denylist))

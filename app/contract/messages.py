@@ -352,11 +352,16 @@ class SandboxUpdate(_Strict):
     expires_at: float | None = None
 
 
+PROXY_TOKEN_MAX_CHARS = 4000
+PROXY_PATH_MAX_CHARS = 4000
+PROXY_QUERY_MAX_CHARS = 8000
+
+
 class ProxyRequest(_Strict):
-    token: str = Field(min_length=1, max_length=4000)  # proxy-auth token, verified by the runtime
+    token: str = Field(min_length=1, max_length=PROXY_TOKEN_MAX_CHARS)  # proxy-auth token, verified by the runtime
     method: str = Field(pattern=r"^[A-Z]{3,7}$")
-    path: str = Field(max_length=4000)  # below the server's root, without a leading slash
-    query: str = Field(default="", max_length=8000)
+    path: str = Field(max_length=PROXY_PATH_MAX_CHARS)  # below the server's root, without a leading slash
+    query: str = Field(default="", max_length=PROXY_QUERY_MAX_CHARS)
     headers: dict[str, str] = Field(default_factory=dict)
     body_b64: str = ""
 

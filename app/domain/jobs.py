@@ -6,7 +6,9 @@ final: every transition is a conditional write naming the statuses it may leave,
 always among OPEN_JOB_STATUSES.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from itertools import chain, zip_longest
 from typing import Any
 
 from app.contract.messages import FINAL_JOB_STATUSES, EventStatus, JobStatus, JobType
@@ -25,6 +27,10 @@ _FINAL_EVENT_STATUSES = {
 }
 JOB_STEP = "job"
 RETENTION_SECONDS = 30 * 24 * 3600  # a finished job and its events stay readable this long
+# What a job's payload and labels may take as stored. A job is one item (at most 400 KB) that also
+# receives its result (an event's data, at most the contract's EVENT_DATA_MAX_BYTES, 128 KiB) and
+# its bookkeeping: this leaves room for both, so finishing a job can never fail for its size.
+JOB_PAYLOAD_MAX_BYTES = 200 * 1024
 
 
 def can_transition(current: JobStatus, target: JobStatus) -> bool:
@@ -32,6 +38,16 @@ def can_transition(current: JobStatus, target: JobStatus) -> bool:
     again after a lapsed lease (running → running), taken back (running → queued), re-queued
     while still waiting for its worker (queued → queued) or finished."""
     return current in OPEN_JOB_STATUSES
+
+
+def in_turns(jobs: Iterable["Job"]) -> list["Job"]:
+    """Jobs one workspace after another, each workspace's in the order given: every workspace's
+    first, then every workspace's second, and so on; so no workspace's backlog goes before
+    another workspace's oldest."""
+    queues: dict[str, list[Job]] = {}
+    for job in jobs:
+        queues.setdefault(job.workspace_id, []).append(job)
+    return [job for job in chain.from_iterable(zip_longest(*queues.values())) if job is not None]
 
 
 def ending_status(step: str, status: EventStatus) -> JobStatus | None:

@@ -7,7 +7,9 @@ own fleet, registered under the `shared` workspace, which serve every workspace.
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.contract.policy import SANDBOX_DRIVER_LABEL, SANDBOX_NETWORK_LABEL, placement_refusal
 from app.domain.jobs import Job
+from app.domain.sandboxes import tool_paths, uncovered_paths
 
 SHARED_WORKSPACE = "shared"
 
@@ -51,6 +53,13 @@ class Runtime:
     # without a runtime key, what the API's signatures for it are keyed with).
     token_digest: str = ""
     removed_at: str | None = None  # being deleted: nothing is placed on it any more
+    # What it offers beyond job types (app.contract.messages.RuntimeOffers, as its last heartbeat or
+    # its registration said): tool directories and sandbox isolation. None: it said nothing, so it
+    # offers nothing (no tool directory, no isolation).
+    offers: dict[str, Any] | None = None
+    # Jobs running here (by the API's records) whose claims its last heartbeat did not report:
+    # `<workspace id>/<job id>` → claim id. Missing from the next heartbeat too, they are lost.
+    unreported: dict[str, str] = field(default_factory=dict)
 
     @property
     def holds_key(self) -> bool:
@@ -75,11 +84,48 @@ class Runtime:
         return (serves_workspace(self.workspace_id, job.workspace_id) and job.type.value in self.capabilities
                 and (not job.secrets or self.holds_key))
 
-    def can_serve(self, job: Job, now: float, heartbeat_interval: float) -> bool:
-        """Whether to offer it `job` now: online, running such jobs, the one a job is pinned to (if
-        it is), with a free slot."""
+    @property
+    def isolation(self) -> str:
+        """How it confines sandboxes: `bubblewrap`, `rlimits` (limits only) or `none` (it runs none)."""
+        return str((self.offers or {}).get("isolation", "none"))
+
+    @property
+    def sandbox_network(self) -> str:
+        """`pasta` where a networked sandbox gets a network namespace of its own, else `none`."""
+        return self.labels.get(SANDBOX_NETWORK_LABEL, "none")
+
+    @property
+    def tool_dirs(self) -> list[str]:
+        return list((self.offers or {}).get("tool_dirs", []))
+
+    @property
+    def isolation_warning(self) -> str | None:
+        """What a user should know about its sandboxes' confinement, if anything."""
+        if self.isolation == "rlimits":
+            return (f"runtime {self.name} ({self.runtime_id}) runs sandboxes without isolation (limits only, with "
+                    "the worker's rights and network): only its own workspace's, as its owner allowed")
+        return None
+
+    def refusal(self, job: Job, *, sandbox_network: bool) -> str | None:
+        """Why it cannot run `job` although it runs such jobs, or None. A sandbox needs isolation
+        this runtime may give its workspace (app.contract.policy.placement_refusal; `sandbox_network`:
+        the policy gives sandboxes network access) and a tool directory for every host path its
+        server needs."""
+        if not job.is_sandbox:
+            return None
+        labels = {**self.labels, SANDBOX_DRIVER_LABEL: self.isolation}
+        refused = placement_refusal(labels, own_runtime=self.workspace_id == job.workspace_id, network=sandbox_network)
+        if refused is not None:
+            return refused
+        missing = uncovered_paths(tool_paths(job.payload), self.tool_dirs)
+        return f"the runtime offers no tool directory holding {missing[0]}" if missing else None
+
+    def can_serve(self, job: Job, now: float, heartbeat_interval: float, *, sandbox_network: bool) -> bool:
+        """Whether to offer it `job` now: online, running such jobs (where it can, see `refusal`), the
+        one a job is pinned to (if it is), with a free slot."""
         return (self.effective_status(now, heartbeat_interval) == "online" and self.runs(job)
-                and job.pinned_runtime_id in (None, self.runtime_id) and self.has_room())
+                and job.pinned_runtime_id in (None, self.runtime_id) and self.has_room()
+                and self.refusal(job, sandbox_network=sandbox_network) is None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,7 +1,10 @@
 """Sandboxes: jobs of type `mcp.test` (or long-lived `mcp.run`) that run one MCP server, whose state
 the worker reports in `sandbox` events."""
 
+import posixpath
+import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from app.contract.messages import ControlAction, JobStatus
 from app.domain.jobs import Job, JobEvent
@@ -12,13 +15,43 @@ SANDBOX_STEP = "sandbox"  # the step of the worker's reports on the server (star
 SERVER_ACTIONS: dict[str, ControlAction] = {"start": "sandbox.start", "stop": "sandbox.stop",
                                             "restart": "sandbox.restart"}
 ACTIONS = tuple(SERVER_ACTIONS)
+# What every sandbox sees of a host without a tool directory (workers/sandbox/isolation.py binds
+# the system directories read-only and makes /proc, /dev, /tmp and /sandbox its own): a path under
+# one of these needs nothing more from the runtime.
+SANDBOX_BASE_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/proc", "/dev", "/tmp",
+                      "/sandbox")
+
+
+def _under(path: str, directory: str) -> bool:
+    directory = posixpath.normpath(directory)
+    return directory == "/" or path == directory or path.startswith(directory + "/")
+
+
+def tool_paths(payload: dict[str, Any]) -> list[str]:
+    """The host paths a sandbox's server needs from a tool directory: each absolute path in its start
+    command (as an argument, or an option's `=/value`) outside what every sandbox sees, and the
+    directories its payload names in `tool_dirs`."""
+    try:
+        words = shlex.split(str(payload.get("start_command", "")))
+    except ValueError:
+        words = []  # the policy refuses such a command before it is stored
+    candidates = [word if word.startswith("/") else word.partition("=")[2] for word in words[1:]]
+    candidates += list(payload.get("tool_dirs") or ())
+    paths = [posixpath.normpath(path) for path in candidates if path.startswith("/")]
+    return sorted({path for path in paths if not any(_under(path, base) for base in SANDBOX_BASE_PATHS)})
+
+
+def uncovered_paths(needed: list[str], tool_dirs: list[str]) -> list[str]:
+    """The needed paths that none of a runtime's tool directories holds."""
+    return [path for path in needed if not any(_under(path, directory) for directory in tool_dirs)]
 
 
 @dataclass(frozen=True, slots=True)
 class Sandbox:
     job: Job
     state: str  # the server's: starting, running, stopping, stopped, failed; or ended with its job
-    isolation: str | None = None  # as the worker reported it (bwrap, rlimits)
+    isolation: str | None = None  # as the worker reported it (bubblewrap, rlimits)
+    limits: dict[str, Any] | None = None  # the limits in force, as the worker reported them
 
 
 def state_of_ended(job: Job) -> str | None:
@@ -29,10 +62,9 @@ def state_of_ended(job: Job) -> str | None:
 
 
 def sandbox_of(job: Job, report: JobEvent | None) -> Sandbox:
-    """The sandbox as its latest `sandbox` report (if any) describes it."""
-    ended = state_of_ended(job)
-    if ended is not None:
-        return Sandbox(job, ended)
-    if report is None:
-        return Sandbox(job, "starting")
-    return Sandbox(job, report.data.get("state", "starting"), report.data.get("isolation"))
+    """The sandbox as its latest `sandbox` report (if any) describes it; the state of an ended one is
+    its job's, and its isolation and limits are still those last reported (a failure reports them)."""
+    data = report.data if report is not None else {}
+    state = state_of_ended(job) or data.get("state", "starting")
+    limits = data.get("limits")
+    return Sandbox(job, state, data.get("isolation"), limits if isinstance(limits, dict) else None)

@@ -198,7 +198,11 @@ class LocalStack:
         queues = self.services.queues
         url = queues.dead_letter_queue_url()
         for message in queues.receive(url, max_messages=10, wait_seconds=0, visibility_seconds=30):
-            self.services.lifecycle.dead_letter(message.body, message.receive_count)
+            try:  # one letter that fails stays for a later round; the others are handled now
+                self.services.lifecycle.dead_letter(message.body, message.receive_count)
+            except Exception:
+                logger.exception("a dead letter failed; it is retried later")
+                continue
             queues.delete(url, message.receipt)
 
     def _delete_expired(self) -> None:

@@ -132,7 +132,12 @@ def claim(runtime: CallingRuntime, workspace_id: str, job_id: str, body: ClaimRe
 @router.post("/runtimes/jobs/{workspace_id}/{job_id}/lease", response_model=LeaseRenewed)
 def renew(runtime: CallingRuntime, workspace_id: str, job_id: str, body: LeaseRenewal,
           services: ServicesDep) -> LeaseRenewed:
-    cancel = services.runtime_protocol.renew_lease(runtime, workspace_id, job_id, body.claim_id, body.lease_seconds)
+    """Extend a claim, or (`release`) let the job go: it is queued again at once, for another runtime."""
+    protocol = services.runtime_protocol
+    if body.release:
+        cancel = protocol.release(runtime, workspace_id, job_id, body.claim_id)
+    else:
+        cancel = protocol.renew_lease(runtime, workspace_id, job_id, body.claim_id, body.lease_seconds)
     return LeaseRenewed(ok=True, cancel_requested=cancel)
 
 

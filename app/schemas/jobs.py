@@ -1,6 +1,6 @@
 """Job requests and views, with one payload model per job type."""
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,6 +31,12 @@ class ModelPullPayload(ModelInspectPayload):
     allow_patterns: list[str] | None = Field(default=None, max_length=100)
 
 
+# A host directory a sandbox's server needs (one a runtime offers with `--sandbox-tool-dir`).
+ToolDir = Annotated[str, Field(min_length=2, max_length=1024, pattern=r"^/")]
+TOOL_DIRS_DESCRIPTION = ("host directories the server needs besides those in its start command (absolute "
+                         "paths); it is placed only on a runtime that offers them as tool directories")
+
+
 class McpServerPayload(_Payload):
     start_command: str = Field(default="", max_length=4000)
     package: PackageSpec | None = None
@@ -40,6 +46,7 @@ class McpServerPayload(_Payload):
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     builtin: Literal["matrixshell"] | None = Field(default=None, description="a server shipped with the worker")
+    tool_dirs: list[ToolDir] | None = Field(default=None, max_length=16, description=TOOL_DIRS_DESCRIPTION)
     secret_fields: ClassVar[tuple[str, ...]] = ("env",)
 
     @model_validator(mode="after")

@@ -13,9 +13,18 @@ _JOIN_TOKEN_FIELDS = ("token_id", "name", "prefix", "uses", "uses_left", "shared
                       "expires_at")
 
 
+def sandboxes_view(runtime: Runtime) -> dict[str, Any]:
+    """How a runtime runs sandboxes: its isolation (`bubblewrap`, `rlimits` or `none`), whether a
+    networked sandbox gets a namespace of its own (`pasta`) or no network is possible (`none`), its
+    tool directories, and a warning where sandboxes run unisolated."""
+    return {"isolation": runtime.isolation, "network": runtime.sandbox_network, "tool_dirs": runtime.tool_dirs,
+            "warning": runtime.isolation_warning}
+
+
 def runtime_view(runtime: Runtime, status: str) -> dict[str, Any]:
     """A runtime as a workspace sees it (no queue URLs, control URL or token digest), with its effective status."""
-    return {**{field: getattr(runtime, field) for field in _PUBLIC_FIELDS}, "status": status}
+    return {**{field: getattr(runtime, field) for field in _PUBLIC_FIELDS}, "status": status,
+            "sandboxes": sandboxes_view(runtime)}
 
 
 def join_token_view(token: JoinToken) -> dict[str, Any]:

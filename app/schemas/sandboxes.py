@@ -11,6 +11,7 @@ from app.contract.packages import PackageSpec
 from app.domain.jobs import Job
 from app.domain.runtimes import Runtime
 from app.domain.sandboxes import Sandbox
+from app.schemas.jobs import TOOL_DIRS_DESCRIPTION, ToolDir
 
 
 def session_events_url(session_id: str) -> str:
@@ -34,6 +35,7 @@ class SandboxRequest(_Body):
     ttl_seconds: int | None = Field(default=None, ge=1)
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
+    tool_dirs: list[ToolDir] | None = Field(default=None, max_length=16, description=TOOL_DIRS_DESCRIPTION)
 
     @model_validator(mode="after")
     def _names_a_server(self) -> "SandboxRequest":
@@ -72,7 +74,8 @@ class SandboxView(BaseModel):
     labels: dict[str, str]
     entity_id: str | None = None
     runtime_id: str | None = None
-    isolation: str | None = None
+    isolation: str | None = Field(None, description="how the runtime confined it: bubblewrap or rlimits")
+    limits: dict[str, Any] | None = Field(None, description="the limits in force, as the runtime reported them")
     created_at: str
     expires_at: str
     error: str | None = None
@@ -86,7 +89,7 @@ class SandboxView(BaseModel):
             state=sandbox.state, runtime=payload.get("runtime", "node"), transport=payload.get("transport", "stdio"),
             start_command=_command_of(payload), env=(job.secret_names or {}).get("env", []),
             labels=job.labels or payload.get("labels", {}), entity_id=payload.get("entity_id"),
-            runtime_id=job.runtime_id, isolation=sandbox.isolation, created_at=job.created_at,
+            runtime_id=job.runtime_id, isolation=sandbox.isolation, limits=sandbox.limits, created_at=job.created_at,
             expires_at=iso(job.deadline), error=job.error, events_url=session_events_url(job.job_id),
         )
 

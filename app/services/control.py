@@ -93,14 +93,21 @@ class ControlChannel:
             if reply is not None:
                 return reply
         self.queues.send(runtime.control_queue_url, message)
+        answer = self._await_reply(job, message, message.deadline)
+        if answer is None:
+            raise _timed_out(action, timeout)
+        return answer
+
+    def _await_reply(self, job: Job, message: ControlMessage, until: float) -> ControlReply | None:
+        """The reply the worker posts for a queued message, if it comes before `until`."""
         pause = 0.005
-        while self.clock.now() < message.deadline:
+        while self.clock.now() < until:
             answer = self.store.replies.take(job.workspace_id, message.request_id)
             if answer is not None:
                 return answer
             self.clock.sleep(pause)
             pause = min(pause * 1.5, 0.05)
-        raise _timed_out(action, timeout)
+        return None
 
     def _reachable_directly(self, runtime: Runtime) -> bool:
         """Whether to POST to the runtime's control_url. In AWS, only for the platform's own (shared)
@@ -113,7 +120,7 @@ class ControlChannel:
         import httpx
 
         body = message.model_dump_json().encode()
-        left = max(message.deadline - self.clock.now(), 0.001)
+        left = max(min(message.deadline - self.clock.now(), timeout), 0.001)
         headers = {"Content-Type": "application/json",
                    CONTROL_SIGNATURE_HEADER: sign_control_request(self.keyring.signing_key(runtime), body,
                                                                   self.clock.now())}
@@ -157,6 +164,26 @@ class ControlChannel:
             except (GatewayTimeout, BadGateway):
                 pass
         self.queues.send(runtime.control_queue_url, self._message(job, action, valid_seconds))
+
+    def cancel(self, job: Job, *, valid_seconds: float, wait_seconds: float) -> ControlReply | None:
+        """Ask the job's worker to stop it, as `notify` does (the message stays valid for
+        `valid_seconds` on the queue), and wait at most `wait_seconds` for its answer: None when
+        none came (or the job has no runtime). The answer says whether the worker runs the job at all
+        (`not_running`: it does not)."""
+        runtime = self._runtime_of(job)
+        if runtime is None:
+            return None
+        message = self._message(job, "cancel", valid_seconds)
+        until = self.clock.now() + wait_seconds
+        if self._reachable_directly(runtime):
+            try:
+                reply = self._post(runtime, message, wait_seconds)
+                if reply is not None:
+                    return reply
+            except (GatewayTimeout, BadGateway):
+                pass  # its fate is unknown: the queue as well (a cancel may safely arrive twice)
+        self.queues.send(runtime.control_queue_url, message)
+        return self._await_reply(job, message, until)
 
     def call(self, job: Job, action: ControlAction, arguments: dict[str, Any], timeout: float,
              secrets: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from typing import Any
 from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import FINAL_JOB_STATUSES, EventStatus, JobStatus, JobType
-from app.domain.jobs import JOB_STEP, Job, JobEvent
-from app.errors import ConditionFailed, Conflict, NotFound, TooManyRequests, Unprocessable
+from app.domain.jobs import JOB_PAYLOAD_MAX_BYTES, JOB_STEP, Job, JobEvent
+from app.errors import ConditionFailed, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unprocessable
 from app.ids import new_id
 from app.schemas.jobs import secret_names, split_secrets, validate_payload
 from app.services.activity import ActivityLog
@@ -18,9 +18,19 @@ from app.services.lifecycle import CANCEL_DELIVERY_SECONDS, JobLifecycle
 from app.services.trust import TrustPolicy
 from app.settings import Settings
 from app.store import Store
+from app.store.codec import stored_size
 from app.store.table import Page
 
 CANCEL_WAIT_SECONDS = 3.0  # how long a cancel of a running job waits for its worker to confirm
+
+
+def check_payload_size(payload: dict[str, Any], labels: dict[str, str] | None = None) -> None:
+    """413 for a payload (with its labels) over JOB_PAYLOAD_MAX_BYTES as stored; 422 for a number
+    no store can hold."""
+    size = stored_size(payload) + stored_size(labels or {})
+    if size > JOB_PAYLOAD_MAX_BYTES:
+        raise PayloadTooLarge(f"the job's payload, env and labels take {size} bytes; the limit is "
+                              f"{JOB_PAYLOAD_MAX_BYTES} (large inputs belong in a file the job fetches)")
 
 
 class JobService:
@@ -44,7 +54,9 @@ class JobService:
         are kept sealed beside the payload, never in it."""
         settings = self.settings
         self.trust.require_verified(principal, "run jobs")
-        payload, secrets = split_secrets(job_type, validate_payload(job_type, payload))
+        payload = validate_payload(job_type, payload)
+        check_payload_size(payload)  # secrets included: they are stored (sealed) with the job
+        payload, secrets = split_secrets(job_type, payload)
         ttl = ttl_seconds or settings.default_ttl_seconds
         if job_type == JobType.mcp_run and ttl_seconds is None:
             ttl = settings.max_ttl_seconds  # long-lived servers run to the policy's limit
@@ -115,17 +127,39 @@ class JobService:
         return self._cancel_on_worker(job, wait_seconds)
 
     def _cancel_on_worker(self, job: Job, wait_seconds: float) -> JobStatus:
+        """Flag the job, ask its worker to stop it, and wait for the job to end. A job no worker can
+        stop (its runtime is offline or gone, or its worker answers that it does not run it: a
+        ghost of a worker that restarted) ends at once."""
         try:
             job = self.store.jobs.request_cancel(job)
         except ConditionFailed:
             return self._status(job)
-        self.control.notify(job, "cancel", valid_seconds=CANCEL_DELIVERY_SECONDS)
         deadline = self.clock.now() + wait_seconds
+        if not self._runtime_is_up(job):
+            return self._cancel_here(job, "its runtime is offline")
+        reply = self.control.cancel(job, valid_seconds=CANCEL_DELIVERY_SECONDS, wait_seconds=wait_seconds)
+        if reply is not None and reply.code == "not_running":
+            return self._cancel_here(job, "its runtime no longer ran it")
         while self.clock.now() < deadline:
             status = self._status(job)
             if status in FINAL_JOB_STATUSES:
                 return status
             self.clock.sleep(0.1)
+        return self._status(job)
+
+    def _runtime_is_up(self, job: Job) -> bool:
+        """Whether the job's runtime is there to stop it (read fresh: a cached record would look silent)."""
+        if not (job.runtime_id and job.runtime_workspace):
+            return False
+        runtime = self.store.runtimes.get(job.runtime_workspace, job.runtime_id)
+        interval = self.settings.heartbeat_interval_seconds
+        return runtime is not None and runtime.effective_status(self.clock.now(), interval) != "offline"
+
+    def _cancel_here(self, job: Job, why: str) -> JobStatus:
+        """End a running job the API alone must cancel (its claim, if it still holds, is ended with it)."""
+        event = self.lifecycle.next_event(job, JOB_STEP, EventStatus.cancelled, f"cancelled: {why}")
+        self.lifecycle.finish(job, JobStatus.cancelled, from_statuses=[JobStatus.running], event=event,
+                              claim_id=job.claim_id)
         return self._status(job)
 
     def _status(self, job: Job) -> JobStatus:

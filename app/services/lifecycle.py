@@ -1,5 +1,5 @@
-"""The transitions the API makes itself: finishing a job, taking it back from a silent runtime,
-expiring it, and ending it when its message was dead-lettered.
+"""The transitions the API makes itself: finishing a job, taking it back from a runtime that went
+silent, left, let it go or lost it, expiring it, and ending it when its message was dead-lettered.
 
 Every transition is one conditional transaction that names the statuses it may leave, so nothing
 ever leaves a final state; finishing also releases the workspace's and the runtime's slot in the
@@ -7,10 +7,12 @@ same transaction, so counts cannot drift, and hands the freed slot to a job that
 """
 
 import json
-from collections.abc import Collection
+import logging
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from app.clock import Clock
+from app.contract.logs import log
 from app.contract.messages import EventStatus, JobStatus
 from app.domain.jobs import JOB_STEP, OPEN_JOB_STATUSES, RETENTION_SECONDS, Job, JobEvent
 from app.errors import ConditionFailed
@@ -24,6 +26,19 @@ from app.store import Store
 logger = get_logger("berth.jobs")
 
 CANCEL_DELIVERY_SECONDS = 60  # how long a cancel may wait for its worker to read it
+
+
+def each_job(jobs: Iterable[Job], act: Callable[[Job], bool], doing: str) -> int:
+    """`act` on each job, counting those it changed; a job it fails on is logged and the others go
+    on, so one bad record never stops a sweep (or a runtime's leaving) for the rest."""
+    changed = 0
+    for job in jobs:
+        try:
+            changed += bool(act(job))
+        except Exception:
+            log(logger, logging.ERROR, f"{doing} failed for a job; going on with the others", exc_info=True,
+                job_id=job.job_id, workspace_id=job.workspace_id)
+    return changed
 
 
 class JobLifecycle:
@@ -68,10 +83,19 @@ class JobLifecycle:
             self.activity.meter(job.workspace_id, "runtime_seconds", job.type.value, round(now - job.started_epoch, 3))
         log_event(logger, "job finished", job_id=job.job_id, status=status.value)
         if job.runtime_id and job.runtime_workspace:
-            runtime = self.store.runtimes.find(job.runtime_workspace, job.runtime_id)
-            if runtime is not None:
-                self.dispatcher.dispatch_waiting(runtime)  # the slot it freed goes to a job that waited
+            self._hand_over_slot(job.runtime_workspace, job.runtime_id)
         return True
+
+    def _hand_over_slot(self, runtime_workspace: str, runtime_id: str) -> None:
+        """The slot a finished job freed goes to a job that waited. Best effort: the job's end is
+        committed, and whatever fails here the sweeper's next dispatch makes up for."""
+        try:
+            runtime = self.store.runtimes.find(runtime_workspace, runtime_id)
+            if runtime is not None:
+                self.dispatcher.dispatch_waiting(runtime)
+        except Exception:
+            log(logger, logging.ERROR, "handing a freed slot to a waiting job failed; the sweeper will",
+                exc_info=True, runtime_id=runtime_id)
 
     def expire(self, job: Job) -> bool:
         event = self.next_event(job, JOB_STEP, EventStatus.expired, f"job passed its TTL of {job.ttl_seconds} s")
@@ -81,12 +105,13 @@ class JobLifecycle:
         self.control.notify(job, "cancel", valid_seconds=CANCEL_DELIVERY_SECONDS, directly=False)
         return True
 
-    def requeue(self, job: Job, reason: str) -> bool:
-        """Take a job back from a runtime that went silent so it can be dispatched again."""
+    def requeue(self, job: Job, reason: str, *, claim_id: str | None = None, elsewhere: bool = False) -> bool:
+        """Take a job back from its runtime so it can be dispatched again: only while it is still
+        there (and, with `claim_id`, under that claim). `elsewhere`: not back to the same runtime."""
         if not (job.runtime_id and job.runtime_workspace):
             return False
         event = self.next_event(job, "dispatch", EventStatus.queued, reason)
-        writes = [self.store.jobs.requeue(job, event.seq),
+        writes = [self.store.jobs.requeue(job, event.seq, claim_id=claim_id),
                   self.store.runtimes.release_slot(job.runtime_workspace, job.runtime_id),
                   self.store.jobs.add_event(job.workspace_id, job.job_id, event)]
         try:
@@ -94,22 +119,43 @@ class JobLifecycle:
         except ConditionFailed:
             return False
         self.feed.publish(job.workspace_id, job.job_id, [event])
+        self.store.jobs.forget(job.workspace_id, job.job_id)
         requeued = self.store.jobs.get(job.workspace_id, job.job_id)
         if requeued is not None:
-            self.dispatcher.dispatch(requeued)
+            self.dispatcher.dispatch(requeued, exclude=[job.runtime_id] if elsewhere else ())
         return True
 
+    def take_back(self, job: Job, reason: str) -> bool:
+        """A job whose runtime is gone: expired if past its deadline, else back to waiting."""
+        if job.deadline <= self.clock.now():
+            return self.expire(job)
+        return self.requeue(job, reason)
+
+    def fail(self, job: Job, reason: str, *, claim_id: str | None = None) -> bool:
+        """End an unfinished job as `error` with a reason the user can act on."""
+        event = self.next_event(job, JOB_STEP, EventStatus.error, reason)
+        return self.finish(job, JobStatus.error, error=reason, event=event, claim_id=claim_id)
+
     def dead_letter(self, raw_body: str, receive_count: int) -> bool:
-        """A message that kept failing: end its job as `error` with the reason."""
+        """A message that kept failing: end its job as `error` with the reason, unless the job was
+        dispatched again since (a later message of it may be doing fine)."""
         try:
             message = json.loads(raw_body).get("message", {})
-            workspace_id, job_id = message["workspace_id"], message["job_id"]
+            workspace_id, job_id = str(message["workspace_id"]), str(message["job_id"])
+            dispatch = int(message.get("dispatch", 1))  # JobMessage's default
         except (ValueError, AttributeError, KeyError, TypeError):
             log_event(logger, "dead letter without a job reference dropped", size=len(raw_body))
             return False
-        job = self.store.jobs.get(str(workspace_id), str(job_id))
+        try:
+            job = self.store.jobs.get(workspace_id, job_id)
+        except (KeyError, TypeError, ValueError) as error:  # a record this code cannot read: retrying won't help
+            log_event(logger, "dead letter of an unreadable job dropped", job_id=job_id,
+                      error=f"{type(error).__name__}: {error}")
+            return False
         if job is None or job.is_final:
             return False
-        reason = f"the job's message failed {receive_count} deliveries and was dead-lettered"
-        event = self.next_event(job, JOB_STEP, EventStatus.error, reason)
-        return self.finish(job, JobStatus.error, error=reason, event=event)
+        if dispatch < job.dispatch:
+            log_event(logger, "dead letter of an earlier dispatch ignored", job_id=job_id, letter_dispatch=dispatch,
+                      dispatch=job.dispatch)
+            return False
+        return self.fail(job, f"the job's message failed {receive_count} deliveries and was dead-lettered")

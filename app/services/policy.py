@@ -10,6 +10,8 @@ def sandbox_policy(settings: Settings, ttl_seconds: int | None = None) -> Sandbo
     return SandboxPolicy(
         memory_mb=settings.sandbox_memory_mb, cpu_seconds=settings.sandbox_cpu_seconds,
         max_processes=settings.sandbox_max_processes, max_open_files=settings.sandbox_max_open_files,
+        max_file_mb=settings.sandbox_max_file_mb, disk_mb=settings.sandbox_disk_mb,
+        sandbox_memory_mb=settings.sandbox_total_memory_mb, cpu_cores=settings.sandbox_cpu_cores,
         network=settings.sandbox_network, command_allowlist=settings.command_allowlist,
         command_denylist=settings.command_denylist, ttl_seconds=ttl_seconds or settings.default_ttl_seconds,
     )

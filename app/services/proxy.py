@@ -6,11 +6,17 @@ import base64
 
 from app.auth.principal import Principal
 from app.clock import Clock
-from app.contract.messages import ProxyRequest, ProxyResponse
+from app.contract.messages import (
+    PROXY_PATH_MAX_CHARS,
+    PROXY_QUERY_MAX_CHARS,
+    PROXY_TOKEN_MAX_CHARS,
+    ProxyRequest,
+    ProxyResponse,
+)
 from app.contract.signing import proxy_token_claims, sign_proxy_token
 from app.domain.jobs import Job
 from app.domain.runtimes import Runtime
-from app.errors import Conflict, NotFound
+from app.errors import BadRequest, Conflict, NotFound, UriTooLong
 from app.services.control import ControlChannel
 from app.services.keyring import RuntimeKeyring
 from app.services.sandboxes import SandboxService
@@ -52,6 +58,14 @@ class RuntimeProxy:
 
     def forward(self, principal: Principal, sandbox_id: str, *, method: str, path: str, query: str,
                 headers: dict[str, str], body: bytes, token: str | None) -> ProxyResponse:
+        """414 for a path or query longer than a runtime accepts (the contract's limits); 400 for a
+        token that cannot be one."""
+        if token and len(token) > PROXY_TOKEN_MAX_CHARS:
+            raise BadRequest(f"the proxy token is {len(token)} characters; a real one is far shorter")
+        if len(path) > PROXY_PATH_MAX_CHARS:
+            raise UriTooLong(f"the proxied path is {len(path)} characters; the limit is {PROXY_PATH_MAX_CHARS}")
+        if len(query) > PROXY_QUERY_MAX_CHARS:
+            raise UriTooLong(f"the proxied query is {len(query)} characters; the limit is {PROXY_QUERY_MAX_CHARS}")
         job = self.sandboxes.running(principal, sandbox_id)
         if job.payload.get("transport") != "http":
             raise Conflict("this sandbox's server speaks stdio; only streamable-HTTP servers can be proxied")

@@ -1,10 +1,19 @@
-"""The runtime's side of a job: claims (leases), their renewal, event ingestion, and control
-replies. A runtime acts only on its own workspace's jobs, a shared runtime on any workspace's
-(app.domain.runtimes.serves_workspace); anything else is 404, as if the job did not exist."""
+"""The runtime's side of a job: claims (leases), their renewal and release, event ingestion, and
+control replies. A runtime acts only on its own workspace's jobs, a shared runtime on any
+workspace's (app.domain.runtimes.serves_workspace); anything else is 404, as if the job did not
+exist.
+
+A batch of events is checked whole before anything is stored (sequence numbers distinct: 422; no
+event's data over the contract's EVENT_DATA_MAX_BYTES: 413), then stored in transactions within
+DynamoDB's limit, each fenced by the claim, each event only-if-new.
+"""
+
+import json
 
 from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import (
+    EVENT_DATA_MAX_BYTES,
     ClaimRequest,
     ClaimResponse,
     ControlReply,
@@ -16,7 +25,7 @@ from app.contract.messages import (
 )
 from app.domain.jobs import JOB_STEP, Claim, Job, JobEvent, ending_status
 from app.domain.runtimes import serves_workspace
-from app.errors import ConditionFailed, Conflict, NotFound
+from app.errors import ConditionFailed, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from app.ids import new_id
 from app.services.event_feed import EventFeed
 from app.services.lifecycle import JobLifecycle
@@ -24,6 +33,20 @@ from app.store import Store
 from app.store.table import Write
 
 REPLY_TTL_SECONDS = 300
+
+
+def check_batch(batch: EventBatch) -> None:
+    """422 for a batch that repeats a sequence number; 413 for an event whose data, as compact JSON
+    (measured as the worker measures it before spooling), is over EVENT_DATA_MAX_BYTES."""
+    seqs = [event.seq for event in batch.events]
+    if len(set(seqs)) != len(seqs):
+        repeated = sorted({seq for seq in seqs if seqs.count(seq) > 1})
+        raise Unprocessable(f"a batch gives each sequence number once; repeated: {repeated[:10]}")
+    for event in batch.events:
+        size = len(json.dumps(event.data, separators=(",", ":")).encode())
+        if size > EVENT_DATA_MAX_BYTES:
+            raise PayloadTooLarge(f"event {event.seq}: its data is {size} bytes as JSON, over the limit of "
+                                  f"{EVENT_DATA_MAX_BYTES} (EVENT_DATA_MAX_BYTES); send a smaller summary")
 
 
 class RuntimeProtocol:
@@ -100,30 +123,54 @@ class RuntimeProtocol:
     def renew_lease(self, runtime: Principal, workspace_id: str, job_id: str, claim_id: str,
                     lease_seconds: int) -> bool:
         """Extend a claim; returns whether cancellation was requested. Conflict when the claim is stale."""
+        self._check_workspace(runtime, workspace_id, f"job {job_id}")
         try:
             job = self.store.jobs.renew_lease(workspace_id, job_id, claim_id, self.clock.now() + lease_seconds)
         except ConditionFailed as error:
             raise Conflict("stale claim: the job is finished or owned by another worker") from error
-        self.job(runtime, workspace_id, job_id)
+        return job.cancel_requested
+
+    def release(self, runtime: Principal, workspace_id: str, job_id: str, claim_id: str) -> bool:
+        """The claimant lets the job go unfinished (its worker is stopping): back to `queued` at once
+        and dispatched again, not to this runtime, which is draining from now (its next heartbeat
+        says so anyway, or that it is back); a job whose user asked to cancel it ends `cancelled`
+        instead. Returns whether cancellation was requested; Conflict when the claim is stale."""
+        job = self.job(runtime, workspace_id, job_id)
+        if job.claim_id != claim_id or job.is_final:
+            raise Conflict("stale claim: the job is finished or owned by another worker")
+        self.store.runtimes.mark_draining(runtime.workspace_id, runtime.subject_id)
+        if job.cancel_requested:
+            event = self.lifecycle.next_event(job, JOB_STEP, EventStatus.cancelled,
+                                              "cancelled: its runtime let it go before it stopped")
+            ended = self.lifecycle.finish(job, JobStatus.cancelled, event=event, claim_id=claim_id)
+        else:
+            ended = self.lifecycle.requeue(job, f"runtime {runtime.subject_id} let the job go (it is stopping); "
+                                                "dispatching again", claim_id=claim_id, elsewhere=True)
+        if not ended:
+            raise Conflict("stale claim: the job is finished or owned by another worker")
         return job.cancel_requested
 
     # --- events ---------------------------------------------------------------------------------
 
     def ingest_events(self, runtime: Principal, workspace_id: str, job_id: str, batch: EventBatch) -> EventBatchResult:
         self._check_workspace(runtime, workspace_id, f"job {job_id}")
-        if not any(ending_status(event.step, event.status) is not None for event in batch.events):
+        check_batch(batch)
+        incoming_events = batch.events
+        stored = 0
+        if not any(ending_status(event.step, event.status) is not None for event in incoming_events):
             stored = self._store_progress(workspace_id, job_id, batch)
-            if stored is not None:
-                return stored
+            if stored == len(incoming_events):
+                return EventBatchResult(accepted=stored, duplicates=0, job_status=JobStatus.running)
+            incoming_events = incoming_events[stored:]
         job = self.job(runtime, workspace_id, job_id)
         if job.claim_id != batch.claim_id:
             raise Conflict("stale claim: the job is owned by another worker")
         if job.is_final:
             # The claimant that finished the job is retrying a batch whose answer it lost.
-            return EventBatchResult(accepted=0, duplicates=len(batch.events), job_status=job.status)
-        accepted = duplicates = 0
+            return EventBatchResult(accepted=stored, duplicates=len(incoming_events), job_status=job.status)
+        accepted, duplicates = stored, 0
         final: tuple[JobStatus, EventIn, JobEvent] | None = None
-        for incoming in batch.events:
+        for incoming in incoming_events:
             event = self._event(incoming)
             ends_with = ending_status(incoming.step, incoming.status)
             if ends_with is not None:
@@ -157,19 +204,22 @@ class RuntimeProtocol:
         return JobEvent(seq=incoming.seq, step=incoming.step, status=incoming.status, message=incoming.message,
                         data=incoming.data, at=self.clock.iso())
 
-    def _store_progress(self, workspace_id: str, job_id: str, batch: EventBatch) -> EventBatchResult | None:
-        """The common case in one transaction: new events from the live claimant of a running job
-        that nobody asked to cancel. None (nothing written) for anything else, which the careful
-        path sorts out."""
+    def _store_progress(self, workspace_id: str, job_id: str, batch: EventBatch) -> int:
+        """The common case, in as few transactions as DynamoDB allows (one for up to 99 events): new
+        events from the live claimant of a running job that nobody asked to cancel. Returns how many
+        of the batch's first events were stored; the rest (after a part that wrote nothing: an event
+        stored before, a stale claim, a cancel) is for the careful path to sort out."""
         events = [self._event(incoming) for incoming in batch.events]
-        writes = [self.store.jobs.add_event(workspace_id, job_id, event) for event in events]
-        writes.append(self.store.jobs.progress(workspace_id, job_id, batch.claim_id, self.clock.iso()))
-        try:
-            self.store.table.transact(writes)
-        except ConditionFailed:
-            return None
-        self.feed.publish(workspace_id, job_id, events)
-        return EventBatchResult(accepted=len(batch.events), duplicates=0, job_status=JobStatus.running)
+        stored = 0
+        for part, writes in self.store.jobs.progress_in_parts(workspace_id, job_id, batch.claim_id, events,
+                                                              self.clock.iso()):
+            try:
+                self.store.table.transact(writes)
+            except ConditionFailed:
+                break
+            self.feed.publish(workspace_id, job_id, part)
+            stored += len(part)
+        return stored
 
     # --- control replies ------------------------------------------------------------------------
 

@@ -4,6 +4,11 @@ leased through the API (for hosts without AWS credentials).
 A runtime's credentials are its token (a bearer secret, stored as a digest) and its runtime key
 (app.services.keyring). Deleting the runtime revokes both and its queues, and moves its unfinished
 jobs elsewhere; deleting a join token stops it registering anything at once.
+
+A heartbeat says what the runtime offers (kept for dispatch) and which jobs its process holds:
+a job running there whose claim two heartbeats in a row leave out is lost (the process restarted,
+or never knew it) and is ended (a sandbox: its state died with the process) or queued again. A
+last heartbeat saying the process is exiting takes the runtime offline at once, and its jobs back.
 """
 
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from app.contract.messages import (
     ReceiptRequest,
     RegisterRequest,
     RegisterResponse,
+    RunningJob,
 )
 from app.domain.accounts import Credential
 from app.domain.jobs import JOB_STEP, Job
@@ -31,7 +37,7 @@ from app.services.activity import ActivityLog
 from app.services.control import ControlChannel
 from app.services.dispatch import Dispatcher
 from app.services.keyring import RuntimeKeyring
-from app.services.lifecycle import CANCEL_DELIVERY_SECONDS, JobLifecycle
+from app.services.lifecycle import CANCEL_DELIVERY_SECONDS, JobLifecycle, each_job
 from app.services.trust import TrustPolicy
 from app.settings import Settings
 from app.store import Store
@@ -43,6 +49,10 @@ class RuntimeRemoved:
     runtime_id: str
     requeued: int  # unfinished jobs sent to be dispatched again
     ended: int  # jobs that could not move (a sandbox that had started, a call pinned to it), ended
+
+
+def _held_key(workspace_id: str, job_id: str) -> str:
+    return f"{workspace_id}/{job_id}"
 
 
 class RuntimeService:
@@ -147,6 +157,7 @@ class RuntimeService:
             last_heartbeat_at=self.clock.iso(now), status="online", active_jobs=0,
             minted_by_workspace=join.workspace_id, token_digest=hash_secret(secret), sealed_key=runtime_key.sealed,
             control_url=request.control_url,  # the worker's direct control endpoint, if it serves one
+            offers=request.offers.model_dump() if request.offers else None,
         )
         credential = Credential(digest=hash_secret(secret), kind="runtime", workspace_id=workspace_id,
                                 subject_id=runtime_id, attributes={"shared": shared})
@@ -170,24 +181,72 @@ class RuntimeService:
         return runtime
 
     def heartbeat(self, principal: Principal, request: HeartbeatRequest) -> HeartbeatResponse:
-        runtime = self.runtime_of(principal)
-        was_online = self.status(runtime) == "online"
+        before = self.runtime_of(principal)
+        was_online = self.status(before) == "online"
         now = self.clock.now()
-        # control_url is set every time, None included: a worker restarted without its endpoint (or
-        # on another port) must not be sent control requests at the old address.
+        # control_url and offers are set every time, None included: a worker restarted without its
+        # endpoint (or on another port, or with other tool directories) must be taken at its word.
         changes = {"last_heartbeat": now, "last_heartbeat_at": self.clock.iso(now),
-                   "status": "draining" if request.draining else "online", "reported_active_jobs": request.active_jobs,
-                   "control_url": request.control_url}
+                   "status": "offline" if request.exiting else "draining" if request.draining else "online",
+                   "reported_active_jobs": request.active_jobs, "control_url": request.control_url,
+                   "offers": request.offers.model_dump() if request.offers else None}
         if request.free_disk_bytes is not None:
             changes["free_disk_bytes"] = request.free_disk_bytes
         if request.load is not None:
             changes["load"] = request.load
+        lost: list[Job] = []
+        if request.jobs is not None and not request.exiting:
+            unreported, lost = self._unreported(before, request.jobs)
+            if unreported != before.unreported:
+                changes["unreported"] = unreported
         runtime = self.store.runtimes.record_heartbeat(principal.workspace_id, principal.subject_id, changes)
-        if not was_online and not request.draining:
-            self.store.runtimes.forget(principal.workspace_id)
-            self.dispatcher.dispatch_waiting(runtime)
+        if request.exiting:
+            self._left(runtime)
+        else:
+            each_job(lost, lambda job: self._lost(runtime, job), "ending a lost job")
+            if not was_online and not request.draining:
+                self.store.runtimes.forget(principal.workspace_id)
+                self.dispatcher.dispatch_waiting(runtime)
         return HeartbeatResponse(ok=True, status=runtime.status,
                                  heartbeat_interval_seconds=self.settings.heartbeat_interval_seconds)
+
+    def _unreported(self, runtime: Runtime, held: list[RunningJob]) -> tuple[dict[str, str], list[Job]]:
+        """The jobs running here (as the API knows) whose claims this heartbeat leaves out, and those
+        of them the previous heartbeat left out too (under the same claim): lost. When the jobs held
+        cover every slot the API counts and nothing was missing before, nothing is read."""
+        claims = {_held_key(job.workspace_id, job.job_id): job.claim_id for job in held}
+        if len(claims) >= runtime.active_jobs and not runtime.unreported:
+            return {}, []
+        missing: dict[str, str] = {}
+        lost: list[Job] = []
+        for job in self.store.jobs.on_runtime(runtime.runtime_id):
+            key = _held_key(job.workspace_id, job.job_id)
+            if job.status != JobStatus.running or not job.claim_id or claims.get(key) == job.claim_id:
+                continue
+            if runtime.unreported.get(key) == job.claim_id:
+                lost.append(job)
+            else:
+                missing[key] = job.claim_id
+        return missing, lost
+
+    def _lost(self, runtime: Runtime, job: Job) -> bool:
+        """A running job its runtime no longer has. A sandbox's server died with whatever held it,
+        so it ends, saying so; any other job goes back to the queue."""
+        if job.is_sandbox:
+            return self.lifecycle.fail(job, f"runtime {runtime.name} ({runtime.runtime_id}) no longer runs this "
+                                            "sandbox (its worker restarted without it); create a new sandbox",
+                                       claim_id=job.claim_id)
+        return self.lifecycle.requeue(job, f"runtime {runtime.runtime_id} no longer runs the job (its heartbeats "
+                                           "leave it out); dispatching again", claim_id=job.claim_id)
+
+    def _left(self, runtime: Runtime) -> None:
+        """The runtime's process is exiting: offline now, its jobs taken back as the sweeper would."""
+        self.store.runtimes.forget(runtime.workspace_id)
+        self.activity.audit(runtime.minted_by_workspace or runtime.workspace_id, "runtime.offline",
+                            actor=runtime.runtime_id, target=runtime.runtime_id, detail={"reason": "exiting"})
+        each_job(self.store.jobs.on_runtime(runtime.runtime_id),
+                 lambda job: self.lifecycle.take_back(job, f"runtime {runtime.runtime_id} stopped; dispatching again"),
+                 "taking a job back from a runtime that stopped")
 
     def mark_offline(self, runtime: Runtime) -> bool:
         """Record a silent runtime as offline; False when it heartbeated meanwhile."""

@@ -13,13 +13,13 @@ from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import JobStatus, JobType, SandboxServer, ToolCallArguments
 from app.domain.jobs import Job, JobEvent
-from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, SERVER_ACTIONS, Sandbox, sandbox_of, state_of_ended
+from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, SERVER_ACTIONS, Sandbox, sandbox_of
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.schemas.jobs import secret_names
 from app.schemas.sandboxes import ToolView
 from app.services.control import ControlChannel
 from app.services.event_feed import EventFeed
-from app.services.jobs import JobService
+from app.services.jobs import JobService, check_payload_size
 from app.services.keyring import JobSecrets
 from app.services.policy import check_start_command
 from app.settings import Settings
@@ -66,9 +66,8 @@ class SandboxService:
         return job
 
     def sandbox(self, job: Job) -> Sandbox:
-        """The sandbox with its server's state as the worker last reported it."""
-        if state_of_ended(job) is not None:
-            return sandbox_of(job, None)
+        """The sandbox with its server's state, isolation and limits as the worker last reported
+        them (an ended one keeps those of its last report: a failure says how it was confined)."""
         return sandbox_of(job, self.store.jobs.latest_event(job.workspace_id, job.job_id, step=SANDBOX_STEP))
 
     def page(self, principal: Principal, *, limit: int, cursor: str | None, status: JobStatus | None) -> Page[Sandbox]:
@@ -78,8 +77,13 @@ class SandboxService:
 
     @staticmethod
     def _running(job: Job) -> Job:
+        """The job of a running sandbox, or Conflict saying why it is not running (a failed one: why it failed)."""
+        if job.status == JobStatus.error:
+            raise Conflict(f"sandbox {job.job_id} failed, so it is not running: {job.error or 'no reason was given'}")
+        if job.status == JobStatus.queued:
+            raise Conflict(f"sandbox {job.job_id} is queued, not running yet: no runtime has started it")
         if job.status != JobStatus.running:
-            raise Conflict(f"sandbox {job.job_id} is {job.status.value}, not running")
+            raise Conflict(f"sandbox {job.job_id} has ended ({job.status.value}), so it is not running")
         return job
 
     def running(self, principal: Principal, sandbox_id: str) -> Job:
@@ -163,6 +167,8 @@ class SandboxService:
                 del secrets["env"]
         if deadline is None and secrets is None and labels is None:
             return job
+        check_payload_size({**job.payload, "env": env} if env is not None else job.payload,
+                           labels if labels is not None else job.labels)
         sealed = names = None
         if secrets is not None:
             if job.status == JobStatus.running:

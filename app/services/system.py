@@ -12,6 +12,7 @@ from app.contract.messages import RUNTIME_KINDS
 from app.domain.runtimes import Runtime
 from app.kms import Kms
 from app.queues import Queues
+from app.schemas.runtimes import sandboxes_view
 from app.services.runtimes import RuntimeService
 from app.settings import Settings
 from app.store import Store
@@ -88,6 +89,7 @@ class SystemService:
         runtimes = self.runtime_statuses(warnings)
         if not any(status == "online" for _, status in runtimes):
             warnings.append("no runtime is online: jobs will wait in the queue until one registers")
+        warnings += isolation_warnings(runtimes)
         ready = all(check["ok"] for check in checks)
         return ready, {"ready": ready, "checks": checks, "warnings": warnings}
 
@@ -96,6 +98,7 @@ class SystemService:
         checks = self.core_checks()
         warnings: list[str] = []
         runtimes = self.runtime_statuses(warnings)
+        warnings += isolation_warnings(runtimes)
         return {
             "service": {"name": "berth", "version": __version__, "mode": self.settings.mode, "status": "ok"},
             "sandbox": sandbox_driver(runtimes),
@@ -114,6 +117,9 @@ class SystemService:
         return {
             "capabilities": sorted({c for r in online for c in r.capabilities}),
             "runtimes": kinds,
+            "sandboxes": {"runtimes": [{"runtime_id": r.runtime_id, "name": r.name, "shared": r.shared,
+                                        **sandboxes_view(r)} for r in online],
+                          "warnings": isolation_warnings([(r, "online") for r in online])},
             "limits": {
                 "max_ttl_seconds": self.settings.max_ttl_seconds,
                 "max_concurrent_jobs": min(self.settings.max_concurrent_jobs,
@@ -124,8 +130,17 @@ class SystemService:
 
 
 def sandbox_driver(runtimes: list[tuple[Runtime, str]]) -> dict[str, Any]:
-    """What isolates sandboxes: as the online runtimes report it."""
-    drivers = sorted({r.labels.get("sandbox", "unknown") for r, status in runtimes if status == "online"})
-    if not drivers:
+    """What isolates sandboxes, as the online runtimes report it, runtime by runtime."""
+    online = [runtime for runtime, status in runtimes if status == "online"]
+    if not online:
         return {"driver": "none", "detail": "no runtime online"}
-    return {"driver": drivers[0] if len(drivers) == 1 else "mixed", "runtimes": drivers}
+    drivers = sorted({runtime.isolation for runtime in online})
+    return {"driver": drivers[0] if len(drivers) == 1 else "mixed", "drivers": drivers,
+            "runtimes": [{"runtime_id": r.runtime_id, "name": r.name, "shared": r.shared, **sandboxes_view(r)}
+                         for r in online]}
+
+
+def isolation_warnings(runtimes: list[tuple[Runtime, str]]) -> list[str]:
+    """A warning for each online runtime that runs sandboxes without isolation."""
+    return [warning for runtime, status in runtimes if status == "online"
+            and (warning := runtime.isolation_warning) is not None]

@@ -1,21 +1,27 @@
 """Jobs and their events.
 
 A job lives in its workspace's partition (ids are time-ordered, so a reverse query lists newest
-first). While unfinished it also sits in the sparse open index, under `JOBS#waiting` until a
-runtime is assigned and `JOBS#assigned` after, which the sweeper and dispatch read. Events live
-in a partition of their own per job, keyed by zero-padded sequence number, and are written
-only-if-new, so a re-sent event is stored once.
+first). While unfinished it also sits in the sparse open index, under `JOBS#waiting` (by workspace)
+until a runtime is assigned and `JOBS#assigned` (by runtime) after, which the sweeper, dispatch
+and heartbeats read. Events live in a partition of their own per job, keyed by zero-padded
+sequence number, and are written only-if-new, so a re-sent event is stored once.
+
+The system-scope listings skip (and log) an item they cannot read, so one bad record never stops
+the sweeper or dispatch for every other job.
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from app.contract.messages import EventStatus, JobStatus, JobType
 from app.domain.jobs import OPEN_JOB_STATUSES, Claim, Job, JobEvent
+from app.logs import get_logger, log_event
 from app.store import keys
 from app.store.cache import TtlCache
 from app.store.records import attributes, record
-from app.store.table import OPEN_INDEX, TTL_ATTRIBUTE, Condition, Page, Table, Write
+from app.store.table import OPEN_INDEX, TRANSACT_MAX_WRITES, TTL_ATTRIBUTE, Condition, Page, Table, Write
+
+logger = get_logger("berth.store")
 
 # What a job gets only after it was created: by its claims, events, cancellation and outcome.
 _LATER = ("claim_id", "claimed_by", "lease_until", "claims", "started_at", "started_epoch", "last_event_at",
@@ -33,6 +39,25 @@ def _event(item: dict) -> JobEvent:
 
 def _values(statuses: Collection[JobStatus]) -> list[str]:
     return [status.value for status in statuses]
+
+
+def _readable(items: Iterable[dict]) -> list[Job]:
+    """The jobs among `items`; one that does not read as a job (written by a newer version, or
+    damaged) is logged and left out."""
+    jobs = []
+    for item in items:
+        try:
+            jobs.append(_job(item))
+        except (KeyError, TypeError, ValueError) as error:
+            log_event(logger, "unreadable job item skipped", pk=item.get("pk"), sk=item.get("sk"),
+                      error=f"{type(error).__name__}: {error}")
+    return jobs
+
+
+def _open_sk(job: Job) -> str:
+    if job.runtime_id:
+        return keys.assigned_sk(job.runtime_id, job.created_epoch, job.workspace_id, job.job_id)
+    return keys.waiting_sk(job.workspace_id, job.created_epoch, job.job_id)
 
 
 class Jobs:
@@ -70,19 +95,44 @@ class Jobs:
                                 cursor=cursor, where=Condition(equals=filters) if filters else None)
         return page.map(_job)
 
-    def waiting(self, limit: int = 200) -> list[Job]:
-        """Unfinished jobs no runtime has, oldest first (system scope: dispatch and the sweeper)."""
-        return [_job(item) for item in self.table.query(keys.JOBS_WAITING, index=OPEN_INDEX, limit=limit).items]
+    def waiting(self) -> list[Job]:
+        """Every unfinished job no runtime has, by workspace (system scope: the sweeper)."""
+        return _readable(self.table.query(keys.JOBS_WAITING, index=OPEN_INDEX).items)
 
-    def assigned(self, limit: int = 200) -> list[Job]:
-        """Unfinished jobs on a runtime, oldest first (system scope: the sweeper)."""
-        return [_job(item) for item in self.table.query(keys.JOBS_ASSIGNED, index=OPEN_INDEX, limit=limit).items]
+    def waiting_in(self, workspace_id: str, limit: int) -> list[Job]:
+        """A workspace's waiting jobs, oldest first."""
+        page = self.table.query(keys.JOBS_WAITING, index=OPEN_INDEX, prefix=keys.open_group(workspace_id), limit=limit)
+        return _readable(page.items)
+
+    def waiting_by_workspace(self, *, after_workspace: str | None, workspaces: int,
+                             per_workspace: int) -> Iterator[tuple[str, list[Job]]]:
+        """Each workspace with waiting jobs and its oldest `per_workspace` of them, one workspace at
+        a time (one query each), from the one after `after_workspace` round to it again, at most
+        `workspaces` of them."""
+        first = keys.after_open_group(keys.open_group(after_workspace)) if after_workspace else None
+        after, wrapped, seen = first, first is None, 0
+        while seen < workspaces:
+            items = self.table.query(keys.JOBS_WAITING, index=OPEN_INDEX, after=after, limit=per_workspace).items
+            if not items:
+                if wrapped:
+                    return
+                after, wrapped = None, True  # round to the first workspace
+                continue
+            group = items[0][keys.OPEN_SK].partition("#")[0]
+            if wrapped and after_workspace is not None and group > after_workspace:
+                return  # round to where this round began
+            seen += 1
+            yield group, _readable(item for item in items if item[keys.OPEN_SK].startswith(keys.open_group(group)))
+            after = keys.after_open_group(items[0][keys.OPEN_SK])
+
+    def assigned(self) -> list[Job]:
+        """Every unfinished job on a runtime (system scope: the sweeper)."""
+        return _readable(self.table.query(keys.JOBS_ASSIGNED, index=OPEN_INDEX).items)
 
     def on_runtime(self, runtime_id: str) -> list[Job]:
-        """Every unfinished job assigned to a runtime (system scope: deleting the runtime)."""
-        page = self.table.query(keys.JOBS_ASSIGNED, index=OPEN_INDEX,
-                                where=Condition(equals={"runtime_id": runtime_id}))
-        return [_job(item) for item in page.items]
+        """The unfinished jobs on one runtime, oldest first (its heartbeats, its leaving, its deletion)."""
+        page = self.table.query(keys.JOBS_ASSIGNED, index=OPEN_INDEX, prefix=keys.open_group(runtime_id))
+        return _readable(page.items)
 
     # --- writes for transactions ----------------------------------------------------------------
 
@@ -90,15 +140,15 @@ class Jobs:
         """A new job, waiting or (when it names a runtime) assigned."""
         pk, sk = keys.job(job.workspace_id, job.job_id)
         item = {"pk": pk, "sk": sk, **attributes(job, skip=_LATER),
-                keys.OPEN_PK: keys.JOBS_ASSIGNED if job.runtime_id else keys.JOBS_WAITING,
-                keys.OPEN_SK: keys.job_open_sk(job.created_epoch, job.workspace_id, job.job_id)}
+                keys.OPEN_PK: keys.JOBS_ASSIGNED if job.runtime_id else keys.JOBS_WAITING, keys.OPEN_SK: _open_sk(job)}
         return Write.put(item, must_not_exist=True)
 
     def assign(self, job: Job) -> Write:
         """Put a waiting job on the runtime `job` names (see Job.assigned_to), if still waiting."""
         return Write.update(*keys.job(job.workspace_id, job.job_id),
                             set={"runtime_id": job.runtime_id, "runtime_workspace": job.runtime_workspace,
-                                 "dispatched_at": job.dispatched_at, keys.OPEN_PK: keys.JOBS_ASSIGNED},
+                                 "dispatched_at": job.dispatched_at, keys.OPEN_PK: keys.JOBS_ASSIGNED,
+                                 keys.OPEN_SK: _open_sk(job)},
                             add={"dispatch": 1},
                             condition=Condition(equals={"status": JobStatus.queued.value,
                                                         keys.OPEN_PK: keys.JOBS_WAITING}))
@@ -155,13 +205,17 @@ class Jobs:
         return Write.update(*keys.job(job.workspace_id, job.job_id), set=changes,
                             remove=(keys.OPEN_PK, keys.OPEN_SK, "secrets"), condition=condition)
 
-    def requeue(self, job: Job, event_seq: int) -> Write:
-        """Back to waiting, unassigned and unclaimed, if still on its runtime and unfinished."""
+    def requeue(self, job: Job, event_seq: int, *, claim_id: str | None = None) -> Write:
+        """Back to waiting, unassigned and unclaimed, if still on its runtime and unfinished (and,
+        with `claim_id`, still under that claim)."""
+        condition = Condition(equals={"runtime_id": job.runtime_id}, in_={"status": _OPEN})
+        if claim_id:
+            condition.equals["claim_id"] = claim_id
         return Write.update(*keys.job(job.workspace_id, job.job_id),
-                            set={"status": JobStatus.queued.value, keys.OPEN_PK: keys.JOBS_WAITING, "lease_until": 0,
-                                 "event_seq": event_seq},
-                            remove=("runtime_id", "runtime_workspace", "claim_id"),
-                            condition=Condition(equals={"runtime_id": job.runtime_id}, in_={"status": _OPEN}))
+                            set={"status": JobStatus.queued.value, keys.OPEN_PK: keys.JOBS_WAITING,
+                                 keys.OPEN_SK: keys.waiting_sk(job.workspace_id, job.created_epoch, job.job_id),
+                                 "lease_until": 0, "event_seq": event_seq},
+                            remove=("runtime_id", "runtime_workspace", "claim_id"), condition=condition)
 
     # --- single writes --------------------------------------------------------------------------
 
@@ -203,6 +257,17 @@ class Jobs:
 
     def add_event(self, workspace_id: str, job_id: str, event: JobEvent) -> Write:
         return Write.put(self._event_item(workspace_id, job_id, event), must_not_exist=True)
+
+    def progress_in_parts(self, workspace_id: str, job_id: str, claim_id: str, events: list[JobEvent],
+                          at: str) -> Iterator[tuple[list[JobEvent], list[Write]]]:
+        """A claimant's new events as transactions within DynamoDB's limit, each with the progress
+        fence (`progress`), so every part stores its events only-if-new and only while the claim
+        holds; with the events each part stores."""
+        size = TRANSACT_MAX_WRITES - 1
+        for start in range(0, len(events), size):
+            part = events[start:start + size]
+            yield part, [*(self.add_event(workspace_id, job_id, event) for event in part),
+                         self.progress(workspace_id, job_id, claim_id, at)]
 
     def put_event(self, workspace_id: str, job_id: str, event: JobEvent) -> None:
         """Store one event; ConditionFailed when its number is taken (a re-sent event)."""

@@ -5,7 +5,9 @@ of their own, `WS#<workspace id>#JOB#<job id>`. The only partitions outside a wo
 lookups that must work before the workspace is known: `CRED#<digest>` and `EMAIL#<address>`,
 and the rate counters of the routes that come before any workspace (`RATE#<name>`).
 The sparse `open` index (`open_pk`/`open_sk`) holds unfinished jobs and all runtimes, for the
-system's own work (sweeper, dispatch on register), never a tenant's query.
+system's own work (sweeper, dispatch, heartbeats), never a tenant's query. Waiting jobs sort by
+workspace, then age (so dispatch can read each workspace's oldest, and take turns); jobs on a
+runtime by runtime, then age (so a heartbeat or a leaving runtime reads only its own).
 """
 
 Key = tuple[str, str]
@@ -16,8 +18,8 @@ USER, SESSION, API_KEY, JOB, EVENT, REPLY, RUNTIME, JOIN_TOKEN, AUDIT, USAGE = (
 
 # The open index's partitions, and its key attributes (set on an item to list it there).
 OPEN_PK, OPEN_SK = "open_pk", "open_sk"
-JOBS_WAITING = "JOBS#waiting"  # unfinished, no runtime assigned
-JOBS_ASSIGNED = "JOBS#assigned"  # unfinished, on a runtime
+JOBS_WAITING = "JOBS#waiting"  # unfinished, no runtime assigned: sorted by workspace, then age
+JOBS_ASSIGNED = "JOBS#assigned"  # unfinished, on a runtime: sorted by runtime, then age
 RUNTIMES = "RUNTIMES"
 
 _SEQ_WIDTH = 10  # zero-padded, so events sort by number
@@ -55,9 +57,25 @@ def job(workspace_id: str, job_id: str) -> Key:
     return workspace_pk(workspace_id), f"{JOB}{job_id}"
 
 
-def job_open_sk(created_epoch: float, workspace_id: str, job_id: str) -> str:
-    """Oldest first within an open partition."""
-    return f"{int(created_epoch * 1000):015d}#{workspace_id}#{job_id}"
+def waiting_sk(workspace_id: str, created_epoch: float, job_id: str) -> str:
+    """A waiting job's place: with its workspace's, oldest first."""
+    return f"{workspace_id}#{int(created_epoch * 1000):015d}#{job_id}"
+
+
+def assigned_sk(runtime_id: str, created_epoch: float, workspace_id: str, job_id: str) -> str:
+    """An assigned job's place: with its runtime's, oldest first."""
+    return f"{runtime_id}#{int(created_epoch * 1000):015d}#{workspace_id}#{job_id}"
+
+
+def open_group(owner_id: str) -> str:
+    """The sort-key prefix of one workspace's waiting jobs, or one runtime's assigned jobs."""
+    return f"{owner_id}#"
+
+
+def after_open_group(open_sk: str) -> str:
+    """A sort key past every key of the group `open_sk` belongs to (`~` sorts after the digits
+    and ids that follow a group's `#`)."""
+    return open_sk.partition("#")[0] + "#~"
 
 
 def events_pk(workspace_id: str, job_id: str) -> str:

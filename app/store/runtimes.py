@@ -13,14 +13,29 @@ from typing import Any
 
 from app.domain.runtimes import JoinToken, Runtime
 from app.errors import ConditionFailed
+from app.logs import get_logger, log_event
 from app.store import keys
 from app.store.cache import TtlCache
 from app.store.records import attributes, record
 from app.store.table import OPEN_INDEX, Condition, Page, Table, Write
 
+logger = get_logger("berth.store")
+
 
 def _runtime(item: dict) -> Runtime:
     return record(Runtime, item)
+
+
+def _readable(items: list[dict]) -> list[Runtime]:
+    """The runtimes among `items`; one that does not read as a runtime is logged and left out."""
+    runtimes = []
+    for item in items:
+        try:
+            runtimes.append(_runtime(item))
+        except (KeyError, TypeError, ValueError) as error:
+            log_event(logger, "unreadable runtime item skipped", pk=item.get("pk"), sk=item.get("sk"),
+                      error=f"{type(error).__name__}: {error}")
+    return runtimes
 
 
 class Runtimes:
@@ -61,7 +76,7 @@ class Runtimes:
 
     def all(self) -> list[Runtime]:
         """Every runtime of every workspace (system scope)."""
-        return [_runtime(item) for item in self.table.query(keys.RUNTIMES, index=OPEN_INDEX).items]
+        return _readable(self.table.query(keys.RUNTIMES, index=OPEN_INDEX).items)
 
     def record_heartbeat(self, workspace_id: str, runtime_id: str, changes: dict[str, Any]) -> Runtime:
         """Apply what a heartbeat reports (fields of Runtime) and return the runtime as it now is."""
@@ -75,6 +90,15 @@ class Runtimes:
         except ConditionFailed:
             return False
         return True
+
+    def mark_draining(self, workspace_id: str, runtime_id: str) -> None:
+        """Take no new jobs to an online runtime until its heartbeats say otherwise."""
+        try:
+            self.table.update(*keys.runtime(workspace_id, runtime_id), set={"status": "draining"},
+                              condition=Condition(equals={"status": "online"}))
+        except ConditionFailed:
+            return  # draining or offline already
+        self.forget(workspace_id)
 
     def move_queues(self, runtime: Runtime, jobs_queue_url: str, control_queue_url: str) -> None:
         """Point the runtime at (re-created) queues."""

@@ -1,22 +1,22 @@
-"""The single DynamoDB table: conditional writes, versions, TTL filtering, opaque cursors.
+"""The single DynamoDB table: conditional writes, versions, TTL filtering, opaque cursors (`cursors`).
 
 Repositories (the other modules of `app.store`) own the key layout; this module knows only
 items. Every update bumps `version`, and callers may require the version they read, so a lost
 race surfaces as `ConditionFailed` instead of a silent overwrite. Items whose `expires_epoch`
-has passed are invisible: moto never deletes by TTL and AWS may take 48 hours to.
+has passed are invisible: moto never deletes by TTL and AWS may take 48 hours to. An item over
+DynamoDB's 400 KB is a 413 (`PayloadTooLarge`): a put's before any request, an update's when
+DynamoDB refuses it; a transaction holds at most TRANSACT_MAX_WRITES writes.
 """
 
-import base64
-import binascii
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from app.aws import AwsClients
-from app.errors import BadRequest, ConditionFailed
-from app.store.codec import decode_item, encode, encode_item
+from app.errors import ConditionFailed, PayloadTooLarge
+from app.store.codec import ITEM_MAX_BYTES, decode_item, encode, encode_item, item_size
+from app.store.cursors import encode_cursor, start_key
 from app.store.keys import OPEN_PK, OPEN_SK
 
 Item = TypeVar("Item")
@@ -24,6 +24,7 @@ Other = TypeVar("Other")
 
 TTL_ATTRIBUTE = "expires_epoch"
 OPEN_INDEX = "open"  # sparse index over unfinished work: system scope (sweeper, dispatch), never a tenant query
+TRANSACT_MAX_WRITES = 100  # DynamoDB's limit on the actions of one transaction
 
 
 def _now() -> int:
@@ -38,6 +39,14 @@ def _is_live(item: dict, now: int | None = None) -> bool:
 def _condition_failed(error: Exception) -> bool:
     code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def _too_large(error: Exception) -> PayloadTooLarge | None:
+    """DynamoDB's refusal of an item (or an update) over its size limit, as the client's error."""
+    details = getattr(error, "response", {}).get("Error", {})
+    if details.get("Code") == "ValidationException" and "Item size" in details.get("Message", ""):
+        return PayloadTooLarge(f"the record would exceed {ITEM_MAX_BYTES} bytes, the most one stored item may hold")
+    return None
 
 
 @dataclass
@@ -173,7 +182,9 @@ class Table:
             request["FilterExpression"] = filter_expression
         expr.apply(request)
         if cursor:
-            request["ExclusiveStartKey"] = self._decode_cursor(cursor, key_attr, pk)
+            names = (key_attr, sort_attr, "pk", "sk") if index else (key_attr, sort_attr)
+            request["ExclusiveStartKey"] = start_key(cursor, names=names, partition_attr=key_attr, partition=pk,
+                                                     sort_attr=sort_attr, prefix=prefix, after=after, between=between)
 
         items: list[dict] = []
         now = _now()
@@ -192,7 +203,7 @@ class Table:
                     last = items[-1]
                     keys = (key_attr, sort_attr, "pk", "sk")
                     last_key = encode_item({k: last[k] for k in dict.fromkeys(keys) if k in last})
-                return Page(items, self._encode_cursor(last_key) if last_key else None)
+                return Page(items, encode_cursor(last_key) if last_key else None)
             if not last_key:
                 return Page(items, None)
             request["ExclusiveStartKey"] = last_key
@@ -241,10 +252,15 @@ class Table:
         except Exception as error:
             if _condition_failed(error):
                 raise ConditionFailed() from error
+            if (too_large := _too_large(error)) is not None:
+                raise too_large from error
             raise
 
     def transact(self, writes: list["Write"]) -> None:
-        """All-or-nothing writes; any failed condition raises ConditionFailed."""
+        """All-or-nothing writes (at most TRANSACT_MAX_WRITES: callers split larger sets, knowing
+        what must commit together); any failed condition raises ConditionFailed."""
+        if len(writes) > TRANSACT_MAX_WRITES:
+            raise ValueError(f"a transaction holds at most {TRANSACT_MAX_WRITES} writes, not {len(writes)}")
         try:
             self._client.transact_write_items(TransactItems=[w.render(self.name) for w in writes])
         except Exception as error:
@@ -252,6 +268,8 @@ class Table:
                 reasons = getattr(error, "response", {}).get("CancellationReasons", [])
                 failed = tuple(i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed")
                 raise ConditionFailed(failed=failed) from error
+            if (too_large := _too_large(error)) is not None:
+                raise too_large from error
             raise
 
     def batch_put(self, items: list[dict]) -> None:
@@ -283,24 +301,6 @@ class Table:
                 return items
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    # --- cursors ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _encode_cursor(last_key: dict) -> str:
-        plain = {k: v["S"] for k, v in last_key.items()}
-        return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
-
-    @staticmethod
-    def _decode_cursor(cursor: str, key_attr: str, pk: str) -> dict:
-        try:
-            padded = cursor + "=" * (-len(cursor) % 4)
-            plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            if not isinstance(plain, dict) or plain.get(key_attr) != pk:
-                raise ValueError("cursor belongs to another listing")
-            return {k: {"S": str(v)} for k, v in plain.items()}
-        except (ValueError, binascii.Error, UnicodeDecodeError) as error:
-            raise BadRequest("invalid pagination cursor") from error
-
 
 @dataclass
 class Write:
@@ -322,6 +322,11 @@ class Write:
 
     @classmethod
     def put(cls, item: dict, *, must_not_exist: bool = False, condition: Condition | None = None) -> "Write":
+        """PayloadTooLarge for an item DynamoDB would refuse for its size (before any request)."""
+        size = item_size(item)
+        if size > ITEM_MAX_BYTES:
+            raise PayloadTooLarge(f"a record of {size} bytes cannot be stored: one stored item holds at most "
+                                  f"{ITEM_MAX_BYTES} bytes")
         return cls("put", item["pk"], item["sk"], item={"version": 1, **item}, must_not_exist=must_not_exist,
                    condition=condition)
 

@@ -3,7 +3,7 @@
 import pytest
 
 from app.contract.messages import EventStatus, JobStatus, JobType
-from app.domain.jobs import OPEN_JOB_STATUSES, Job, JobEvent, can_transition, ending_status
+from app.domain.jobs import OPEN_JOB_STATUSES, Job, JobEvent, can_transition, ending_status, in_turns
 
 FINAL = [JobStatus.complete, JobStatus.error, JobStatus.expired, JobStatus.cancelled]
 
@@ -74,3 +74,13 @@ def test_a_lease_is_live_only_while_claimed_and_unexpired():
 def test_sandbox_jobs_are_the_mcp_server_types():
     assert _job(type=JobType.mcp_test).is_sandbox and _job(type=JobType.mcp_run).is_sandbox
     assert not _job(type=JobType.tool_run).is_sandbox and not _job(type=JobType.model_pull).is_sandbox
+
+
+def test_waiting_jobs_take_turns_across_workspaces():
+    def job(workspace_id: str, n: int) -> Job:
+        return Job(job_id=f"job_{workspace_id}_{n}", workspace_id=workspace_id, type=JobType.agent_run,
+                   status=JobStatus.queued, ttl_seconds=60, created_at="", created_epoch=n, deadline=60.0)
+
+    backlog = [job("ws_a", n) for n in range(4)] + [job("ws_b", 0), job("ws_c", 0), job("ws_c", 1)]
+    assert [j.job_id for j in in_turns(backlog)] == ["job_ws_a_0", "job_ws_b_0", "job_ws_c_0", "job_ws_a_1",
+                                                     "job_ws_c_1", "job_ws_a_2", "job_ws_a_3"]

@@ -42,19 +42,19 @@ def test_a_runtime_is_online_only_while_its_heartbeats_keep_coming(silent_for, s
 
 def test_a_runtime_can_serve_a_job_it_runs_when_online_with_a_free_slot():
     job = _job()
-    assert _runtime().can_serve(job, NOW, INTERVAL)
-    assert _runtime(workspace_id=SHARED_WORKSPACE, shared=True).can_serve(job, NOW, INTERVAL)
-    assert not _runtime(workspace_id="ws_b").can_serve(job, NOW, INTERVAL)  # another tenant's
-    assert not _runtime(capabilities=["model.pull"]).can_serve(job, NOW, INTERVAL)
-    assert not _runtime(active_jobs=2).can_serve(job, NOW, INTERVAL)  # full
-    assert not _runtime(status="draining").can_serve(job, NOW, INTERVAL)
-    assert not _runtime(last_heartbeat=NOW - 3 * INTERVAL).can_serve(job, NOW, INTERVAL)
+    assert _runtime().can_serve(job, NOW, INTERVAL, sandbox_network=False)
+    assert _runtime(workspace_id=SHARED_WORKSPACE, shared=True).can_serve(job, NOW, INTERVAL, sandbox_network=False)
+    assert not _runtime(workspace_id="ws_b").can_serve(job, NOW, INTERVAL, sandbox_network=False)  # another tenant's
+    assert not _runtime(capabilities=["model.pull"]).can_serve(job, NOW, INTERVAL, sandbox_network=False)
+    assert not _runtime(active_jobs=2).can_serve(job, NOW, INTERVAL, sandbox_network=False)  # full
+    assert not _runtime(status="draining").can_serve(job, NOW, INTERVAL, sandbox_network=False)
+    assert not _runtime(last_heartbeat=NOW - 3 * INTERVAL).can_serve(job, NOW, INTERVAL, sandbox_network=False)
 
 
 def test_a_pinned_job_is_served_only_by_its_runtime():
     pinned = _job(pinned_runtime_id="rt_2")
-    assert not _runtime().can_serve(pinned, NOW, INTERVAL)
-    assert _runtime(runtime_id="rt_2").can_serve(pinned, NOW, INTERVAL)
+    assert not _runtime().can_serve(pinned, NOW, INTERVAL, sandbox_network=False)
+    assert _runtime(runtime_id="rt_2").can_serve(pinned, NOW, INTERVAL, sandbox_network=False)
     assert _runtime().runs(pinned)  # it runs such jobs, only not this one
 
 
@@ -74,3 +74,37 @@ def test_a_runtime_being_deleted_is_offline_whatever_it_reports():
     removed = _runtime(removed_at="2026-01-01T00:00:00Z")
     assert removed.effective_status(NOW, INTERVAL) == "offline"
     assert not removed.can_serve(_job(), NOW, INTERVAL)
+
+
+def _sandbox_job(**changes) -> Job:
+    return _job(type=JobType.mcp_test, payload={"start_command": "node /opt/tools/everything/index.js"}, **changes)
+
+
+def test_a_sandbox_goes_only_where_its_isolation_network_and_tool_directories_are():
+    offers = {"isolation": "bubblewrap", "tool_dirs": ["/opt/tools"]}
+    labels = {"sandbox": "bubblewrap", "sandbox_network": "pasta"}
+    sandbox = _sandbox_job()
+    can = _runtime(capabilities=["mcp.test"], offers=offers, labels=labels)
+    assert can.refusal(sandbox, sandbox_network=True) is None
+    assert can.can_serve(sandbox, NOW, INTERVAL, sandbox_network=True)
+
+    no_tools = _runtime(capabilities=["mcp.test"], offers={**offers, "tool_dirs": ["/opt/other"]}, labels=labels)
+    assert no_tools.refusal(sandbox, sandbox_network=False) == \
+        "the runtime offers no tool directory holding /opt/tools/everything/index.js"
+    assert not no_tools.can_serve(sandbox, NOW, INTERVAL, sandbox_network=False)
+    said_nothing = _runtime(capabilities=["mcp.test"], labels=labels)  # offers=None: nothing, isolation included
+    assert "runs none" in said_nothing.refusal(sandbox, sandbox_network=False)
+    no_pasta = _runtime(capabilities=["mcp.test"], offers=offers, labels={"sandbox": "bubblewrap"})
+    assert no_pasta.refusal(sandbox, sandbox_network=False) is None
+    assert "network namespace" in no_pasta.refusal(sandbox, sandbox_network=True)
+    unisolated = {"isolation": "rlimits", "tool_dirs": ["/opt/tools"]}
+    assert _runtime(capabilities=["mcp.test"], offers=unisolated).refusal(sandbox, sandbox_network=False) is None
+    shared = _runtime(capabilities=["mcp.test"], offers=unisolated, workspace_id=SHARED_WORKSPACE, shared=True)
+    assert "only its own workspace's" in shared.refusal(sandbox, sandbox_network=False)
+    assert shared.refusal(_job(), sandbox_network=True) is None  # other jobs need none of it
+
+
+def test_a_runtime_says_how_it_isolates_and_warns_when_it_does_not():
+    assert _runtime().isolation == "none" and _runtime().tool_dirs == [] and _runtime().sandbox_network == "none"
+    assert _runtime(offers={"isolation": "bubblewrap"}).isolation_warning is None
+    assert "without isolation" in _runtime(offers={"isolation": "rlimits"}).isolation_warning

@@ -1,10 +1,12 @@
 """A sandbox's state as its job and the worker's reports say; usage totals; credential expiry."""
 
+import pytest
+
 from app.contract.messages import EventStatus, JobStatus, JobType
 from app.domain.accounts import Credential
 from app.domain.activity import UsageCount, usage_report
 from app.domain.jobs import Job, JobEvent
-from app.domain.sandboxes import sandbox_of
+from app.domain.sandboxes import sandbox_of, tool_paths, uncovered_paths
 
 
 def _sandbox_job(status: JobStatus) -> Job:
@@ -43,3 +45,27 @@ def test_a_credential_expires_at_its_epoch_and_one_without_expiry_never_does():
     credential = Credential(digest="d", kind="session", workspace_id="ws_a", subject_id="usr_1", expires_epoch=100)
     assert not credential.expired(99.9) and credential.expired(100)
     assert not Credential(digest="d", kind="api_key", workspace_id="ws_a", subject_id="key_1").expired(10**12)
+
+
+def test_an_ended_sandbox_keeps_the_isolation_and_limits_of_its_last_report():
+    failed = sandbox_of(_sandbox_job(JobStatus.error),
+                        _report("failed", isolation="bubblewrap", limits={"sandbox_disk_mb": 256}))
+    assert (failed.state, failed.isolation, failed.limits) == ("failed", "bubblewrap", {"sandbox_disk_mb": 256})
+    assert sandbox_of(_sandbox_job(JobStatus.error), None).isolation is None
+
+
+@pytest.mark.parametrize("payload, needed", [
+    ({"start_command": "npx -y @modelcontextprotocol/server-memory"}, []),
+    ({"start_command": "node /opt/mcp/everything/dist/index.js stdio"}, ["/opt/mcp/everything/dist/index.js"]),
+    ({"start_command": "python3 /usr/lib/python3/server.py --db=/tmp/x /sandbox/y"}, []),  # every sandbox sees those
+    ({"start_command": "uv run --directory=/srv/tools/../tools/weather server"}, ["/srv/tools/weather"]),
+    ({"start_command": "node index.js", "tool_dirs": ["/opt/mcp/everything"]}, ["/opt/mcp/everything"]),
+    ({"start_command": "sh -c 'unterminated"}, []),
+])
+def test_the_host_paths_a_sandbox_needs_from_a_tool_directory(payload, needed):
+    assert tool_paths(payload) == needed
+
+
+def test_a_tool_directory_covers_what_lies_below_it_and_nothing_beside_it():
+    assert uncovered_paths(["/opt/mcp/a/index.js", "/opt/mcpx/b"], ["/opt/mcp"]) == ["/opt/mcpx/b"]
+    assert uncovered_paths(["/opt/mcp"], ["/opt/mcp/"]) == []
