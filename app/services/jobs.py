@@ -54,6 +54,7 @@ class JobService:
         are kept sealed beside the payload, never in it."""
         settings = self.settings
         self.trust.require_verified(principal, "run jobs")
+        check_payload_size(payload)  # as sent: validation would turn a NaN into null
         payload = validate_payload(job_type, payload)
         check_payload_size(payload)  # secrets included: they are stored (sealed) with the job
         payload, secrets = split_secrets(job_type, payload)

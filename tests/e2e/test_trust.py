@@ -119,8 +119,10 @@ def test_operator_rights_need_a_verified_address_and_go_with_a_revocation(stack,
 @contextmanager
 def _idle_runtime(account) -> Iterator[dict]:
     """A runtime that heartbeats and never polls: what reaches its queue stays there to be read."""
+    offers = {"isolation": "bubblewrap", "tool_dirs": [str(ECHO_SERVER.parent)]}  # a heartbeat says them again
     response = account.post("/v1/cloud/runtimes/register", json={
-        "join_token": account.join_token(), "name": "idle", "capabilities": ["mcp.test"], "queue_mode": "sqs"})
+        "join_token": account.join_token(), "name": "idle", "capabilities": ["mcp.test"], "queue_mode": "sqs",
+        "offers": offers, "labels": {"sandbox": "bubblewrap", "sandbox_network": "none"}})
     assert response.status_code == 201, response.text
     registered = response.json()
     stop = threading.Event()
@@ -128,7 +130,7 @@ def _idle_runtime(account) -> Iterator[dict]:
     def beat() -> None:
         headers = {"Authorization": f"Bearer {registered['runtime_token']}"}
         while not stop.wait(0.3):
-            account.client.post("/v1/cloud/runtimes/heartbeat", headers=headers, json={})
+            account.client.post("/v1/cloud/runtimes/heartbeat", headers=headers, json={"offers": offers})
 
     beating = threading.Thread(target=beat, daemon=True)
     beating.start()

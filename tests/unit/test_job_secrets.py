@@ -11,6 +11,7 @@ from app.contract.messages import QueueEnvelope
 from app.contract.sealing import RuntimeKeys, SealedValueRejected, unseal
 from app.store import keys
 from tests.conftest import bearer, signup
+from tests.support.protocol_runtime import ISOLATED, SANDBOX_LABELS
 
 SECRET = "s3cret-value-42"
 
@@ -18,7 +19,8 @@ SECRET = "s3cret-value-42"
 def _register(client, session: str) -> dict:
     join = client.post("/v1/cloud/join-tokens", headers=bearer(session), json={}).json()["token"]
     response = client.post("/v1/cloud/runtimes/register", json={
-        "join_token": join, "capabilities": ["mcp.test"], "max_concurrent_jobs": 4, "queue_mode": "lease"})
+        "join_token": join, "capabilities": ["mcp.test"], "max_concurrent_jobs": 4, "queue_mode": "lease",
+        "offers": ISOLATED, "labels": SANDBOX_LABELS})
     assert response.status_code == 201, response.text
     return response.json()
 

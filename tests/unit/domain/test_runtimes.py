@@ -65,15 +65,15 @@ def test_occupancy_ranks_emptier_runtimes_first():
 
 def test_a_job_with_secrets_is_served_only_by_a_runtime_with_a_runtime_key():
     secret = _job(secrets="e1.sealed.value")
-    assert _runtime(sealed_key="e1.sealed.key").can_serve(secret, NOW, INTERVAL)
-    assert not _runtime().can_serve(secret, NOW, INTERVAL)  # registered before runtime keys
-    assert _runtime().can_serve(_job(), NOW, INTERVAL)
+    assert _runtime(sealed_key="e1.sealed.key").can_serve(secret, NOW, INTERVAL, sandbox_network=False)
+    assert not _runtime().can_serve(secret, NOW, INTERVAL, sandbox_network=False)  # registered before runtime keys
+    assert _runtime().can_serve(_job(), NOW, INTERVAL, sandbox_network=False)
 
 
 def test_a_runtime_being_deleted_is_offline_whatever_it_reports():
     removed = _runtime(removed_at="2026-01-01T00:00:00Z")
     assert removed.effective_status(NOW, INTERVAL) == "offline"
-    assert not removed.can_serve(_job(), NOW, INTERVAL)
+    assert not removed.can_serve(_job(), NOW, INTERVAL, sandbox_network=False)
 
 
 def _sandbox_job(**changes) -> Job:
