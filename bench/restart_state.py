@@ -78,7 +78,7 @@ def _load_and_save(stack, items: int) -> dict:
     started = time.perf_counter()
     stack.services.store.table.batch_put([stored_item(n) for n in range(items)])
     loaded = time.perf_counter()
-    saved_items = stack.save_state()
+    saved_items = stack.save_state()["saved"]
     saved = time.perf_counter()
     snapshot = stack.state_dir / "dynamodb.jsonl"
     return {"load_s": loaded - started, "save_s": saved - loaded, "saved_items": saved_items,
