@@ -9,7 +9,8 @@ material (app.local.kms_state).
 
 The stack talks to it over its stdin and stdout, one JSON object a line: the server first says
 `{"listening": PORT}`; `{"keep": TABLE, "interval": S}` restores the table's snapshot and keeps it
-from then on (`{"restored": N, "seconds": S}`); `{"save": true}` writes it now (`{"saved": N, ...}`);
+from then on (`{"restored": N, "seconds": S}`); `{"save": true, "whole": BOOL}` writes it now
+(`{"saved": N, ...}`; `whole` reads every item again rather than those that changed);
 a failure answers `{"error": "..."}`. When stdin closes (the stack stopped, or died: the kernel
 closes its end) or SIGTERM comes (the stack is gone: PR_SET_PDEATHSIG), it stops serving, writes
 what is not yet on disk and exits, so it never outlives the stack and never loses what it
@@ -28,7 +29,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.local.snapshot import TableSnapshot  # imports moto: only the server's side loads it
 
 FORGET_INTERVAL_SECONDS = 5.0
 POLL_SECONDS = 0.1  # how soon a stop request is noticed: part of Ctrl-C's time
@@ -68,8 +72,8 @@ class AwsServerProcess:
         """Restore `table_name` from its snapshot, then keep the snapshot current."""
         return self._request({"keep": table_name, "interval": interval}, timeout)
 
-    def save(self, timeout: float = 600.0) -> dict[str, Any]:
-        return self._request({"save": True}, timeout)
+    def save(self, whole: bool = False, timeout: float = 600.0) -> dict[str, Any]:
+        return self._request({"save": True, "whole": whole}, timeout)
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """Close its stdin (it writes the table and exits); killed after `timeout`."""
@@ -146,7 +150,7 @@ def main() -> int:
     kms_state.restore(keys_file, options.region)
     kms_state.save_on_change(keys_file, options.region)
     table = _KeptTable(options.state_dir / snapshot.SNAPSHOT_FILE, options.region)
-    snapshot.track_changes(table.changed)
+    snapshot.track_changes(table)
     try:
         # Made here rather than with ThreadedMotoServer, whose thread would swallow a port in use.
         server = make_server("127.0.0.1", options.port, DomainDispatcherApplication(create_backend_app), threaded=True,
@@ -168,16 +172,20 @@ def main() -> int:
 
 
 class _KeptTable:
-    """The table snapshot once the stack names the table; changes before that are the restore's own."""
+    """The table's snapshot once the stack names the table (changes before that are the restore's own)."""
 
     def __init__(self, path: Path, region: str):
         self.path = path
         self.region = region
-        self.snapshot: Any = None  # app.local.snapshot.TableSnapshot, imported with moto
+        self.snapshot: TableSnapshot | None = None
 
-    def changed(self) -> None:
+    def item_changed(self, table_name: str, key: Any) -> None:
         if self.snapshot is not None:
-            self.snapshot.changed()
+            self.snapshot.item_changed(table_name, key)
+
+    def anything_changed(self) -> None:
+        if self.snapshot is not None:
+            self.snapshot.anything_changed()
 
     def keep(self, table_name: str, interval: float) -> dict[str, Any]:
         from app.local.snapshot import TableSnapshot
@@ -190,12 +198,12 @@ class _KeptTable:
         self.snapshot = kept
         return {"restored": restored, "seconds": seconds}
 
-    def save(self) -> dict[str, Any]:
+    def save(self, whole: bool) -> dict[str, Any]:
         if self.snapshot is None:
             raise ValueError("no table is kept yet")
-        saved = self.snapshot.save()
-        return {"saved": saved.items, "bytes": saved.bytes, "seconds": saved.seconds,
-                "locked_seconds": saved.locked_seconds}
+        saved = self.snapshot.save(whole=whole)
+        return {"saved": saved.items, "bytes": saved.bytes, "read": saved.read, "whole": saved.whole,
+                "seconds": saved.seconds, "locked_seconds": saved.locked_seconds}
 
     def close(self) -> None:
         if self.snapshot is not None:
@@ -209,7 +217,7 @@ def _serve_requests(requests: IO[str], answers: IO[str], table: _KeptTable, stop
             if "keep" in request:
                 answer = table.keep(request["keep"], float(request["interval"]))
             elif request.get("save"):
-                answer = table.save()
+                answer = table.save(whole=bool(request.get("whole")))
             else:
                 answer = {"error": f"unknown request {line.strip()!r}"}
         except Exception as exc:  # answered, so the stack can say what went wrong

@@ -256,11 +256,11 @@ class LocalStack:
         """The AWS stand-in's process (benchmarks read its CPU time)."""
         return self._aws.process
 
-    def save_state(self) -> dict:
+    def save_state(self, whole: bool = False) -> dict:
         """Write the table now (it is written within `snapshot_interval` of each change anyway):
-        `saved` items, `bytes`, `seconds`, and `locked_seconds`, the part during which DynamoDB
-        requests waited."""
-        return self._aws.save()
+        `saved` items, `bytes`, `read` (the items read again: those changed, or all with `whole`),
+        `seconds`, and `locked_seconds`, the part during which DynamoDB requests waited."""
+        return self._aws.save(whole=whole)
 
     # --- the local worker -----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ import json
 import os
 import stat
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -145,6 +146,11 @@ def test_a_local_worker_that_is_killed_is_started_again_and_runs_jobs(tmp_path):
         try:
             runtime = _runtime_id(stack)
             killed = stack.worker
+            command_line = Path(f"/proc/{killed.pid}/cmdline").read_bytes()
+            environment = Path(f"/proc/{killed.pid}/environ").read_bytes().split(b"\0")
+            token = next(v for v in environment if v.startswith(b"BERTH_WORKER_JOIN_TOKEN=")).split(b"=", 1)[1]
+            assert token.startswith(b"bjt_") and token not in command_line and b"--join-token" not in command_line
+            assert b"--die-with-parent" in command_line
             killed.kill()
             restarted = _wait(lambda: stack.worker if stack.worker is not killed else None, what="a new worker")
             assert said == ["the local worker was killed by SIGKILL; starting it again in 1 s"]
