@@ -44,9 +44,12 @@ def write_private(path: Path, data: str | bytes) -> None:
 def private_directory(path: Path) -> Path:
     """`path` as a directory only this user can enter: created 0700 (with any missing parents), or
     narrowed to 0700 with the files directly in it narrowed to 0600. Only for directories berth
-    owns, never a shared one such as /tmp."""
+    owns: a shared one (sticky, as /tmp is) is refused with PermissionError."""
     _make_directories(path)
-    if stat.S_IMODE(path.stat().st_mode) != DIRECTORY_MODE:
+    mode = path.stat().st_mode
+    if mode & stat.S_ISVTX:
+        raise PermissionError(f"{path} is a shared directory (like /tmp): give berth a directory of its own in it")
+    if stat.S_IMODE(mode) != DIRECTORY_MODE:
         os.chmod(path, DIRECTORY_MODE)
     for entry in os.scandir(path):
         if entry.is_file(follow_symlinks=False) and stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode) & 0o077:

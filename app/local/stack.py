@@ -13,6 +13,7 @@ no child outlives it (app.local.children).
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -123,6 +124,8 @@ class LocalStack:
         changed nothing in it."""
         data_dir = self.options.data_dir
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if data_dir.stat().st_mode & stat.S_ISVTX:  # /tmp itself: its other users' files are not berth's
+            raise CannotStart(f"{data_dir} is a shared directory: give berth a directory of its own in it")
         try:
             self._lock.acquire({"api_url": self.api_url, "moto_url": self.moto_url}, waiting=self._say)
         except StackRunning as exc:

@@ -62,3 +62,15 @@ def test_a_data_directory_from_before_is_narrowed_with_its_files(tmp_path):
     assert _mode(data_dir) == 0o700 and _mode(data_dir / "dynamodb.jsonl") == 0o600
     assert private_directory(tmp_path / "new" / "state") == tmp_path / "new" / "state"
     assert _mode(tmp_path / "new") == _mode(tmp_path / "new" / "state") == 0o700
+
+
+def test_a_shared_directory_such_as_tmp_is_never_narrowed(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "someone-elses.txt").write_text("theirs")
+    os.chmod(shared / "someone-elses.txt", 0o644)
+    with pytest.raises(PermissionError, match="shared directory"):
+        private_directory(shared)
+    assert _mode(shared) == 0o1777
+    assert _mode(shared / "someone-elses.txt") == 0o644
