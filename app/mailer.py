@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Protocol
 
 from app.aws import AwsClients
-from app.files import write_private
+from app.files import private_directory, write_private
 from app.ids import new_id
 from app.settings import Settings
 
@@ -25,7 +25,8 @@ class FileOutbox:
     def send(self, to: str, subject: str, body: str) -> None:
         # Messages carry reset and verification links: readable by this user alone.
         message = {"to": to, "subject": subject, "body": body, "sent_at": time.time()}
-        write_private(self.directory / f"{new_id('mail')}.json", json.dumps(message))
+        # The outbox is berth's own: narrowed (with what is in it) if someone made it wider.
+        write_private(private_directory(self.directory) / f"{new_id('mail')}.json", json.dumps(message))
 
 
 class SesMailer:

@@ -74,12 +74,11 @@ def running_worker(stack: LocalStack, account: Account, data_dir: Path, *, mode:
     API then uses for control requests instead of its control queue. `environment` adds to the
     stack's worker environment; `stop_timeout`: see `stop_worker`."""
     direct = ("--control-listen", DIRECT_CONTROL_LISTEN) if direct_control else ()
-    command = stack.worker_command(data_dir, account.join_token(), "--queue-mode", mode,
-                                   "--max-concurrent-jobs", str(slots),
+    command = stack.worker_command(data_dir, "--queue-mode", mode, "--max-concurrent-jobs", str(slots),
                                    "--poll-wait-seconds", str(LONG_POLL_SECONDS), *extra_args, *direct)
+    environment = {**stack.worker_environment(account.join_token()), **(environment or {})}
     with open(f"{data_dir}.log", "w") as log:
-        process = subprocess.Popen(command, env={**stack.worker_environment(), **(environment or {})},
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for_registration(data_dir, process)
             yield process

@@ -3,7 +3,7 @@
 KMS has no API to export key material, so this reads and restores moto's backend inside the
 server process (app.local.aws_server); with moto_fidelity it is the one place berth touches moto
 internals. The file is rewritten whenever a key or an alias is created, so it never lags the keys
-a snapshot's ciphertexts were made with.
+a snapshot's ciphertexts were made with. It holds key material in clear: 0600 (app.files).
 """
 
 import functools
@@ -13,7 +13,7 @@ from pathlib import Path
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.kms.models import KmsBackend, kms_backends
 
-from app.local.snapshot import write_atomically
+from app.files import write_private
 
 STATE_FILE = "kms.json"
 
@@ -45,8 +45,7 @@ def save(path: Path, region: str) -> None:
     keys = [{"id": key.id, "material": key.key_material.hex(), "description": key.description}
             for key in backend.keys.values() if key.key_state == "Enabled"]
     aliases = {alias: key.id for key in backend.keys.values() for alias in key.aliases}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, json.dumps({"keys": keys, "aliases": aliases}))
+    write_private(path, json.dumps({"keys": keys, "aliases": aliases}))
 
 
 def save_on_change(path: Path, region: str) -> None:

@@ -52,6 +52,11 @@ def install() -> None:
         setattr(DynamoDBBackend, "_berth_fidelity", True)  # noqa: B010
 
 
+def exclusive() -> threading.RLock:
+    """The lock every DynamoDB request holds: hold it to read the backend as one instant."""
+    return _lock
+
+
 def _serialised(function):
     @functools.wraps(function)
     def locked(*args, **kwargs):

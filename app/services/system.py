@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app import __version__
+from app import __version__, companions
 from app.clock import Clock
 from app.contract.messages import RUNTIME_KINDS
 from app.domain.runtimes import Runtime
@@ -99,8 +99,13 @@ class SystemService:
         warnings: list[str] = []
         runtimes = self.runtime_statuses(warnings)
         warnings += isolation_warnings(runtimes)
+        beside = companions.reports()  # what runs beside this API (the local stack's worker), if anything
+        warnings += [f"{report.name}: {report.detail}" for report in beside if not report.healthy]
+        healthy = all(report.healthy for report in beside)
         return {
-            "service": {"name": "berth", "version": __version__, "mode": self.settings.mode, "status": "ok"},
+            "service": {"name": "berth", "version": __version__, "mode": self.settings.mode,
+                        "status": "ok" if healthy else "degraded"},
+            **({"companions": [report.view() for report in beside]} if beside else {}),
             "sandbox": sandbox_driver(runtimes),
             "table": checks["table"],
             "queues": {"dead_letter": checks["dead_letter_queue"], "runtimes": len(runtimes)},

@@ -23,21 +23,28 @@ def up(
 ) -> None:
     """Start the local stack: embedded moto (DynamoDB, SQS, KMS), the API, the sweeper and a worker."""
     from rich.console import Console
+    from rich.markup import escape
 
-    from app.local.stack import LocalStack, StackOptions
+    from app.local.stack import CannotStart, LocalStack, StackOptions
 
     console = Console()
-    stack = LocalStack(StackOptions(data_dir=data_dir, port=port, moto_port=moto_port, fresh=fresh, worker=worker))
+    options = StackOptions(data_dir=data_dir, port=port, moto_port=moto_port, fresh=fresh, worker=worker,
+                           announce=lambda message: console.print(f"[bold yellow]{escape(message)}[/]", soft_wrap=True))
+    stack = LocalStack(options)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    with console.status("starting the local stack..."):
-        stack.start()
+    try:
+        with console.status("starting the local stack..."):
+            stack.start()
+    except CannotStart as exc:
+        console.print(f"[bold red]berth did not start:[/] {escape(str(exc))}", soft_wrap=True)  # paths unbroken
+        raise typer.Exit(1) from None
     console.print(f"[bold green]berth is up[/] on {stack.api_url}")
     console.print(f"  interactive API docs  {stack.api_url}/api-docs")
     console.print(f"  embedded AWS (moto)   {stack.moto_url}")
     console.print(f"  state                 {data_dir} ({stack.restored_items} items restored "
-                  f"in {stack.restore_seconds:.2f} s)")
+                  f"in {stack.restore_seconds:.2f} s; changes are on disk within a second)")
     if not stack.services.settings.require_email_verification:
         console.print("  email verification    waived (BERTH_REQUIRE_EMAIL_VERIFICATION=false): accounts may mint "
                       "keys and join tokens and run jobs before verifying; operator rights still need a verified "

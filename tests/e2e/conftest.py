@@ -153,13 +153,10 @@ class WorkerProcess:
         self.stack = stack
         self.data_dir = data_dir
         direct = ("--control-listen", "127.0.0.1:0") if direct_control else ()
-        command = stack.worker_command(data_dir, None, "--heartbeat-interval-seconds", "1",
+        command = stack.worker_command(data_dir, "--heartbeat-interval-seconds", "1",
                                        "--visibility-seconds", "5", "--poll-wait-seconds", "1",
                                        "--stop-grace-seconds", "5", *direct, *args)
-        environment = {**stack.worker_environment(), **hub.environment()}
-        environment.pop("BERTH_WORKER_JOIN_TOKEN", None)
-        if join_token:
-            environment["BERTH_WORKER_JOIN_TOKEN"] = join_token
+        environment = {**stack.worker_environment(join_token), **hub.environment()}
         self.log_path = data_dir.with_suffix(".log")
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, env=environment, stdout=self.log, stderr=subprocess.STDOUT,

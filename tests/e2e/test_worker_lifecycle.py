@@ -117,7 +117,7 @@ def test_without_bubblewrap_a_worker_killed_with_sigkill_leaves_no_server_behind
 
 def test_a_second_worker_process_for_one_data_directory_is_refused_naming_the_first(account, workers, stack):
     first = _sandbox_worker(account, workers)
-    second = subprocess.run(stack.worker_command(first.data_dir, None), env=stack.worker_environment(),
+    second = subprocess.run(stack.worker_command(first.data_dir), env=stack.worker_environment(),
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     assert f"another worker (process {first.process.pid}) is running on {first.data_dir}" in second.stderr

@@ -121,4 +121,3 @@ def test_a_private_file_is_never_readable_by_others_even_when_it_replaces_one_th
     write_private(target, b"new")
     assert target.read_bytes() == b"new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700

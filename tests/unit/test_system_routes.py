@@ -64,3 +64,20 @@ def test_importing_the_api_does_not_import_heavy_modules():
              "'argon2', 'asyncssh', 'moto') if m in sys.modules]; print(','.join(heavy))")
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert output == ""
+
+
+def test_status_says_degraded_while_a_companion_needs_a_person(client):
+    from app import companions
+
+    assert client.get("/status").json()["service"]["status"] == "ok"
+    failed = companions.CompanionReport(name="local_worker", state="failed", healthy=False,
+                                        detail="the local worker exited with code 2, 3 times in a row; jobs will wait")
+    companions.register("local_worker", lambda: failed)
+    try:
+        status = client.get("/status").json()
+    finally:
+        companions.unregister("local_worker")
+    assert status["service"]["status"] == "degraded"
+    assert status["companions"] == [failed.view()]
+    assert f"local_worker: {failed.detail}" in status["warnings"]
+    assert "companions" not in client.get("/status").json()
