@@ -6,10 +6,15 @@ a stale control message is simply dropped, so it has no dead-letter queue).
 """
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from app.aws import AwsClients
 from app.contract.messages import ControlMessage, JobMessage, LeasedMessage, QueueEnvelope
+from app.errors import NotFound
 from app.settings import Settings
 
 
@@ -79,7 +84,23 @@ class Queues:
         ]
 
     def delete(self, queue_url: str, receipt: str) -> None:
-        self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
+        with _leased(receipt):
+            self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt)
 
     def change_visibility(self, queue_url: str, receipt: str, seconds: int) -> None:
-        self._sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds)
+        with _leased(receipt):
+            self._sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds)
+
+
+# What SQS answers for a receipt it did not hand out, or for a message no longer leased with it.
+_NOT_LEASED = {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
+
+
+@contextmanager
+def _leased(receipt: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in _NOT_LEASED:
+            raise NotFound("no message is leased with this receipt (never handed out, or its lease ended)") from error
+        raise

@@ -16,6 +16,7 @@ from app.schemas.accounts import (
 )
 from app.services.accounts import SignedIn
 from app.web.deps import ServicesDep, SessionUser, User
+from app.web.openapi import errors
 
 router = APIRouter(prefix="/v1/auth", tags=["accounts"])
 
@@ -25,24 +26,24 @@ def _result(signed_in: SignedIn) -> AuthResult:
                       expires_at=signed_in.expires_at)
 
 
-@router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=AuthResult)
+@router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=AuthResult, responses=errors(409))
 def signup(body: SignupRequest, services: ServicesDep) -> AuthResult:
     """Create a workspace and its owner; answers with a session token. 409 when the email is taken."""
     return _result(services.accounts.signup(body.name, body.email, body.password, body.workspace))
 
 
-@router.post("/login", response_model=AuthResult)
+@router.post("/login", response_model=AuthResult, responses=errors(401))
 def login(body: LoginRequest, services: ServicesDep) -> AuthResult:
     return _result(services.accounts.login(body.email, body.password))
 
 
-@router.get("/me", response_model=MeResponse)
+@router.get("/me", response_model=MeResponse, responses=errors(404))
 def me(principal: User, services: ServicesDep) -> MeResponse:
     user, workspace = services.accounts.me(principal)
     return MeResponse(user=AuthUser.of(user, workspace), auth="session" if principal.kind == "session" else "api_key")
 
 
-@router.post("/logout", response_model=LogoutResponse)
+@router.post("/logout", response_model=LogoutResponse, responses=errors(400))
 def logout(principal: SessionUser, services: ServicesDep, all: bool = False) -> LogoutResponse:
     """End this session, or with `?all=true` every session of the user."""
     return LogoutResponse(sessions_ended=services.accounts.logout(principal, everywhere=all))

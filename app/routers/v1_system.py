@@ -6,17 +6,18 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.schemas.runtimes import runtime_view
-from app.schemas.system import policies_view
+from app.schemas.system import Readiness, policies_view
 from app.web.deps import ServicesDep, User
 
 router = APIRouter(prefix="/v1", tags=["system"])
 
 
-@router.get("/ready")
+@router.get("/ready", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "Not ready: a core check failed"}})
 def ready(services: ServicesDep) -> JSONResponse:
     """Core checks (table, queues, key, storage) and warnings; 503 when a core check fails."""
     is_ready, report = services.system.readiness()
-    return JSONResponse(report, status_code=200 if is_ready else 503)
+    return JSONResponse(Readiness(**report).model_dump(), status_code=200 if is_ready else 503)
 
 
 @router.get("/policies")

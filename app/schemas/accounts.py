@@ -3,37 +3,38 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
+from app.contract.bodies import JsonBody
 from app.domain.accounts import ApiKey, User, Workspace
 
+# A name must show something: a character that is not white space (ASCII white space, so that
+# JSON Schema's and pydantic's regular expressions read the pattern alike).
+VISIBLE = r"[^ \t\n\r\f\v]"
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-
-class SignupRequest(_Body):
-    name: str = Field(min_length=1, max_length=100)
+class SignupRequest(JsonBody):
+    name: str = Field(min_length=1, max_length=100, pattern=VISIBLE)
     email: EmailStr
     password: str = Field(min_length=6, max_length=256)
-    workspace: str | None = Field(default=None, min_length=1, max_length=100)
+    workspace: str | None = Field(default=None, min_length=1, max_length=100, pattern=VISIBLE)
 
 
-class LoginRequest(_Body):
+class LoginRequest(JsonBody):
     email: EmailStr
     password: str = Field(min_length=1, max_length=256)
 
 
-class ForgotRequest(_Body):
+class ForgotRequest(JsonBody):
     email: EmailStr
 
 
-class ResetRequest(_Body):
+class ResetRequest(JsonBody):
     token: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=6, max_length=256)
 
 
-class VerifyRequest(_Body):
+class VerifyRequest(JsonBody):
     token: str = Field(min_length=1, max_length=200)
 
 
@@ -75,10 +76,11 @@ class LogoutResponse(BaseModel):
     sessions_ended: int
 
 
-class ApiKeyCreate(_Body):
-    name: str = Field(min_length=1, max_length=100)
+class ApiKeyCreate(JsonBody):
+    name: str = Field(min_length=1, max_length=100, pattern=VISIBLE)
     tier: Literal["read", "standard", "admin"] = "standard"
-    expires_at: datetime | None = Field(default=None, description="ISO 8601; omit for a key that does not expire")
+    expires_at: datetime | None = Field(default=None, description="ISO 8601, in the future (400 otherwise); omit "
+                                                                  "for a key that does not expire")
 
 
 class ApiKeyView(BaseModel):

@@ -80,7 +80,8 @@ class AccountService:
 
     def signup(self, name: str, email: str, password: str, workspace_name: str | None) -> SignedIn:
         workspace_id, user_id = new_id("ws"), new_id("usr")
-        workspace_name = workspace_name or f"{name}'s workspace"
+        name = name.strip()  # names are shown as given, less the white space around them
+        workspace_name = workspace_name.strip() if workspace_name else f"{name}'s workspace"
         operator = email.lower() in {e.lower() for e in self.settings.operator_emails}
         now = self.clock.iso()
         workspace = Workspace(workspace_id=workspace_id, name=workspace_name,

@@ -1,12 +1,14 @@
 """Jobs as their workspace sees them: creation (stored, assigned, audited and metered in one
 transaction, then sent), reads, and cancellation."""
 
+from dataclasses import replace
 from typing import Any
 
 from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import FINAL_JOB_STATUSES, EventStatus, JobStatus, JobType
 from app.domain.jobs import JOB_STEP, Job, JobEvent
+from app.domain.runtimes import WaitingFor
 from app.errors import ConditionFailed, Conflict, NotFound, TooManyRequests, Unprocessable
 from app.ids import new_id
 from app.schemas.jobs import validate_payload
@@ -16,7 +18,7 @@ from app.services.dispatch import Dispatcher
 from app.services.lifecycle import CANCEL_DELIVERY_SECONDS, JobLifecycle
 from app.settings import Settings
 from app.store import Store
-from app.store.table import Page
+from app.store.table import Page, Write
 
 CANCEL_WAIT_SECONDS = 3.0  # how long a cancel of a running job waits for its worker to confirm
 
@@ -33,9 +35,10 @@ class JobService:
         self.clock = clock
 
     def create(self, principal: Principal, job_type: JobType, payload: dict[str, Any],
-               ttl_seconds: int | None = None) -> Job:
+               ttl_seconds: int | None = None, *, wait: bool = False) -> Job:
         """Store the job and, in the same transaction, take a slot on the best runtime that has one;
-        then send it there. With no runtime free it waits for one."""
+        then send it there. With no runtime free it waits for one, and its `queued` event says what
+        for; a type no registered runtime offers is refused (Conflict) unless the caller will `wait`."""
         settings = self.settings
         payload = validate_payload(job_type, payload)
         ttl = ttl_seconds or settings.default_ttl_seconds
@@ -49,26 +52,38 @@ class JobService:
                   payload=payload, ttl_seconds=ttl, created_at=self.clock.iso(now), created_epoch=now,
                   deadline=now + ttl, dispatch=0, event_seq=1, created_by=principal.subject_id,
                   pinned_runtime_id=pinned)
-        queued = JobEvent(seq=1, step=JOB_STEP, status=EventStatus.queued, message="job accepted",
-                          at=self.clock.iso(now))
         limit = settings.max_concurrent_jobs
-        # The audit record and the usage count commit with the job: no extra round trips, none lost.
-        common = [
-            self.store.jobs.add_event(job.workspace_id, job.job_id, queued),
-            self.store.accounts.take_job_slot(job.workspace_id, limit),
-            self.activity.audit_write(job.workspace_id, "job.create", actor=principal.subject_id, target=job.job_id,
-                                      detail={"type": job_type.value}),
-            self.activity.meter_write(job.workspace_id, "jobs", job_type.value),
-        ]
+
+        def writes(queued: JobEvent) -> list[Write]:
+            # The audit record and the usage count commit with the job: no extra round trips, none lost.
+            return [self.store.jobs.add_event(job.workspace_id, job.job_id, queued),
+                    self.store.accounts.take_job_slot(job.workspace_id, limit),
+                    self.activity.audit_write(job.workspace_id, "job.create", actor=principal.subject_id,
+                                              target=job.job_id, detail={"type": job_type.value}),
+                    self.activity.meter_write(job.workspace_id, "jobs", job_type.value)]
+
+        accepted = JobEvent(seq=1, step=JOB_STEP, status=EventStatus.queued, message="job accepted",
+                            at=self.clock.iso(now))
         try:
-            assigned = self.dispatcher.place(job, lambda assigned: [self.store.jobs.create(assigned), *common])
-            if assigned is None:  # no runtime has room: it waits
-                self.store.table.transact([self.store.jobs.create(job), *common])
+            assigned = self.dispatcher.place(job, lambda assigned: [self.store.jobs.create(assigned),
+                                                                    *writes(accepted)])
+            if assigned is None:  # no runtime can take it now: it waits, saying what for
+                waiting = self.dispatcher.waiting_for(job, fresh=True)
+                assert waiting is not None  # a queued job with no runtime always waits for something
+                if waiting.reason == "no_runtime_registered" and not wait:
+                    raise Conflict(f"{waiting.message}; to queue the job anyway, send \"wait\": true")
+                queued = replace(accepted, message=f"waiting: {waiting.message}",
+                                 data={"waiting_for": {"capability": waiting.capability, "reason": waiting.reason}})
+                self.store.table.transact([self.store.jobs.create(job), *writes(queued)])
         except ConditionFailed as error:
             raise TooManyRequests(f"the workspace already has {limit} unfinished jobs (policy max_concurrent_jobs)") \
                 from error
         self.activity.logged("job.create", principal.subject_id, job.job_id)
         return assigned or job
+
+    def waiting_for(self, job: Job) -> WaitingFor | None:
+        """What a queued job waits for (None once a runtime has it)."""
+        return self.dispatcher.waiting_for(job)
 
     def _session_runtime(self, principal: Principal, session_id: str) -> str:
         """A tool.run job runs where its session's server runs."""

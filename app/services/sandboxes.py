@@ -14,7 +14,7 @@ from app.clock import Clock
 from app.contract.messages import JobStatus, JobType, ToolCallArguments
 from app.domain.jobs import Job, JobEvent
 from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, SERVER_ACTIONS, Sandbox, sandbox_of, state_of_ended
-from app.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.schemas.sandboxes import ToolView
 from app.services.control import ControlChannel
 from app.services.event_feed import EventFeed
@@ -51,10 +51,11 @@ class SandboxService:
         self.clock = clock
 
     def create(self, principal: Principal, payload: dict[str, Any], ttl_seconds: int | None,
-               job_type: JobType = JobType.mcp_test) -> Job:
-        """Start an MCP server (`payload` as McpServerPayload) in a sandbox; 403 when the policy refuses it."""
+               job_type: JobType = JobType.mcp_test, *, wait: bool = False) -> Job:
+        """Start an MCP server (`payload` as McpServerPayload) in a sandbox; 403 when the policy refuses it,
+        409 when no registered runtime runs sandboxes (unless the caller will `wait`)."""
         check_start_command(self.settings, payload.get("start_command", ""))
-        return self.jobs.create(principal, job_type, payload, ttl_seconds)
+        return self.jobs.create(principal, job_type, payload, ttl_seconds, wait=wait)
 
     def get(self, principal: Principal, sandbox_id: str) -> Job:
         job = self.store.jobs.get(principal.workspace_id, sandbox_id)
@@ -77,6 +78,8 @@ class SandboxService:
     def _running(job: Job) -> Job:
         if job.status != JobStatus.running:
             raise Conflict(f"sandbox {job.job_id} is {job.status.value}, not running")
+        if job.cancel_requested:
+            raise Conflict(f"sandbox {job.job_id} is ending: it was deleted")
         return job
 
     def running(self, principal: Principal, sandbox_id: str) -> Job:
@@ -145,13 +148,15 @@ class SandboxService:
         job = self.get(principal, sandbox_id)
         if job.is_final:
             raise Conflict(f"sandbox {sandbox_id} has ended ({job.status.value})")
+        if job.cancel_requested:
+            raise Conflict(f"sandbox {sandbox_id} is ending: it was deleted")
         deadline = None
         if ttl_seconds is not None:
             if ttl_seconds > self.settings.max_ttl_seconds:
                 raise Unprocessable(f"ttl_seconds exceeds the policy's max_ttl_seconds {self.settings.max_ttl_seconds}")
             deadline = job.created_epoch + ttl_seconds
             if deadline <= self.clock.now():
-                raise BadRequest("that ttl_seconds would end the sandbox in the past; DELETE it instead")
+                raise Conflict(f"the sandbox is already older than {ttl_seconds} s; DELETE it instead")
         payload = {**job.payload, "env": env} if env is not None else None
         if deadline is None and payload is None and labels is None:
             return job

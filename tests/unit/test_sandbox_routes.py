@@ -29,7 +29,8 @@ def test_matrixshell_denies_commands_before_looking_for_the_shell(client, token)
 
 
 def test_a_sandbox_without_a_runtime_is_queued_and_its_tools_are_409(client, token):
-    created = client.post("/v1/sandbox/sessions", headers=bearer(token), json={"start_command": "node server.js"})
+    created = client.post("/v1/sandbox/sessions", headers=bearer(token),
+                          json={"start_command": "node server.js", "wait": True})
     assert created.status_code == 202 and created.json()["status"] == "queued"
     session_id = created.json()["session_id"]
     assert client.get(f"/v1/sandbox/sessions/{session_id}", headers=bearer(token)).json()["state"] == "starting"
@@ -40,7 +41,8 @@ def test_a_sandbox_without_a_runtime_is_queued_and_its_tools_are_409(client, tok
 
 
 def test_ids_of_other_job_types_are_not_sandboxes(client, token):
-    job = client.post("/v1/jobs", headers=bearer(token), json={"type": "model.inspect", "payload": {"model": "a/b"}})
+    job = client.post("/v1/jobs", headers=bearer(token),
+                      json={"type": "model.inspect", "payload": {"model": "a/b"}, "wait": True})
     job_id = job.json()["job_id"]
     assert client.get(f"/v1/sandbox/sessions/{job_id}", headers=bearer(token)).status_code == 404
     assert client.get(f"/api/sandboxes/{job_id}", headers=bearer(token)).status_code == 404
@@ -58,7 +60,7 @@ def test_bad_sandbox_requests(client, token, body, status, fragment):
 
 
 def test_patch_and_actions_on_an_ended_sandbox(client, token):
-    created = client.post("/api/sandboxes", headers=bearer(token), json={"start_command": "node s.js"}).json()
+    created = client.post("/api/sandboxes", headers=bearer(token), json={"start_command": "node s.js", "wait": True}).json()
     sandbox_id = created["id"]
     assert client.delete(f"/api/sandboxes/{sandbox_id}", headers=bearer(token)).json()["state"] == "cancelled"
     patched = client.patch(f"/api/sandboxes/{sandbox_id}", headers=bearer(token), json={"labels": {"a": "b"}})
