@@ -7,6 +7,7 @@ from app.schemas.sandboxes import (
     ActionResponse,
     ContainerList,
     ContainerView,
+    SandboxDetail,
     SandboxList,
     SandboxPatch,
     SandboxRequest,
@@ -25,27 +26,27 @@ def list_sandboxes(principal: User, services: ServicesDep, paging: Paging, statu
     return SandboxList(sandboxes=[SandboxView.of(sandbox) for sandbox in page.items], next_cursor=page.cursor)
 
 
-@router.post("/api/sandboxes", status_code=status.HTTP_201_CREATED, response_model=SandboxView,
+@router.post("/api/sandboxes", status_code=status.HTTP_201_CREATED, response_model=SandboxDetail,
              responses=errors(409, 429))
-def create_sandbox(principal: User, body: SandboxRequest, services: ServicesDep) -> SandboxView:
+def create_sandbox(principal: User, body: SandboxRequest, services: ServicesDep) -> SandboxDetail:
     sandboxes = services.sandboxes
     job = sandboxes.create(principal, body.payload(), body.ttl_seconds, wait=body.wait)
-    return SandboxView.of(sandboxes.sandbox(job), services.jobs.waiting_for(job))
+    return SandboxDetail.of(sandboxes.sandbox(job), services.jobs.waiting_for(job))
 
 
-@router.get("/api/sandboxes/{sandbox_id}", response_model=SandboxView)
-def read_sandbox(principal: User, sandbox_id: str, services: ServicesDep) -> SandboxView:
+@router.get("/api/sandboxes/{sandbox_id}", response_model=SandboxDetail)
+def read_sandbox(principal: User, sandbox_id: str, services: ServicesDep) -> SandboxDetail:
     sandboxes = services.sandboxes
     job = sandboxes.get(principal, sandbox_id)
-    return SandboxView.of(sandboxes.sandbox(job), services.jobs.waiting_for(job))
+    return SandboxDetail.of(sandboxes.sandbox(job), services.jobs.waiting_for(job))
 
 
-@router.patch("/api/sandboxes/{sandbox_id}", response_model=SandboxView, responses=errors(409, 502, 504))
-def update_sandbox(principal: User, sandbox_id: str, body: SandboxPatch, services: ServicesDep) -> SandboxView:
+@router.patch("/api/sandboxes/{sandbox_id}", response_model=SandboxDetail, responses=errors(409, 502, 504))
+def update_sandbox(principal: User, sandbox_id: str, body: SandboxPatch, services: ServicesDep) -> SandboxDetail:
     """TTL applies at once; env at the next start or restart; labels are metadata."""
     sandboxes = services.sandboxes
     job = sandboxes.update(principal, sandbox_id, ttl_seconds=body.ttl_seconds, env=body.env, labels=body.labels)
-    return SandboxView.of(sandboxes.sandbox(job))
+    return SandboxDetail.of(sandboxes.sandbox(job))
 
 
 @router.delete("/api/sandboxes/{sandbox_id}", response_model=ActionResponse)

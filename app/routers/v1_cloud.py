@@ -42,27 +42,29 @@ def mint_join_token(principal: AdminUser, body: JoinTokenCreate, services: Servi
 def list_join_tokens(principal: AdminUser, services: ServicesDep, paging: Paging) -> dict[str, Any]:
     """Active tokens (uses left, not expired), without secrets."""
     page = services.runtimes.join_tokens(principal, limit=paging.limit, cursor=paging.cursor)
-    return {"join_tokens": [join_token_view(token) for token in page.items], "next_cursor": page.cursor}
+    return {"success": True, "join_tokens": [join_token_view(token) for token in page.items],
+            "next_cursor": page.cursor}
 
 
 @router.get("/runtimes")
 def list_runtimes(principal: User, services: ServicesDep) -> dict[str, Any]:
     runtimes = services.runtimes
     now = services.clock.now()
-    return {"runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}
+    return {"success": True,
+            "runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}
 
 
 @router.get("/usage")
 def usage(principal: User, services: ServicesDep, days: Annotated[int, Query(ge=1, le=90)] = 30) -> dict[str, Any]:
     """Usage by kind over the last `days` days: jobs by type, runtime-seconds, bytes pulled."""
-    return usage_view(services.activity.usage(principal.workspace_id, days))
+    return {"success": True, **usage_view(services.activity.usage(principal.workspace_id, days))}
 
 
 @router.get("/audit")
 def audit_log(principal: AdminUser, services: ServicesDep, paging: Paging) -> dict[str, Any]:
     """Who did what, newest first."""
     page = services.activity.audit_page(principal.workspace_id, limit=paging.limit, cursor=paging.cursor)
-    return {"events": [audit_view(entry) for entry in page.items], "next_cursor": page.cursor}
+    return {"success": True, "events": [audit_view(entry) for entry in page.items], "next_cursor": page.cursor}
 
 
 # --- the runtime protocol (runtime-token auth) ---------------------------------------------------

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import StreamingResponse
 
 from app.contract.messages import JobStatus, JobType
-from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobList, JobView
+from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobDetail, JobList, JobView
 from app.web.deps import Paging, ServicesDep, User
 from app.web.openapi import errors
 from app.web.sse import job_event_response
@@ -39,11 +39,11 @@ def list_jobs(
     return JobList(jobs=[JobView.of(job, jobs.waiting_for(job)) for job in page.items], next_cursor=page.cursor)
 
 
-@router.get("/{job_id}", response_model=JobView)
-def read_job(principal: User, job_id: str, services: ServicesDep) -> JobView:
+@router.get("/{job_id}", response_model=JobDetail)
+def read_job(principal: User, job_id: str, services: ServicesDep) -> JobDetail:
     jobs = services.jobs
     job = jobs.get(principal, job_id)
-    return JobView.of(job, jobs.waiting_for(job))
+    return JobDetail.of(job, jobs.waiting_for(job))
 
 
 @router.delete("/{job_id}", response_model=CancelResponse)

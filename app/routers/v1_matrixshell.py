@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/matrixshell", tags=["matrixshell"])
 
 @router.get("/status")
 def shell_status(principal: User, services: ServicesDep) -> dict[str, Any]:
-    return shell_status_view(services.matrixshell.status(principal))
+    return {"success": True, **shell_status_view(services.matrixshell.status(principal))}
 
 
 @router.post("/install", status_code=status.HTTP_202_ACCEPTED, response_model=CreateJobResponse,

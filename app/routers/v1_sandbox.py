@@ -8,9 +8,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.schemas.jobs import CancelResponse
 from app.schemas.sandboxes import (
+    SandboxDetail,
     SandboxRequest,
     SandboxResponse,
-    SandboxView,
     ToolCallRequest,
     ToolCallResponse,
     ToolList,
@@ -31,11 +31,11 @@ def create_session(principal: User, body: SandboxRequest, services: ServicesDep)
     return SandboxResponse.of(job, services.jobs.waiting_for(job))
 
 
-@router.get("/{session_id}", response_model=SandboxView)
-def read_session(principal: User, session_id: str, services: ServicesDep) -> SandboxView:
+@router.get("/{session_id}", response_model=SandboxDetail)
+def read_session(principal: User, session_id: str, services: ServicesDep) -> SandboxDetail:
     sandboxes = services.sandboxes
     job = sandboxes.get(principal, session_id)
-    return SandboxView.of(sandboxes.sandbox(job), services.jobs.waiting_for(job))
+    return SandboxDetail.of(sandboxes.sandbox(job), services.jobs.waiting_for(job))
 
 
 @router.delete("/{session_id}", response_model=CancelResponse)

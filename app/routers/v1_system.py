@@ -22,22 +22,23 @@ def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get("/policies")
 def policies(principal: User, services: ServicesDep) -> dict[str, Any]:
-    return policies_view(services.settings)
+    return {"success": True, **policies_view(services.settings)}
 
 
 @router.get("/system/storage")
 def storage(principal: User, services: ServicesDep) -> dict[str, Any]:
-    return services.system.storage()
+    return {"success": True, **services.system.storage()}
 
 
 @router.get("/capabilities")
 def capabilities(principal: User, services: ServicesDep) -> dict[str, Any]:
     """Aggregated from the online runtimes that serve this workspace."""
-    return services.system.capabilities(principal.workspace_id)
+    return {"success": True, **services.system.capabilities(principal.workspace_id)}
 
 
 @router.get("/runtimes")
 def list_runtimes(principal: User, services: ServicesDep) -> dict[str, Any]:
     runtimes = services.runtimes
     now = services.clock.now()
-    return {"runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}
+    return {"success": True,
+            "runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}

@@ -56,22 +56,26 @@ class AuthUser(BaseModel):
 
 
 class AuthResult(BaseModel):
+    success: bool = True
     token: str = Field(description="Session bearer token")
     user: AuthUser
     expires_at: str
 
 
 class MeResponse(BaseModel):
+    success: bool = True
     user: AuthUser
     auth: Literal["session", "api_key"]
 
 
 class OkResponse(BaseModel):
+    success: bool = True
     ok: bool = True
     message: str = ""
 
 
 class LogoutResponse(BaseModel):
+    success: bool = True
     ok: bool = True
     sessions_ended: int
 

@@ -1,6 +1,6 @@
 """Job requests and views, with one payload model per job type."""
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -178,7 +178,7 @@ class JobView(BaseModel):
     waiting_for: WaitingForView | None = Field(default=None, description=WAITING_FOR_DESCRIPTION)
 
     @classmethod
-    def of(cls, job: Job, waiting: WaitingFor | None = None) -> "JobView":
+    def of(cls, job: Job, waiting: WaitingFor | None = None) -> Self:
         return cls(job_id=job.job_id, type=job.type.value, status=job.status, created_at=job.created_at,
                    expires_at=iso(job.deadline), started_at=job.started_at, finished_at=job.finished_at,
                    runtime_id=job.runtime_id, payload=shown_payload(job.payload), result=job.result, error=job.error,
@@ -193,11 +193,19 @@ def shown_payload(payload: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+class JobDetail(JobView):
+    """One job, as `GET /v1/jobs/{id}` answers (a list holds `JobView`s)."""
+
+    success: bool = True
+
+
 class JobList(BaseModel):
+    success: bool = True
     jobs: list[JobView]
     next_cursor: str | None = None
 
 
 class CancelResponse(BaseModel):
+    success: bool = True
     ok: bool
     status: JobStatus

@@ -32,5 +32,6 @@ class JoinTokenCreate(JsonBody):
 
 
 class JoinTokenCreated(BaseModel):
+    success: bool = True
     token: str = Field(description="The secret: shown only in this response")
     join_token: dict

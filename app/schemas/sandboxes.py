@@ -1,7 +1,7 @@
 """Bodies of the sandbox routes: `/v1/sandbox/sessions`, `/api/sandboxes`, `/api/containers`,
 the runtime proxy and MatrixShell."""
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field
 
@@ -80,7 +80,7 @@ class SandboxView(BaseModel):
     waiting_for: WaitingForView | None = Field(default=None, description=WAITING_FOR_DESCRIPTION)
 
     @classmethod
-    def of(cls, sandbox: Sandbox, waiting: WaitingFor | None = None) -> "SandboxView":
+    def of(cls, sandbox: Sandbox, waiting: WaitingFor | None = None) -> Self:
         job, payload = sandbox.job, sandbox.job.payload
         return cls(
             id=job.job_id, session_id=job.job_id, job_id=job.job_id, type=job.type.value, status=job.status.value,
@@ -91,6 +91,12 @@ class SandboxView(BaseModel):
             runtime_id=job.runtime_id, isolation=sandbox.isolation, created_at=job.created_at,
             expires_at=iso(job.deadline), error=job.error, events_url=session_events_url(job.job_id),
         )
+
+
+class SandboxDetail(SandboxView):
+    """One sandbox, as its own routes answer (a list holds `SandboxView`s)."""
+
+    success: bool = True
 
 
 class SandboxList(BaseModel):
@@ -113,6 +119,7 @@ class ToolView(BaseModel):
 
 
 class ToolList(BaseModel):
+    success: bool = True
     tools: list[ToolView]
 
 
@@ -122,6 +129,7 @@ class ToolCallRequest(JsonBody):
 
 
 class ToolCallResponse(BaseModel):
+    success: bool = True
     ok: bool
     result: dict[str, Any]
 
@@ -165,6 +173,7 @@ class ShellExecRequest(JsonBody):
 
 
 class ShellExecResult(BaseModel):
+    success: bool = True
     stdout: str
     stderr: str
     exit_code: int

@@ -60,7 +60,8 @@ def test_bad_sandbox_requests(client, token, body, status, fragment):
 
 
 def test_patch_and_actions_on_an_ended_sandbox(client, token):
-    created = client.post("/api/sandboxes", headers=bearer(token), json={"start_command": "node s.js", "wait": True}).json()
+    created = client.post("/api/sandboxes", headers=bearer(token),
+                          json={"start_command": "node s.js", "wait": True}).json()
     sandbox_id = created["id"]
     assert client.delete(f"/api/sandboxes/{sandbox_id}", headers=bearer(token)).json()["state"] == "cancelled"
     patched = client.patch(f"/api/sandboxes/{sandbox_id}", headers=bearer(token), json={"labels": {"a": "b"}})
@@ -88,3 +89,37 @@ def test_a_running_report_answers_a_readiness_wait_only_with_full_tool_definitio
     assert tools_reported_at_start(unreadable) is None
     assert tools_reported_at_start(failed) is None
     assert tools_reported_at_start(None) is None
+
+
+@pytest.mark.parametrize("body, runtime", [
+    ({"start_command": "python3 -m my_server"}, "python"),
+    ({"start_command": "uvx mcp-server-time==0.6.2"}, "python"),
+    ({"start_command": "npx -y @modelcontextprotocol/server-everything@2025.9.12"}, "node"),
+    ({"start_command": "uvx mcp-server-time", "runtime": "node"}, "node"),  # what was asked for
+])
+def test_a_sandbox_reports_what_runs_its_server(client, token, body, runtime):
+    created = client.post("/api/sandboxes", headers=bearer(token), json={**body, "wait": True}).json()
+    assert created["runtime"] == runtime
+    assert client.get(f"/v1/sandbox/sessions/{created['id']}", headers=bearer(token)).json()["runtime"] == runtime
+
+
+def test_a_deleted_running_sandbox_is_visibly_ending_and_refuses_changes(client, token):
+    join = client.post("/v1/cloud/join-tokens", headers=bearer(token), json={}).json()["token"]
+    runtime = client.post("/v1/cloud/runtimes/register", json={
+        "join_token": join, "capabilities": ["mcp.test"], "queue_mode": "lease"}).json()
+    created = client.post("/api/sandboxes", headers=bearer(token), json={"start_command": "node s.js"}).json()
+    sandbox_id, workspace_id = created["id"], runtime["workspace_id"]
+    claimed = client.post(f"/v1/cloud/runtimes/jobs/{workspace_id}/{sandbox_id}/claim",
+                          headers=bearer(runtime["runtime_token"]),
+                          json={"dispatch": 1, "worker_id": "w1", "start_seq": 2})
+    assert claimed.json()["claimed"] is True
+    deleted = client.delete(f"/api/sandboxes/{sandbox_id}", headers=bearer(token))  # its worker never confirms
+    assert deleted.status_code == 200 and deleted.json()["state"] == "running"
+    shown = client.get(f"/api/sandboxes/{sandbox_id}", headers=bearer(token)).json()
+    assert shown["status"] == "running" and shown["state"] == "ending"
+    patched = client.patch(f"/api/sandboxes/{sandbox_id}", headers=bearer(token), json={"ttl_seconds": 900})
+    assert patched.status_code == 409 and "ending" in patched.json()["error"]
+    restarted = client.post(f"/api/sandboxes/{sandbox_id}/restart", headers=bearer(token))
+    assert restarted.status_code == 409
+    tools = client.get(f"/v1/sandbox/sessions/{sandbox_id}/tools", headers=bearer(token))
+    assert tools.status_code == 409
