@@ -68,10 +68,7 @@ class JobService:
             assigned = self.dispatcher.place(job, lambda assigned: [self.store.jobs.create(assigned),
                                                                     *writes(accepted)])
             if assigned is None:  # no runtime can take it now: it waits, saying what for
-                waiting = self.dispatcher.waiting_for(job, fresh=True)
-                assert waiting is not None  # a queued job with no runtime always waits for something
-                if waiting.reason == "no_runtime_registered" and not wait:
-                    raise Conflict(f"{waiting.message}; to queue the job anyway, send \"wait\": true")
+                waiting = self._waiting_for(job, refuse=not wait)
                 queued = replace(accepted, message=f"waiting: {waiting.message}",
                                  data={"waiting_for": {"capability": waiting.capability, "reason": waiting.reason}})
                 self.store.table.transact([self.store.jobs.create(job), *writes(queued)])
@@ -80,6 +77,17 @@ class JobService:
                 from error
         self.activity.logged("job.create", principal.subject_id, job.job_id)
         return assigned or job
+
+    def _waiting_for(self, job: Job, *, refuse: bool) -> WaitingFor:
+        """What a job no runtime took waits for; with `refuse`, Conflict when no registered runtime
+        offers its type (judged on a fresh listing, never on a cached one)."""
+        waiting = self.dispatcher.waiting_for(job)
+        if waiting is not None and waiting.reason == "no_runtime_registered":
+            waiting = self.dispatcher.waiting_for(job, fresh=True)
+        assert waiting is not None  # a queued job that no runtime has always waits for something
+        if refuse and waiting.reason == "no_runtime_registered":
+            raise Conflict(f"{waiting.message}; to queue the job anyway, send \"wait\": true")
+        return waiting
 
     def waiting_for(self, job: Job) -> WaitingFor | None:
         """What a queued job waits for (None once a runtime has it)."""
