@@ -10,10 +10,9 @@ document derives it (`derived_errors`):
 
 A route adds its own with `responses=errors(409, 504)`. Every one is described with `ErrorBody`,
 the shape every error has on both surfaces; FastAPI's `{"detail": [...]}` 422 is replaced, since
-berth never answers with it. Limits that come from the policy in force are written into
-the document from the settings, so a schema-valid request is never refused for a constraint the
-document does not state
-(app.schemas.limits).
+berth never answers with it. Limits that come from the policy in force (app.schemas.limits) are
+written into the document from the settings, so a schema-valid request is never refused for a
+constraint the document does not state.
 """
 
 from collections.abc import Callable, Iterator
@@ -76,20 +75,14 @@ def api_routes(app: "FastAPI") -> Iterator[RouteContext]:
 
 def derived_errors(route: APIRoute | RouteContext) -> set[int]:
     """The error statuses that follow from the route's declaration (see the module docstring)."""
-    statuses: set[int] = set()
-    for dependency in _dependencies(route.dependant):
-        if dependency.call is not None:
-            statuses.update(_ANSWERS.get(dependency.call, ()))
-    flat = route.dependant
-    parameters = [*flat.path_params, *flat.query_params, *flat.header_params, *flat.cookie_params]
-    for dependency in _dependencies(route.dependant):
-        parameters += [*dependency.path_params, *dependency.query_params, *dependency.header_params,
-                       *dependency.cookie_params]
+    dependants = [route.dependant, *_dependencies(route.dependant)]
+    statuses = {status for dependant in dependants if dependant.call is not None
+                for status in _ANSWERS.get(dependant.call, ())}
     if route.body_field is not None:
         statuses.update((400, 413, 422))
-    if parameters:
+    if any(d.path_params or d.query_params or d.header_params or d.cookie_params for d in dependants):
         statuses.add(422)
-    if flat.path_params:
+    if any(dependant.path_params for dependant in dependants):
         statuses.add(404)
     return statuses
 
