@@ -53,7 +53,7 @@ def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BerthError)
     async def berth_error(request: Request, error: BerthError):
-        return _error(request, error.status, error.message)
+        return _error(request, error.status, error.message, error.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):

@@ -11,6 +11,10 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+# A string holding something besides white space, as Python's `str.strip` sees white space: a pattern
+# JSON Schema (ECMA) and pydantic (Rust) read alike, for fields the API strips or tests with `.strip()`.
+NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
 
 def _members(annotation: Any) -> set[Any]:
     """The plain types an annotation admits (`int | None` → {int, NoneType}); nested ones are ignored."""

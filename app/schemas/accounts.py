@@ -5,12 +5,11 @@ from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from app.contract.bodies import JsonBody
+from app.contract.bodies import NOT_BLANK, JsonBody
 from app.domain.accounts import ApiKey, User, Workspace
 
-# A name must show something: a character that is not white space (ASCII white space, so that
-# JSON Schema's and pydantic's regular expressions read the pattern alike).
-VISIBLE = r"[^ \t\n\r\f\v]"
+# A name must show something besides white space (the service strips names).
+VISIBLE = NOT_BLANK
 
 
 class SignupRequest(JsonBody):

@@ -1,22 +1,25 @@
 """Job requests and views, with one payload model per job type."""
 
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     GetJsonSchemaHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from app.clock import iso
-from app.contract.bodies import JsonBody
-from app.contract.messages import JobStatus, JobType
+from app.contract.bodies import NOT_BLANK, JsonBody
+from app.contract.messages import JobStatus, JobType, SandboxServer
 from app.contract.models import REPO_ID_PATTERN
+from app.contract.packages import PYPI, PackageSpec
 from app.domain.jobs import Job
 from app.domain.runtimes import WaitingFor, WaitReason
 from app.domain.sandboxes import server_runtime
@@ -28,12 +31,17 @@ def job_events_url(job_id: str) -> str:
     return f"/v1/jobs/{job_id}/events"
 
 
-RUNTIME_DESCRIPTION = ("What runs the server (node or python); by default what the start command names "
-                       "(python, uv, uvx: python; anything else: node)")
+RUNTIME_DESCRIPTION = ("What runs the server (node or python); by default what the package or the start "
+                       "command names (pypi, python, uv, uvx: python; anything else: node)")
+# `start_command` or `package`: one of them says what to run (a blank command says nothing).
+NAMES_A_SERVER: JsonDict = {"anyOf": [{"required": ["package"], "properties": {"package": {"type": "object"}}},
+                            {"required": ["start_command"], "properties": {"start_command": {"pattern": NOT_BLANK}}}]}
 
 
 class _Payload(JsonBody):
-    pass
+    # Fields whose values are secrets: kept out of the payload, sealed at rest and for the runtime
+    # (app.services.keyring), shown by name only.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
 
 class ModelInspectPayload(_Payload):
@@ -46,18 +54,25 @@ class ModelPullPayload(ModelInspectPayload):
 
 
 class McpServerPayload(_Payload):
-    start_command: str = Field(min_length=1, max_length=4000)
+    model_config = ConfigDict(json_schema_extra=NAMES_A_SERVER)
+
+    start_command: str = Field(default="", max_length=4000)
+    package: PackageSpec | None = None
     runtime: Literal["node", "python"] | None = Field(default=None, description=RUNTIME_DESCRIPTION)
     transport: Literal["stdio", "http"] = "stdio"
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     builtin: Literal["matrixshell"] | None = Field(default=None, description="a server shipped with the worker")
+    secret_fields: ClassVar[tuple[str, ...]] = ("env",)
 
     @model_validator(mode="after")
-    def _runtime_of_the_command(self) -> "McpServerPayload":
+    def _names_a_server(self) -> "McpServerPayload":
+        # As the worker reads it.
+        server = SandboxServer.model_validate(self.model_dump(exclude_none=True, by_alias=True))
         if self.runtime is None:
-            self.runtime = server_runtime(self.start_command)  # type: ignore[assignment]
+            python = server.package is not None and server.package.registry_type == PYPI
+            self.runtime = "python" if python else server_runtime(self.start_command)  # type: ignore[assignment]
         return self
 
 
@@ -85,12 +100,25 @@ PAYLOAD_MODELS: dict[JobType, type[_Payload]] = {
 
 def validate_payload(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
     try:
-        return PAYLOAD_MODELS[job_type].model_validate(payload).model_dump(exclude_none=True)
+        validated = PAYLOAD_MODELS[job_type].model_validate(payload)
+        return validated.model_dump(mode="json", exclude_none=True, by_alias=True)
     except ValidationError as error:
         problems = "; ".join(
             f"payload.{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}" for item in error.errors()
         )
         raise Unprocessable(f"invalid payload for {job_type.value}: {problems}") from error
+
+
+def split_secrets(job_type: JobType, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A validated payload without its secret fields, and those fields that hold anything."""
+    fields = PAYLOAD_MODELS[job_type].secret_fields if job_type in PAYLOAD_MODELS else ()
+    public = {name: value for name, value in payload.items() if name not in fields}
+    return public, {name: payload[name] for name in fields if payload.get(name)}
+
+
+def secret_names(secrets: dict[str, Any]) -> dict[str, list[str]]:
+    """What views show of secrets: the names in each field (a field of one value has none)."""
+    return {field: sorted(value) if isinstance(value, dict) else [] for field, value in secrets.items()}
 
 
 WAIT_DESCRIPTION = ("Accept the job even when no registered runtime has ever offered its type, and let it "
@@ -181,16 +209,15 @@ class JobView(BaseModel):
     def of(cls, job: Job, waiting: WaitingFor | None = None) -> Self:
         return cls(job_id=job.job_id, type=job.type.value, status=job.status, created_at=job.created_at,
                    expires_at=iso(job.deadline), started_at=job.started_at, finished_at=job.finished_at,
-                   runtime_id=job.runtime_id, payload=shown_payload(job.payload), result=job.result, error=job.error,
+                   runtime_id=job.runtime_id, payload=shown_payload(job), result=job.result, error=job.error,
                    cancel_requested=job.cancel_requested, waiting_for=WaitingForView.of(waiting))
 
 
-def shown_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """Environment values may be secrets: they go to the worker but are never shown back."""
-    shown = dict(payload)
-    if isinstance(shown.get("env"), dict):
-        shown["env"] = {name: "***" for name in shown["env"]}
-    return shown
+def shown_payload(job: Job) -> dict[str, Any]:
+    """The payload with its secret fields back in place, values masked: they go to the runtime but
+    are never shown back."""
+    masked = {field: {name: "***" for name in names} for field, names in (job.secret_names or {}).items()}
+    return {**job.payload, **masked}
 
 
 class JobDetail(JobView):

@@ -3,14 +3,17 @@ the runtime proxy and MatrixShell."""
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.clock import iso
 from app.contract.bodies import JsonBody
+from app.contract.messages import SandboxServer
+from app.contract.packages import PackageSpec
 from app.domain.jobs import Job
 from app.domain.runtimes import Runtime, WaitingFor
 from app.domain.sandboxes import Sandbox, server_runtime
 from app.schemas.jobs import (
+    NAMES_A_SERVER,
     RUNTIME_DESCRIPTION,
     TTL_DESCRIPTION,
     WAIT_DESCRIPTION,
@@ -25,7 +28,14 @@ def session_events_url(session_id: str) -> str:
 
 
 class SandboxRequest(JsonBody):
-    start_command: str = Field(min_length=1, max_length=4000, examples=["npx -y @modelcontextprotocol/server-memory"])
+    model_config = ConfigDict(json_schema_extra=NAMES_A_SERVER)
+
+    start_command: str = Field(default="", max_length=4000,
+                               examples=["npx -y @modelcontextprotocol/server-everything@2026.8.31"],
+                               description="the server's command; `npx -y NAME[@VERSION]` and `uvx NAME[==VERSION]` "
+                                           "mean that package (the runtime installs it once, outside the sandbox)")
+    package: PackageSpec | None = Field(default=None, description="a package as the MCP registry describes one, "
+                                                                   "instead of start_command")
     runtime: Literal["node", "python"] | None = Field(default=None, description=RUNTIME_DESCRIPTION)
     transport: Literal["stdio", "http"] = "stdio"
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
@@ -35,9 +45,15 @@ class SandboxRequest(JsonBody):
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     wait: bool = Field(default=False, description=WAIT_DESCRIPTION)
 
+    @model_validator(mode="after")
+    def _names_a_server(self) -> "SandboxRequest":
+        SandboxServer.model_validate(self.model_dump(exclude={"ttl_seconds", "wait"}, exclude_none=True,
+                                                     by_alias=True))
+        return self
+
     def payload(self) -> dict[str, Any]:
         """The sandbox job's payload (an McpServerPayload)."""
-        return self.model_dump(exclude={"ttl_seconds", "wait"}, exclude_none=True)
+        return self.model_dump(mode="json", exclude={"ttl_seconds", "wait"}, exclude_none=True, by_alias=True)
 
 
 class SandboxResponse(BaseModel):
@@ -84,9 +100,9 @@ class SandboxView(BaseModel):
         job, payload = sandbox.job, sandbox.job.payload
         return cls(
             id=job.job_id, session_id=job.job_id, job_id=job.job_id, type=job.type.value, status=job.status.value,
-            state=sandbox.state, runtime=payload.get("runtime") or server_runtime(payload.get("start_command", "")),
+            state=sandbox.state, runtime=payload.get("runtime") or server_runtime(_command_of(payload)),
             transport=payload.get("transport", "stdio"), waiting_for=WaitingForView.of(waiting),
-            start_command=payload.get("start_command", ""), env=sorted(payload.get("env", {})),
+            start_command=_command_of(payload), env=(job.secret_names or {}).get("env", []),
             labels=job.labels or payload.get("labels", {}), entity_id=payload.get("entity_id"),
             runtime_id=job.runtime_id, isolation=sandbox.isolation, created_at=job.created_at,
             expires_at=iso(job.deadline), error=job.error, events_url=session_events_url(job.job_id),
@@ -202,3 +218,10 @@ def shell_status_view(sandbox: Sandbox | None) -> dict[str, Any]:
     job = sandbox.job
     return {"enabled": True, "installed": sandbox.state == "running", "status": sandbox.state, "job_id": job.job_id,
             "runtime_id": job.runtime_id, "isolation": sandbox.isolation, "expires_at": iso(job.deadline)}
+
+
+def _command_of(payload: dict[str, Any]) -> str:
+    try:
+        return SandboxServer.model_validate(payload).command
+    except ValueError:  # a payload stored before packages existed, or unreadable: show what was given
+        return str(payload.get("start_command", ""))

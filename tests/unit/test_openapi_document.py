@@ -36,7 +36,7 @@ def test_every_documented_error_is_berths_shape_and_fastapis_is_gone(document):
     ("/api/auth/keys", "get", {400, 401, 403, 422}),  # paging: a cursor it did not hand out
     ("/v1/auth/logout", "post", {400, 401, 422}),  # a session, no tier
     ("/v1/cloud/runtimes/heartbeat", "post", {400, 401, 413, 422}),  # a runtime token
-    ("/v1/auth/signup", "post", {400, 409, 413, 422}),  # no credentials at all
+    ("/v1/auth/signup", "post", {400, 409, 413, 422, 429}),  # no credentials; its own 409 and 429
 ])
 def test_statuses_follow_from_the_declaration(document, path, method, statuses):
     assert set(_errors(document, path, method)) == statuses

@@ -17,8 +17,9 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET_MB = 80
-# What the worker and the local stack need and the API must not carry.
-NOT_IN_LAMBDA = {"mcp", "huggingface-hub", "asyncssh", "jsonschema", "uvicorn", "typer", "rich", "moto"}
+# What the worker and the local stack need and the API must not carry. (The API serves berth's own
+# MCP endpoint, /mcp, so it carries the MCP SDK, which requires uvicorn and jsonschema.)
+NOT_IN_LAMBDA = {"huggingface-hub", "asyncssh", "typer", "rich", "moto"}
 
 
 def _pyproject() -> dict:
@@ -89,6 +90,7 @@ def test_the_lambda_package_carries_no_worker_or_local_stack_weight_and_fits_its
 def test_the_extras_install_what_the_worker_and_the_local_stack_need():
     extras = _pyproject()["project"]["optional-dependencies"]
     worker = {canonicalize_name(Requirement(r).name) for r in extras["worker"]}
-    assert {"mcp", "huggingface-hub", "asyncssh", "uvicorn", "typer"} <= worker
+    assert {"mcp", "huggingface-hub", "asyncssh", "uvicorn", "uv"} <= worker
+    assert "berth[cli]" in extras["worker"] and any(r.startswith("typer") for r in extras["cli"])  # `berth worker`
     assert "berth[worker]" in extras["local"] and any(r.startswith("moto[server]") for r in extras["local"])
     assert "berth[local]" in extras["test"]  # `make test` installs everything the suite starts

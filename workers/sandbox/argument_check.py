@@ -90,9 +90,11 @@ class ArgumentChecks:
         return problem
 
     async def close(self) -> None:
+        same_loop = self._loop is asyncio.get_running_loop()
         for checker in self._idle:
             checker.kill()
-            await checker.process.wait()
+            if same_loop:  # a process started on another loop can be killed, not awaited, here
+                await checker.process.wait()
         self._idle.clear()
 
     async def _start(self) -> _Checker:
