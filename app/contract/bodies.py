@@ -44,6 +44,7 @@ class JsonBody(BaseModel):
     def _json_types(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for name, field in cls.model_fields.items():
-                if name in data:
-                    check_json_type(name, field.annotation, data[name])
+                for key in {name, field.alias or name}:  # as named, or by its alias (camelCase)
+                    if key in data:
+                        check_json_type(key, field.annotation, data[key])
         return data

@@ -19,7 +19,7 @@ from app.clock import iso
 from app.contract.bodies import NOT_BLANK, JsonBody
 from app.contract.messages import JobStatus, JobType, SandboxServer
 from app.contract.models import REPO_ID_PATTERN
-from app.contract.packages import PYPI, PackageSpec
+from app.contract.packages import NPM, PYPI, PackageSpec
 from app.domain.jobs import Job
 from app.domain.runtimes import WaitingFor, WaitReason
 from app.domain.sandboxes import server_runtime
@@ -33,9 +33,13 @@ def job_events_url(job_id: str) -> str:
 
 RUNTIME_DESCRIPTION = ("What runs the server (node or python); by default what the package or the start "
                        "command names (pypi, python, uv, uvx: python; anything else: node)")
-# `start_command` or `package`: one of them says what to run (a blank command says nothing).
-NAMES_A_SERVER: JsonDict = {"anyOf": [{"required": ["package"], "properties": {"package": {"type": "object"}}},
-                            {"required": ["start_command"], "properties": {"start_command": {"pattern": NOT_BLANK}}}]}
+# What to run: a start command (not blank), or a package the runtime installs itself (npm, PyPI);
+# a package of another registry needs the start command that runs it.
+NAMES_A_SERVER: JsonDict = {"anyOf": [
+    {"required": ["package"], "properties": {"package": {"type": "object", "required": ["registryType"],
+                                                         "properties": {"registryType": {"enum": [NPM, PYPI]}}}}},
+    {"required": ["start_command"], "properties": {"start_command": {"pattern": NOT_BLANK}}},
+]}
 
 
 class _Payload(JsonBody):
