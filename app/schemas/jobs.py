@@ -34,12 +34,18 @@ def job_events_url(job_id: str) -> str:
 RUNTIME_DESCRIPTION = ("What runs the server (node or python); by default what the package or the start "
                        "command names (pypi, python, uv, uvx: python; anything else: node)")
 # What to run: a start command (not blank), or a package the runtime installs itself (npm, PyPI);
-# a package of another registry needs the start command that runs it.
-NAMES_A_SERVER: JsonDict = {"anyOf": [
-    {"required": ["package"], "properties": {"package": {"type": "object", "required": ["registryType"],
-                                                         "properties": {"registryType": {"enum": [NPM, PYPI]}}}}},
-    {"required": ["start_command"], "properties": {"start_command": {"pattern": NOT_BLANK}}},
-]}
+# a package of another registry needs the start command that runs it. Sandboxes speak stdio or
+# streamable HTTP, never SSE.
+NAMES_A_SERVER: JsonDict = {
+    "anyOf": [
+        {"required": ["package"], "properties": {"package": {"type": "object", "required": ["registryType"],
+                                                             "properties": {"registryType": {"enum": [NPM, PYPI]}}}}},
+        {"required": ["start_command"], "properties": {"start_command": {"pattern": NOT_BLANK}}},
+    ],
+    "not": {"required": ["package"], "properties": {"package": {
+        "required": ["transport"], "properties": {"transport": {"required": ["type"],
+                                                                "properties": {"type": {"const": "sse"}}}}}}},
+}
 
 
 class _Payload(JsonBody):

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import JobStatus, JobType, SandboxServer, ToolCallArguments
+from app.contract.packages import PackageSpecError
 from app.domain.jobs import Job, JobEvent
 from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, SERVER_ACTIONS, Sandbox, sandbox_of, state_of_ended
 from app.errors import Conflict, NotFound, Unprocessable
@@ -57,7 +58,11 @@ class SandboxService:
                job_type: JobType = JobType.mcp_test, *, wait: bool = False) -> Job:
         """Start an MCP server (`payload` as McpServerPayload) in a sandbox; 403 when the policy refuses it,
         409 when no registered runtime runs sandboxes (unless the caller will `wait`)."""
-        check_start_command(self.settings, SandboxServer.model_validate(payload).command)
+        try:
+            command = SandboxServer.model_validate(payload).command
+        except PackageSpecError as error:  # e.g. a required package argument given no value
+            raise Unprocessable(f"package: {error}") from error
+        check_start_command(self.settings, command)
         return self.jobs.create(principal, job_type, payload, ttl_seconds, wait=wait)
 
     def get(self, principal: Principal, sandbox_id: str) -> Job:

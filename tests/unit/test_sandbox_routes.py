@@ -144,3 +144,10 @@ def test_a_sandbox_that_names_no_runnable_server_is_refused_before_anything_runs
     refused = client.post("/v1/sandbox/sessions", headers=bearer(token), json=body)
     assert refused.status_code in (403, 422), refused.text
     assert says in refused.json()["error"]
+
+
+def test_a_package_argument_that_needs_a_value_is_a_422_not_a_500(client, token):
+    package = {"registryType": "npm", "identifier": "some-server", "version": "1.0.0",
+               "packageArguments": [{"type": "named", "name": "--port", "isRequired": True}]}
+    refused = client.post("/v1/sandbox/sessions", headers=bearer(token), json={"package": package, "wait": True})
+    assert refused.status_code == 422 and "needs a value" in refused.json()["error"]
