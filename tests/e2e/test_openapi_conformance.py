@@ -32,13 +32,15 @@ RUNTIME_ROUTES = r"^/v1/cloud/runtimes/(heartbeat|lease|ack|visibility|jobs/|con
 
 POSITIVE_EXPECTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' default
 
-# Where a check cannot apply, and why. Nothing else is excluded.
+# Where a check cannot apply, and why; nothing else is excluded. `where` is a method and a path
+# pattern, both of which must match (the operations are then named by their operation ids:
+# schemathesis ORs separate `include-*` keys).
 EXCLUSIONS = [
     {
         # The runtime proxy forwards a request to the HTTP server inside a sandbox and answers with
         # whatever that server answers: its statuses, content types and bodies are the sandbox's,
         # not berth's, so they cannot be documented here. Every other check still applies.
-        "include-path-regex": "^/api/runtime/proxy/",
+        "where": (".*", r"^/api/runtime/proxy/"),
         "checks": {"status_code_conformance": {"enabled": False}, "content_type_conformance": {"enabled": False},
                    "response_schema_conformance": {"enabled": False}},
     },
@@ -47,14 +49,13 @@ EXCLUSIONS = [
         # cancelled job readable, with its status and its events, so a read after DELETE answers 200
         # (a running sandbox shows `ending` until its runtime has stopped it). Changes after DELETE
         # are refused with 409, which use_after_free does not flag.
-        "include-path-regex": "^/(v1/jobs|v1/sandbox/sessions|api/sandboxes)/",
-        "include-method": "GET",
+        "where": ("GET", r"^/(v1/jobs|v1/sandbox/sessions|api/sandboxes)/"),
         "checks": {"use_after_free": {"enabled": False}},
     },
     {
         # Tokens mailed for a password reset or an address check: the runtime spec answers 400 for
         # a well-formed token that is invalid or expired, and no schema can state which tokens exist.
-        "include-path-regex": "^/v1/auth/(reset|verify)$",
+        "where": ("POST", r"^/v1/auth/(reset|verify)$"),
         "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "400"]}},
     },
     {
@@ -64,30 +65,39 @@ EXCLUSIONS = [
         # Schema cannot state (422 otherwise). And the coverage phase alone, which walks every
         # keyword of that schema, would take the run past its two-minute budget: the examples,
         # fuzzing and stateful phases test these operations, every check applying.
-        "include-path-regex": "^/(v1/jobs|v1/sandbox/sessions|api/sandboxes)$",
-        "include-method": "POST",
+        "where": ("POST", r"^/(v1/jobs|v1/sandbox/sessions|api/sandboxes)$"),
         "phases": {"coverage": {"enabled": False}},
         "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "422"]}},
     },
     {
         # A key's `expires_at` must lie in the future, which JSON Schema cannot state (400 otherwise).
-        "include-path": "/api/auth/keys/generate",
+        "where": ("POST", r"^/api/auth/keys/generate$"),
+        "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "400"]}},
+    },
+    {
+        # A listing's `cursor` is opaque: only one the listing handed out is valid, which no schema
+        # can state, so a well-formed stranger is refused with 400 (documented) on every paged route.
+        "where": "paged",
         "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "400"]}},
     },
 ]
 
 
-def _paged_operations(document: dict) -> list[dict]:
-    """A listing's `cursor` is opaque: only one the listing handed out is valid, which no schema can
-    state, so a well-formed stranger is refused with 400 (documented) on every paged route."""
-    paged = []
+def _operation_ids(document: dict, where) -> list[str]:
+    """The ids of the operations `where` names: (method pattern, path pattern), or "paged" (every
+    operation with a `cursor` query parameter)."""
+    found = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            if any(p.get("name") == "cursor" and p.get("in") == "query" for p in operation.get("parameters", [])):
-                paged.append({"include-path": path, "include-method": method.upper(),
-                              "checks": {"positive_data_acceptance": {
-                                  "expected-statuses": [*POSITIVE_EXPECTED, "400"]}}})
-    return paged
+            if where == "paged":
+                chosen = any(p.get("name") == "cursor" and p.get("in") == "query"
+                             for p in operation.get("parameters", []))
+            else:
+                chosen = bool(re.fullmatch(where[0], method.upper()) and re.search(where[1], path))
+            if chosen:
+                found.append(operation["operationId"])
+    assert found, f"no operation is {where}: update the exclusion"
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +137,8 @@ def _configuration(stack, document: dict, session: str, logout_session: str, run
         {"include-path-regex": RUNTIME_ROUTES, "headers": {"Authorization": f"Bearer {runtime_token}"}},
         # Logging out ends the caller's sessions (`?all=true`: all of the user's): another user's.
         {"include-path": "/v1/auth/logout", "headers": {"Authorization": f"Bearer {logout_session}"}},
-        *EXCLUSIONS,
-        *_paged_operations(document),
+        *({"include-operation-id": _operation_ids(document, exclusion["where"]),
+           **{key: value for key, value in exclusion.items() if key != "where"}} for exclusion in EXCLUSIONS),
     ]
     lines = [f"base-url = {json.dumps(stack.api_url)}",
              f"headers = {_toml({'Authorization': f'Bearer {session}'})}", ""]
