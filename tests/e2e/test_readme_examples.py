@@ -8,6 +8,7 @@ directory of its own. What the test changes, and nothing else:
 - a person's typing: `berth login` gets the email and password of the README's signup on stdin,
   `berth logout` the password;
 - `berth worker` runs until the end of the test (a worker does not exit): it must register;
+- `berth admin` works with AWS credentials, not the API: it gets the local stack's (its moto);
 - Hugging Face is the tests' local hub (HF_ENDPOINT), holding the README's model.
 The first block (`make run`, `make test`) is how the stack is started and this suite is run.
 """
@@ -111,10 +112,16 @@ class FreshStack:
             time.sleep(0.3)
         raise AssertionError("the fresh stack did not come up with its worker")
 
+    def aws_environment(self) -> dict[str, str]:
+        """What `berth admin` needs on the local stack: its AWS (moto) endpoint and any credentials."""
+        return {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.moto_port}", "AWS_ACCESS_KEY_ID": "berth-local",
+                "AWS_SECRET_ACCESS_KEY": "berth-local", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+
     def run(self, command: str, variables: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        aws = self.aws_environment() if command.startswith("berth admin") else {}
         return subprocess.run(["bash", "-c", README_ADDRESS.sub(f"127.0.0.1:{self.port}", command)],
-                              env={**self.environment, **variables}, input=stdin, capture_output=True, text=True,
-                              timeout=120, cwd=self.home)
+                              env={**self.environment, **aws, **variables}, input=stdin, capture_output=True,
+                              text=True, timeout=180, cwd=self.home)
 
     def start(self, command: str, variables: dict[str, str]) -> subprocess.Popen:
         process = subprocess.Popen(["bash", "-c", README_ADDRESS.sub(f"127.0.0.1:{self.port}", command)],
