@@ -2,6 +2,7 @@
 
 import importlib
 import threading
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +15,7 @@ from app.logs import configure as configure_logging
 from app.logs import get_logger
 from app.routers import docs, liveness
 from app.web.middleware import RequestContextMiddleware
+from app.web.openapi import api_routes, build_document
 
 logger = get_logger("berth.app")
 
@@ -22,8 +24,20 @@ def _request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "-")
 
 
-def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message, _request_id(request)), status_code=status, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for this path. Starlette's own 405 names only the
+    first route that matched the path, and berth declares one route per method."""
+    path = request.url.path
+    matching = [route for route in api_routes(request.app) if route.path_regex.match(path)]
+    # A path the document names literally (`/api/auth/keys/generate`) is that path, not an
+    # instance of a template beside it (`/api/auth/keys/{key_id}`).
+    fewest = min((len(route.param_convertors) for route in matching), default=0)
+    return sorted({method for route in matching if len(route.param_convertors) == fewest
+                   for method in route.methods or ()})
 
 
 def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
@@ -51,8 +65,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         if error.status_code == 404 and error.detail == "Not Found":
             return _error(request, 404, f"no route {request.method} {request.url.path}")
         if error.status_code == 405:
-            return _error(request, 405, f"method {request.method} is not allowed on {request.url.path}")
-        return _error(request, error.status_code, str(error.detail))
+            allowed = _allowed_methods(request)
+            return _error(request, 405, f"method {request.method} is not allowed on {request.url.path}; "
+                                        f"use {', '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
+        return _error(request, error.status_code, str(error.detail), headers=error.headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception):
@@ -74,6 +90,7 @@ ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app.routers.api_keys", ("/api/auth/keys",)),
     ("app.routers.api_sandboxes", ("/api/sandboxes", "/api/containers")),
     ("app.routers.api_runtime", ("/api/runtime",)),
+    ("app.routers.pages", ("/verify", "/reset")),
 )
 _EVERY_GROUP = ("/openapi.json", "/api-docs")
 
@@ -85,6 +102,9 @@ class RouteGroups:
         self.app = app
         self.loaded: set[str] = set()
         self._lock = threading.Lock()
+
+    def load_all(self) -> None:
+        self.ensure_for(_EVERY_GROUP[0])
 
     def ensure_for(self, path: str) -> None:
         every = any(_under(path, prefix) for prefix in _EVERY_GROUP)
@@ -131,6 +151,14 @@ def create_app() -> FastAPI:
     app.include_router(liveness.router)
     app.include_router(docs.router)
     app.state.route_groups = RouteGroups(app)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.state.route_groups.load_all()
+            app.openapi_schema = build_document(app, settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(RouteGroupLoader, groups=app.state.route_groups)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

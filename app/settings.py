@@ -5,16 +5,30 @@ them from it. AWS endpoints and credentials are deliberately *not* here: boto3 r
 environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the local stack and AWS run the same code.
 """
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.contract.policy import DEFAULT_TTL_SECONDS, SandboxPolicy
 
 # The sandbox limits and command rules default to the contract's, which the worker enforces too.
 _POLICY = SandboxPolicy()
+
+
+def _listed(value: Any) -> Any:
+    """A list setting from the environment: `a,b` (the ordinary form), or a JSON array."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        return json.loads(value)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+# `BERTH_OPERATOR_EMAILS=ops@example.com,lead@example.com` or `'["ops@example.com"]'`.
+StringList = Annotated[list[str], NoDecode, BeforeValidator(_listed)]
 
 
 class Settings(BaseSettings):
@@ -48,7 +62,7 @@ class Settings(BaseSettings):
     mail_from: str = "berth <no-reply@berth.local>"
     # Addresses whose accounts are the platform operator, once the address is verified (an
     # out-of-band grant or revocation, `berth admin grant-operator|revoke-operator`, outranks it).
-    operator_emails: list[str] = Field(default_factory=list)
+    operator_emails: StringList = Field(default_factory=list)
     # Whether an account must prove its address before it mints keys or join tokens or runs jobs.
     # Off by default for mode=local (one person's machine; `berth up` says so), always on for
     # mode=aws, where turning it off is refused.
@@ -85,8 +99,8 @@ class Settings(BaseSettings):
     sandbox_total_memory_mb: int = _POLICY.sandbox_memory_mb  # the policy's sandbox_memory_mb: all processes together
     sandbox_cpu_cores: float = _POLICY.cpu_cores
     sandbox_network: bool = _POLICY.network
-    command_allowlist: list[str] = Field(default_factory=lambda: list(_POLICY.command_allowlist))
-    command_denylist: list[str] = Field(default_factory=lambda: list(_POLICY.command_denylist))
+    command_allowlist: StringList = Field(default_factory=lambda: list(_POLICY.command_allowlist))
+    command_denylist: StringList = Field(default_factory=lambda: list(_POLICY.command_denylist))
     tool_call_timeout_seconds: float = 20.0
     matrixshell_enabled: bool = True
 

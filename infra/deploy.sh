@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# Build and deploy the berth stack with AWS SAM.
-#
-#   MAIL_FROM="berth <no-reply@example.com>" infra/deploy.sh
-#
-# Environment:
-#   STAGE             stage name (default prod); the stack is berth-$STAGE
-#   MAIL_FROM         sender for account e-mail, a verified SES identity (required)
-#   OPERATOR_EMAILS   comma-separated operator addresses (default none)
-#   PUBLIC_URL        base URL clients use, e.g. a custom domain (default none)
-#   BUILD_COMMIT      default: git HEAD
-#   GUIDED=1          run `sam deploy --guided` (prompts, may save samconfig.toml)
-#   SAM_BUILD_ARGS    extra `sam build` arguments; default --use-container, which builds
-#                     arm64 / python3.12 wheels in SAM's build image (needs Docker)
-#   WORKER_GPU_IMAGE, TASK_EXECUTION_ROLE_ARN, JOIN_TOKEN_SECRET_ARN
-#                     when all three are set, also register infra/ecs-worker-task.json
-#                     with this stack's WorkerTaskRoleArn (needs envsubst)
+# Build and deploy the berth stack with AWS SAM. Nothing happens without the `deploy` command.
 set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: infra/deploy.sh deploy     build the Lambda package and deploy the stack berth-$STAGE
+       infra/deploy.sh --help     show this and change nothing
+
+  MAIL_FROM="berth <no-reply@example.com>" infra/deploy.sh deploy
+
+Environment:
+  STAGE             stage name (default prod); the stack is berth-$STAGE
+  MAIL_FROM         sender for account e-mail, a verified SES identity (required)
+  OPERATOR_EMAILS   comma-separated operator addresses (default none)
+  PUBLIC_URL        base URL clients use, e.g. a custom domain (default none)
+  BUILD_COMMIT      default: git HEAD
+  GUIDED=1          run `sam deploy --guided` (prompts, may save samconfig.toml)
+  SAM_BUILD_ARGS    extra `sam build` arguments; default --use-container, which builds
+                    arm64 / python3.12 wheels in SAM's build image (needs Docker)
+  WORKER_GPU_IMAGE, TASK_EXECUTION_ROLE_ARN, JOIN_TOKEN_SECRET_ARN
+                    when all three are set, also register infra/ecs-worker-task.json
+                    with this stack's WorkerTaskRoleArn (needs envsubst)
+EOF
+}
+
+case "${1:-}" in
+  deploy) ;;
+  -h | --help | help) usage; exit 0 ;;
+  "") usage >&2; exit 2 ;;
+  *) echo "infra/deploy.sh: unknown command '$1'" >&2; usage >&2; exit 2 ;;
+esac
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# Offline checks of the deployable artefacts (no AWS account, no Docker).
+# Offline checks of the deployable artefacts (no AWS account, no Docker); deploys nothing.
 set -euo pipefail
+
+case "${1:-}" in
+  "") ;;
+  -h | --help | help)
+    echo "usage: infra/validate.sh   lint template.yaml (cfn-lint), the ECS task definition and deploy.sh; changes nothing"
+    exit 0 ;;
+  *) echo "infra/validate.sh: takes no arguments (--help to see what it does)" >&2; exit 2 ;;
+esac
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

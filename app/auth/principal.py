@@ -30,7 +30,11 @@ class Principal:
 
     def require(self, tier: Tier) -> None:
         if _TIER_RANK[self.tier] < _TIER_RANK[tier]:
-            raise Forbidden(f"this action needs a {tier.value}-tier key; yours is {self.tier.value}")
+            raise Forbidden(f"this action needs {_with_article(tier.value)}-tier key; yours is {self.tier.value}")
+
+
+def _with_article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def bearer_secret(authorization: str | None, api_key: str | None) -> str | None:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.contract.bodies import JsonBody
 from app.contract.packages import NPM, PYPI, PackageSpec, parse_start_command
 from app.contract.policy import SandboxPolicy
 
@@ -57,8 +58,8 @@ RuntimeKind = Literal["node", "python", "ollama", "vllm", "sglang"]
 RUNTIME_KINDS: tuple[RuntimeKind, ...] = get_args(RuntimeKind)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(JsonBody):
+    """Unknown fields refused, JSON's types kept apart (app.contract.bodies)."""
 
 
 # A value sealed by app.contract.sealing.seal, bounded well inside a queue message. Its form is not
@@ -134,7 +135,13 @@ def _check_control_url(url: str) -> str:
 # Where the worker's direct control endpoint answers (workers.control_server); the API POSTs
 # signed control messages to `<control_url>/control` (CONTROL_PATH), and those whose action is in
 # STREAMED_CONTROL_ACTIONS may go to `<control_url>/control/stream` (CONTROL_STREAM_PATH) instead.
-ControlUrl = Annotated[str, Field(min_length=8, max_length=300), AfterValidator(_check_control_url)]
+# The pattern states in the OpenAPI document what `_check_control_url` accepts (a host name or
+# IPv4 address, a port in range, an ASCII path; no credentials, query or fragment).
+CONTROL_URL_PATTERN = (r"^https?://[A-Za-z0-9._~-]+"
+                       r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+                       r"(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$")
+ControlUrl = Annotated[str, Field(min_length=8, max_length=300, pattern=CONTROL_URL_PATTERN),
+                       AfterValidator(_check_control_url)]
 
 
 class GpuInfo(BaseModel):

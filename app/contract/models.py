@@ -75,7 +75,7 @@ class FailureCode(str, Enum):
 
 # --- payloads --------------------------------------------------------------------------------
 
-REPO_ID_PATTERN = r"^[\w.\-]+(/[\w.\-]+)?$"
+REPO_ID_PATTERN = r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)?$"  # ASCII, as the Hub allows (and as JSON Schema reads it)
 SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,199}$"
 
 

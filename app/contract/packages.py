@@ -24,6 +24,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+from app.contract.bodies import JsonBody
 
 NPM = "npm"
 PYPI = "pypi"
@@ -35,22 +38,24 @@ _NPM_NAME = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*")
 _NPM_NAME_MAX = 214
 # Exact semver: MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD].
 _NPM_VERSION = re.compile(
-    r"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)"
+    r"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
 )
 _PYPI_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _PYPI_NAME_MAX = 200
 # PEP 440 versions as PyPI accepts them, exact only (no wildcard, no leading `v`).
 _PYPI_VERSION = re.compile(
-    r"(?:\d+!)?\d+(?:\.\d+)*"
-    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?\d*)?"
-    r"(?:-\d+|[-_.]?(?:post|rev|r)[-_.]?\d*)?"
-    r"(?:[-_.]?dev[-_.]?\d*)?"
+    r"(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*"
+    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?"
+    r"(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?"
+    r"(?:[-_.]?dev[-_.]?[0-9]*)?"
     r"(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?",
     re.IGNORECASE,
 )
 _VERSION_MAX = 100
-_OTHER_IDENTIFIER = re.compile(r"[^\s\x00-\x1f\x7f]{1,500}")
+# No white space (as Python's `\s` and `str.isspace` see it, spelled out so JSON Schema reads it alike)
+# and no control characters.
+_OTHER_IDENTIFIER = re.compile(r"[^\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,500}")
 _FLAG = re.compile(r"--?[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `npx` options that change nothing about what runs; every other option is refused.
@@ -61,10 +66,13 @@ class PackageSpecError(ValueError):
     """A package spec or start command that cannot be used; the message says why."""
 
 
-class _RegistryModel(BaseModel):
+class _RegistryModel(JsonBody):
     # camelCase on the wire, as in server.json; fields a later schema adds are ignored rather
     # than failing every payload built from a newer registry document.
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+_NO_NUL: JsonDict = {"pattern": "^[^\\x00]*$"}  # what `_no_nul` requires, for the OpenAPI document
 
 
 def _no_nul(value: str | None) -> str | None:
@@ -78,8 +86,8 @@ class Input(_RegistryModel):
     is_required: bool = False
     is_secret: bool = False
     format: Literal["string", "number", "boolean", "filepath"] = "string"
-    value: str | None = None
-    default: str | None = None
+    value: str | None = Field(default=None, json_schema_extra=_NO_NUL)
+    default: str | None = Field(default=None, json_schema_extra=_NO_NUL)
     placeholder: str | None = None
     choices: list[str] = Field(default_factory=list)
 
@@ -92,6 +100,15 @@ class Input(_RegistryModel):
 
 class Argument(Input):
     """A `positional` value, or a `named` flag (`--port 8080`: the flag and its value)."""
+
+    # `_check_shape`, stated for the OpenAPI document.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["type", "name"],
+         "properties": {"type": {"const": "named"}, "name": {"type": "string", "pattern": f"^(?:{_FLAG.pattern})$"}}},
+        {"required": ["type"], "properties": {"type": {"const": "positional"}}, "anyOf": [
+            {"required": ["value"], "properties": {"value": {"type": "string"}}},
+            {"required": ["valueHint"], "properties": {"valueHint": {"type": "string"}}}]},
+    ]})
 
     type: Literal["positional", "named"]
     name: str | None = None
@@ -123,8 +140,48 @@ class PackageTransport(_RegistryModel):
     headers: list[KeyValueInput] = Field(default_factory=list)
 
 
+def _json_pattern(pattern: re.Pattern[str]) -> str:
+    """`pattern` as an anchored JSON Schema (ECMA) pattern that matches what `fullmatch` does; the
+    one flag used here, IGNORECASE, spelled out: `a-z` ranges take `A-Z` too, letters outside a
+    character class become `[xX]`."""
+    text = pattern.pattern
+    if pattern.flags & re.IGNORECASE:
+        spelled, in_class, escaped = [], False, False
+        for character in text.replace("a-z", "a-zA-Z"):
+            if in_class or escaped or not (character.isascii() and character.isalpha()):
+                spelled.append(character)
+            else:
+                spelled.append(f"[{character.lower()}{character.upper()}]")
+            in_class = (in_class or (character == "[" and not escaped)) and not (character == "]" and not escaped)
+            escaped = character == "\\" and not escaped
+        text = "".join(spelled)
+    return f"^(?:{text})$"
+
+
+def _names(registry: JsonDict, identifier: re.Pattern[str], identifier_max: int, version: re.Pattern[str]) -> JsonDict:
+    return {**registry, "properties": {
+        **registry["properties"],  # type: ignore[dict-item]
+        "identifier": {"pattern": _json_pattern(identifier), "maxLength": identifier_max},
+        "version": {"pattern": _json_pattern(version), "maxLength": _VERSION_MAX}}}
+
+
+# What `_check_names` requires, stated for the OpenAPI document: names and exact versions by
+# registry, and environment variables named as a shell names them.
+_PACKAGE_NAMES: JsonDict = {"allOf": [{"properties": {"environmentVariables": {"items": {"properties": {
+    "name": {"pattern": _json_pattern(_ENV_NAME)}}}}}}, {"anyOf": [
+    _names({"properties": {"registryType": {"const": NPM}}}, _NPM_NAME, _NPM_NAME_MAX, _NPM_VERSION),
+    _names({"properties": {"registryType": {"const": PYPI}}}, _PYPI_NAME, _PYPI_NAME_MAX, _PYPI_VERSION),
+    {"properties": {"registryType": {"not": {"enum": [NPM, PYPI]}},
+                    "identifier": {"pattern": _json_pattern(_OTHER_IDENTIFIER)},
+                    "version": {"pattern": _json_pattern(_OTHER_IDENTIFIER),
+                                "not": {"pattern": "^[Ll][Aa][Tt][Ee][Ss][Tt]$"}}}},
+]}]}
+
+
 class PackageSpec(_RegistryModel):
     """One entry of `server.json`'s `packages[]`."""
+
+    model_config = ConfigDict(json_schema_extra=_PACKAGE_NAMES)
 
     registry_type: str = Field(min_length=1, max_length=20, pattern=r"^[a-z0-9-]+$")
     identifier: str = Field(min_length=1, max_length=500)

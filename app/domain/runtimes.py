@@ -149,3 +149,34 @@ class JoinToken:
     @property
     def is_active(self) -> bool:
         return self.uses_left > 0
+
+
+# --- why a job waits -------------------------------------------------------------------------------
+
+WaitReason = Literal["no_runtime_registered", "no_runtime_online", "no_free_slot"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitingFor:
+    """What a queued job waits for before a runtime can take it, in the runtimes' terms."""
+
+    capability: str  # the job type a runtime must offer
+    reason: WaitReason
+
+    @property
+    def message(self) -> str:
+        if self.reason == "no_runtime_registered":
+            return (f"no registered runtime offers {self.capability}: register a worker that runs it "
+                    "(POST /v1/cloud/join-tokens, then `berth worker`)")
+        if self.reason == "no_runtime_online":
+            return f"no online runtime offers {self.capability}; the job waits until one comes online"
+        return f"every online runtime that offers {self.capability} is busy; the job waits for a free slot"
+
+
+def why_waiting(job: Job, pool: list[Runtime], now: float, heartbeat_interval: float) -> WaitingFor:
+    """Why no runtime of `pool` (the workspace's and the shared fleet's) takes `job` now."""
+    offering = [runtime for runtime in pool if runtime.runs(job)]
+    online = [r for r in offering if r.effective_status(now, heartbeat_interval) == "online"]
+    reason: WaitReason = ("no_runtime_registered" if not offering else
+                          "no_runtime_online" if not online else "no_free_slot")
+    return WaitingFor(capability=job.type.value, reason=reason)

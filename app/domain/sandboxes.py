@@ -2,6 +2,7 @@
 the worker reports in `sandbox` events."""
 
 import posixpath
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -49,9 +50,23 @@ def uncovered_paths(needed: list[str], tool_dirs: list[str]) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class Sandbox:
     job: Job
-    state: str  # the server's: starting, running, stopping, stopped, failed; or ended with its job
+    state: str  # the server's: starting, running, stopping, stopped, failed; ending once deleted; ended with its job
     isolation: str | None = None  # as the worker reported it (bubblewrap, rlimits)
     limits: dict[str, Any] | None = None  # the limits in force, as the worker reported them
+
+
+_PYTHON_PROGRAMS = re.compile(r"^(python[0-9.]*|uv|uvx|pipx)$")
+
+
+def server_runtime(start_command: str) -> str:
+    """What runs a server started by `start_command`, when the request does not say: `python` for
+    a Python interpreter or uv/uvx/pipx, `node` otherwise (node, npx, a script)."""
+    try:
+        words = shlex.split(start_command)
+    except ValueError:
+        words = start_command.split()
+    program = words[0].rsplit("/", 1)[-1] if words else ""
+    return "python" if _PYTHON_PROGRAMS.match(program) else "node"
 
 
 def state_of_ended(job: Job) -> str | None:
@@ -63,8 +78,9 @@ def state_of_ended(job: Job) -> str | None:
 
 def sandbox_of(job: Job, report: JobEvent | None) -> Sandbox:
     """The sandbox as its latest `sandbox` report (if any) describes it; the state of an ended one is
-    its job's, and its isolation and limits are still those last reported (a failure reports them)."""
+    its job's, and its isolation and limits are still those last reported (a failure reports them).
+    A deleted one is `ending` while its worker stops it."""
     data = report.data if report is not None else {}
-    state = state_of_ended(job) or data.get("state", "starting")
+    state = state_of_ended(job) or ("ending" if job.cancel_requested else data.get("state", "starting"))
     limits = data.get("limits")
     return Sandbox(job, state, data.get("isolation"), limits if isinstance(limits, dict) else None)

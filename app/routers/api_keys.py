@@ -1,11 +1,9 @@
 """`/api/auth/keys`: API key management (control surface). Needs an admin key or a session."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from app.schemas.accounts import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView
-from app.web.deps import AdminUser, ServicesDep
+from app.web.deps import AdminUser, Paging, ServicesDep
 
 router = APIRouter(prefix="/api/auth/keys", tags=["api keys"])
 
@@ -18,13 +16,9 @@ def generate(principal: AdminUser, body: ApiKeyCreate, services: ServicesDep) ->
 
 
 @router.get("", response_model=ApiKeyList)
-def list_keys(
-    principal: AdminUser,
-    services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
-) -> ApiKeyList:
-    page = services.api_keys.page(principal, limit=min(limit, services.settings.page_size_max), cursor=cursor)
+def list_keys(principal: AdminUser, services: ServicesDep, paging: Paging) -> ApiKeyList:
+    page = services.api_keys.page(principal, limit=min(paging.limit, services.settings.page_size_max),
+                                  cursor=paging.cursor)
     return ApiKeyList(keys=[ApiKeyView.of(key) for key in page.items], next_cursor=page.cursor)
 
 

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from app.clock import iso
 from app.schemas.sandboxes import runtime_config_view
 from app.web.deps import ServicesDep, User
+from app.web.openapi import errors
 
 router = APIRouter(prefix="/api/runtime", tags=["runtime proxy"])
 
@@ -25,7 +26,7 @@ def runtime_config(principal: User, sandbox_id: str, services: ServicesDep) -> d
     return runtime_config_view(job, runtime, services.settings.base_url)
 
 
-@router.get("/proxy-auth/{sandbox_id}")
+@router.get("/proxy-auth/{sandbox_id}", responses=errors(409))
 def proxy_auth(principal: User, sandbox_id: str, services: ServicesDep,
                method: Annotated[str, Query(pattern="^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)$")] = "GET"
                ) -> dict[str, Any]:
@@ -50,5 +51,5 @@ async def proxy(principal: User, sandbox_id: str, path: str, request: Request, s
 
 # One route per method, so each has its own operation id in the OpenAPI document.
 for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"):
-    router.add_api_route("/proxy/{sandbox_id}/{path:path}", proxy, methods=[_method],
+    router.add_api_route("/proxy/{sandbox_id}/{path:path}", proxy, methods=[_method], responses=errors(409, 502, 504),
                          operation_id=f"proxy_{_method.lower()}", summary=f"Proxy {_method} to the sandbox")

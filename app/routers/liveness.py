@@ -18,9 +18,9 @@ def health() -> dict[str, Any]:
 
 @router.get("/v1/health")
 def v1_health(services: ServicesDep) -> dict[str, Any]:
-    return build_info.liveness(services.settings)
+    return {"success": True, **build_info.liveness(services.settings)}
 
 
 @router.get("/v1/version")
 def version(services: ServicesDep) -> dict[str, Any]:
-    return build_info.version(services.settings)
+    return {"success": True, **build_info.version(services.settings)}

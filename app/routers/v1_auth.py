@@ -47,13 +47,13 @@ def login(body: LoginRequest, request: Request, services: ServicesDep) -> AuthRe
     return _result(services.accounts.login(body.email, body.password, client=_client(request)))
 
 
-@router.get("/me", response_model=MeResponse)
+@router.get("/me", response_model=MeResponse, responses=errors(404))
 def me(principal: User, services: ServicesDep) -> MeResponse:
     user, workspace = services.accounts.me(principal)
     return MeResponse(user=AuthUser.of(user, workspace), auth="session" if principal.kind == "session" else "api_key")
 
 
-@router.post("/logout", response_model=LogoutResponse)
+@router.post("/logout", response_model=LogoutResponse, responses=errors(400))
 def logout(principal: SessionUser, services: ServicesDep, all: bool = False) -> LogoutResponse:
     """End this session, or with `?all=true` every session of the user."""
     return LogoutResponse(sessions_ended=services.accounts.logout(principal, everywhere=all))

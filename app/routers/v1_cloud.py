@@ -30,7 +30,7 @@ from app.schemas.runtimes import (
     runtime_view,
 )
 from app.schemas.system import audit_view, usage_view
-from app.web.deps import AdminUser, CallingRuntime, ServicesDep, User
+from app.web.deps import AdminUser, CallingRuntime, Paging, ServicesDep, User
 from app.web.openapi import errors
 
 router = APIRouter(prefix="/v1/cloud", tags=["runtimes"])
@@ -46,11 +46,11 @@ def mint_join_token(principal: AdminUser, body: JoinTokenCreate, services: Servi
 
 
 @router.get("/join-tokens")
-def list_join_tokens(principal: AdminUser, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                     cursor: Annotated[str | None, Query(max_length=2000)] = None) -> dict[str, Any]:
+def list_join_tokens(principal: AdminUser, services: ServicesDep, paging: Paging) -> dict[str, Any]:
     """Active tokens (uses left, not expired), without secrets."""
-    page = services.runtimes.join_tokens(principal, limit=limit, cursor=cursor)
-    return {"join_tokens": [join_token_view(token) for token in page.items], "next_cursor": page.cursor}
+    page = services.runtimes.join_tokens(principal, limit=paging.limit, cursor=paging.cursor)
+    return {"success": True, "join_tokens": [join_token_view(token) for token in page.items],
+            "next_cursor": page.cursor}
 
 
 @router.delete("/join-tokens/{token_id}", response_model=JoinTokenDeleted, responses=errors(401, 403, 404, 409))
@@ -65,7 +65,8 @@ def delete_join_token(principal: AdminUser, token_id: str, services: ServicesDep
 def list_runtimes(principal: User, services: ServicesDep) -> dict[str, Any]:
     runtimes = services.runtimes
     now = services.clock.now()
-    return {"runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}
+    return {"success": True,
+            "runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}
 
 
 @router.delete("/runtimes/{runtime_id}", response_model=RuntimeDeleted, responses=errors(401, 403, 404))
@@ -80,21 +81,21 @@ def delete_runtime(principal: AdminUser, runtime_id: str, services: ServicesDep)
 @router.get("/usage")
 def usage(principal: User, services: ServicesDep, days: Annotated[int, Query(ge=1, le=90)] = 30) -> dict[str, Any]:
     """Usage by kind over the last `days` days: jobs by type, runtime-seconds, bytes pulled."""
-    return usage_view(services.activity.usage(principal.workspace_id, days))
+    return {"success": True, **usage_view(services.activity.usage(principal.workspace_id, days))}
 
 
 @router.get("/audit")
-def audit_log(principal: AdminUser, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              cursor: Annotated[str | None, Query(max_length=2000)] = None) -> dict[str, Any]:
+def audit_log(principal: AdminUser, services: ServicesDep, paging: Paging) -> dict[str, Any]:
     """Who did what, newest first."""
-    page = services.activity.audit_page(principal.workspace_id, limit=limit, cursor=cursor)
-    return {"events": [audit_view(entry) for entry in page.items], "next_cursor": page.cursor}
+    page = services.activity.audit_page(principal.workspace_id, limit=paging.limit, cursor=paging.cursor)
+    return {"success": True, "events": [audit_view(entry) for entry in page.items], "next_cursor": page.cursor}
 
 
 # --- the runtime protocol (runtime-token auth) ---------------------------------------------------
 
 
-@router.post("/runtimes/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse)
+@router.post("/runtimes/register", status_code=status.HTTP_201_CREATED, response_model=RegisterResponse,
+             responses=errors(401))
 def register(body: RegisterRequest, services: ServicesDep) -> RegisterResponse:
     """Exchange a join token for a runtime id and runtime token (401 for a bad, used-up or expired token)."""
     return services.runtimes.register(body)
@@ -111,13 +112,13 @@ def lease(runtime: CallingRuntime, body: LeaseRequest, services: ServicesDep) ->
     return LeaseResponse(messages=services.runtimes.lease(runtime, body))
 
 
-@router.post("/runtimes/ack", response_model=OkResponse)
+@router.post("/runtimes/ack", response_model=OkResponse, responses=errors(404))
 def ack(runtime: CallingRuntime, body: ReceiptRequest, services: ServicesDep) -> OkResponse:
     services.runtimes.acknowledge(runtime, body)
     return OkResponse()
 
 
-@router.post("/runtimes/visibility", response_model=OkResponse)
+@router.post("/runtimes/visibility", response_model=OkResponse, responses=errors(404))
 def visibility(runtime: CallingRuntime, body: ReceiptRequest, services: ServicesDep) -> OkResponse:
     services.runtimes.extend(runtime, body)
     return OkResponse()
@@ -129,7 +130,7 @@ def claim(runtime: CallingRuntime, workspace_id: str, job_id: str, body: ClaimRe
     return services.runtime_protocol.claim(runtime, workspace_id, job_id, body)
 
 
-@router.post("/runtimes/jobs/{workspace_id}/{job_id}/lease", response_model=LeaseRenewed)
+@router.post("/runtimes/jobs/{workspace_id}/{job_id}/lease", response_model=LeaseRenewed, responses=errors(409))
 def renew(runtime: CallingRuntime, workspace_id: str, job_id: str, body: LeaseRenewal,
           services: ServicesDep) -> LeaseRenewed:
     """Extend a claim, or (`release`) let the job go: it is queued again at once, for another runtime."""
@@ -141,7 +142,8 @@ def renew(runtime: CallingRuntime, workspace_id: str, job_id: str, body: LeaseRe
     return LeaseRenewed(ok=True, cancel_requested=cancel)
 
 
-@router.post("/runtimes/jobs/{workspace_id}/{job_id}/events", response_model=EventBatchResult)
+@router.post("/runtimes/jobs/{workspace_id}/{job_id}/events", response_model=EventBatchResult,
+             responses=errors(409))
 def post_events(runtime: CallingRuntime, workspace_id: str, job_id: str, body: EventBatch,
                 services: ServicesDep) -> EventBatchResult:
     return services.runtime_protocol.ingest_events(runtime, workspace_id, job_id, body)

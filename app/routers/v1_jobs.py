@@ -6,36 +6,44 @@ from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import StreamingResponse
 
 from app.contract.messages import JobStatus, JobType
-from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobList, JobView
-from app.web.deps import ServicesDep, User
+from app.schemas.jobs import CancelResponse, CreateJobRequest, CreateJobResponse, JobDetail, JobList, JobView
+from app.web.deps import Paging, ServicesDep, User
+from app.web.openapi import errors
 from app.web.sse import job_event_response
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=CreateJobResponse)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=CreateJobResponse,
+             responses=errors(404, 409, 429))
 def create_job(principal: User, body: CreateJobRequest, services: ServicesDep) -> CreateJobResponse:
-    """Validate, store and dispatch a job to a runtime that can run it (or queue it until one comes)."""
-    return CreateJobResponse.of(services.jobs.create(principal, body.type, body.payload, body.ttl_seconds))
+    """Validate, store and dispatch a job to a runtime that can run it, or queue it until one comes
+    (`waiting_for` says what it waits for). 409 when no registered runtime offers the job's type,
+    unless `wait` is true."""
+    jobs = services.jobs
+    job = jobs.create(principal, body.type, body.payload, body.ttl_seconds, wait=body.wait)
+    return CreateJobResponse.of(job, jobs.waiting_for(job))
 
 
 @router.get("", response_model=JobList)
 def list_jobs(
     principal: User,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    paging: Paging,
     status: JobStatus | None = None,
     type: JobType | None = None,
 ) -> JobList:
     """Newest first."""
-    page = services.jobs.page(principal, limit=limit, cursor=cursor, status=status, job_type=type)
-    return JobList(jobs=[JobView.of(job) for job in page.items], next_cursor=page.cursor)
+    jobs = services.jobs
+    page = jobs.page(principal, limit=paging.limit, cursor=paging.cursor, status=status, job_type=type)
+    return JobList(jobs=[JobView.of(job, jobs.waiting_for(job)) for job in page.items], next_cursor=page.cursor)
 
 
-@router.get("/{job_id}", response_model=JobView)
-def read_job(principal: User, job_id: str, services: ServicesDep) -> JobView:
-    return JobView.of(services.jobs.get(principal, job_id))
+@router.get("/{job_id}", response_model=JobDetail)
+def read_job(principal: User, job_id: str, services: ServicesDep) -> JobDetail:
+    jobs = services.jobs
+    job = jobs.get(principal, job_id)
+    return JobDetail.of(job, jobs.waiting_for(job))
 
 
 @router.delete("/{job_id}", response_model=CancelResponse)
@@ -50,7 +58,7 @@ async def job_events(
     principal: User,
     job_id: str,
     services: ServicesDep,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20, pattern=r"^[0-9]+$")] = None,
     after: Annotated[int | None, Query(ge=0)] = None,
 ) -> StreamingResponse:
     """Events as SSE, each with its sequence number as `id`. Resumes after `Last-Event-ID` (or

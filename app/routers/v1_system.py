@@ -6,37 +6,39 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.schemas.runtimes import runtime_view
-from app.schemas.system import policies_view
+from app.schemas.system import Readiness, policies_view
 from app.web.deps import ServicesDep, User
 
 router = APIRouter(prefix="/v1", tags=["system"])
 
 
-@router.get("/ready")
+@router.get("/ready", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "Not ready: a core check failed"}})
 def ready(services: ServicesDep) -> JSONResponse:
     """Core checks (table, queues, key, storage) and warnings; 503 when a core check fails."""
     is_ready, report = services.system.readiness()
-    return JSONResponse(report, status_code=200 if is_ready else 503)
+    return JSONResponse(Readiness(**report).model_dump(), status_code=200 if is_ready else 503)
 
 
 @router.get("/policies")
 def policies(principal: User, services: ServicesDep) -> dict[str, Any]:
-    return policies_view(services.settings)
+    return {"success": True, **policies_view(services.settings)}
 
 
 @router.get("/system/storage")
 def storage(principal: User, services: ServicesDep) -> dict[str, Any]:
-    return services.system.storage()
+    return {"success": True, **services.system.storage()}
 
 
 @router.get("/capabilities")
 def capabilities(principal: User, services: ServicesDep) -> dict[str, Any]:
     """Aggregated from the online runtimes that serve this workspace."""
-    return services.system.capabilities(principal.workspace_id)
+    return {"success": True, **services.system.capabilities(principal.workspace_id)}
 
 
 @router.get("/runtimes")
 def list_runtimes(principal: User, services: ServicesDep) -> dict[str, Any]:
     runtimes = services.runtimes
     now = services.clock.now()
-    return {"runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}
+    return {"success": True,
+            "runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}

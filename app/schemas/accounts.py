@@ -3,37 +3,37 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
+from app.contract.bodies import NOT_BLANK, JsonBody
 from app.domain.accounts import ApiKey, User, Workspace
 
+# A name must show something besides white space (the service strips names).
+VISIBLE = NOT_BLANK
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-
-class SignupRequest(_Body):
-    name: str = Field(min_length=1, max_length=100)
+class SignupRequest(JsonBody):
+    name: str = Field(min_length=1, max_length=100, pattern=VISIBLE)
     email: EmailStr
     password: str = Field(min_length=6, max_length=256)
-    workspace: str | None = Field(default=None, min_length=1, max_length=100)
+    workspace: str | None = Field(default=None, min_length=1, max_length=100, pattern=VISIBLE)
 
 
-class LoginRequest(_Body):
+class LoginRequest(JsonBody):
     email: EmailStr
     password: str = Field(min_length=1, max_length=256)
 
 
-class ForgotRequest(_Body):
+class ForgotRequest(JsonBody):
     email: EmailStr
 
 
-class ResetRequest(_Body):
+class ResetRequest(JsonBody):
     token: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=6, max_length=256)
 
 
-class VerifyRequest(_Body):
+class VerifyRequest(JsonBody):
     token: str = Field(min_length=1, max_length=200)
 
 
@@ -55,30 +55,35 @@ class AuthUser(BaseModel):
 
 
 class AuthResult(BaseModel):
+    success: bool = True
     token: str = Field(description="Session bearer token")
     user: AuthUser
     expires_at: str
 
 
 class MeResponse(BaseModel):
+    success: bool = True
     user: AuthUser
     auth: Literal["session", "api_key"]
 
 
 class OkResponse(BaseModel):
+    success: bool = True
     ok: bool = True
     message: str = ""
 
 
 class LogoutResponse(BaseModel):
+    success: bool = True
     ok: bool = True
     sessions_ended: int
 
 
-class ApiKeyCreate(_Body):
-    name: str = Field(min_length=1, max_length=100)
+class ApiKeyCreate(JsonBody):
+    name: str = Field(min_length=1, max_length=100, pattern=VISIBLE)
     tier: Literal["read", "standard", "admin"] = "standard"
-    expires_at: datetime | None = Field(default=None, description="ISO 8601; omit for a key that does not expire")
+    expires_at: datetime | None = Field(default=None, description="ISO 8601, in the future (400 otherwise); omit "
+                                                                  "for a key that does not expire")
 
 
 class ApiKeyView(BaseModel):

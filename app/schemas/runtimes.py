@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from app.contract.bodies import JsonBody
 from app.domain.runtimes import JoinToken, Runtime
 
 _PUBLIC_FIELDS = ("runtime_id", "name", "shared", "capabilities", "runtimes", "labels", "gpus",
@@ -31,9 +32,7 @@ def join_token_view(token: JoinToken) -> dict[str, Any]:
     return {field: getattr(token, field) for field in _JOIN_TOKEN_FIELDS}
 
 
-class JoinTokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class JoinTokenCreate(JsonBody):
     name: str = Field(default="join token", min_length=1, max_length=100)
     uses: int = Field(default=1, ge=1, le=1000, description="How many runtimes may register with it")
     ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
@@ -42,6 +41,7 @@ class JoinTokenCreate(BaseModel):
 
 
 class JoinTokenCreated(BaseModel):
+    success: bool = True
     token: str = Field(description="The secret: shown only in this response")
     join_token: dict
 

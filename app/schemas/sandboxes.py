@@ -1,63 +1,79 @@
 """Bodies of the sandbox routes: `/v1/sandbox/sessions`, `/api/sandboxes`, `/api/containers`,
 the runtime proxy and MatrixShell."""
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.clock import iso
+from app.contract.bodies import JsonBody
 from app.contract.messages import SandboxServer
 from app.contract.packages import PackageSpec
 from app.domain.jobs import Job
-from app.domain.runtimes import Runtime
-from app.domain.sandboxes import Sandbox
-from app.schemas.jobs import TOOL_DIRS_DESCRIPTION, ToolDir
+from app.domain.runtimes import Runtime, WaitingFor
+from app.domain.sandboxes import Sandbox, server_runtime
+from app.schemas.jobs import (
+    NAMES_A_SERVER,
+    RUNTIME_DESCRIPTION,
+    TOOL_DIRS_DESCRIPTION,
+    TTL_DESCRIPTION,
+    WAIT_DESCRIPTION,
+    WAITING_FOR_DESCRIPTION,
+    ToolDir,
+    WaitingForView,
+)
+from app.schemas.limits import policy_limit
 
 
 def session_events_url(session_id: str) -> str:
     return f"/v1/sandbox/sessions/{session_id}/events"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SandboxRequest(JsonBody):
+    model_config = ConfigDict(json_schema_extra=NAMES_A_SERVER)
 
-
-class SandboxRequest(_Body):
     start_command: str = Field(default="", max_length=4000,
                                examples=["npx -y @modelcontextprotocol/server-everything@2026.8.31"],
                                description="the server's command; `npx -y NAME[@VERSION]` and `uvx NAME[==VERSION]` "
                                            "mean that package (the runtime installs it once, outside the sandbox)")
     package: PackageSpec | None = Field(default=None, description="a package as the MCP registry describes one, "
                                                                    "instead of start_command")
-    runtime: Literal["node", "python"] = "node"
+    runtime: Literal["node", "python"] | None = Field(default=None, description=RUNTIME_DESCRIPTION)
     transport: Literal["stdio", "http"] = "stdio"
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
-    ttl_seconds: int | None = Field(default=None, ge=1)
+    ttl_seconds: int | None = Field(default=None, ge=1, description=TTL_DESCRIPTION,
+                                    json_schema_extra=policy_limit("max_ttl_seconds"))
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     tool_dirs: list[ToolDir] | None = Field(default=None, max_length=16, description=TOOL_DIRS_DESCRIPTION)
+    wait: bool = Field(default=False, description=WAIT_DESCRIPTION)
 
     @model_validator(mode="after")
     def _names_a_server(self) -> "SandboxRequest":
-        SandboxServer.model_validate(self.model_dump(exclude={"ttl_seconds"}, exclude_none=True, by_alias=True))
+        SandboxServer.model_validate(self.model_dump(exclude={"ttl_seconds", "wait"}, exclude_none=True,
+                                                     by_alias=True))
         return self
 
     def payload(self) -> dict[str, Any]:
         """The sandbox job's payload (an McpServerPayload)."""
-        return self.model_dump(mode="json", exclude={"ttl_seconds"}, exclude_none=True, by_alias=True)
+        return self.model_dump(mode="json", exclude={"ttl_seconds", "wait"}, exclude_none=True, by_alias=True)
 
 
 class SandboxResponse(BaseModel):
+    success: bool = True
     session_id: str
     job_id: str
     status: str
     expires_at: str
     events_url: str
+    waiting_for: WaitingForView | None = Field(default=None, description=WAITING_FOR_DESCRIPTION)
+    warnings: list[str] = Field(default_factory=list, description="What a person should know, in words")
 
     @classmethod
-    def of(cls, job: Job) -> "SandboxResponse":
+    def of(cls, job: Job, waiting: WaitingFor | None = None) -> "SandboxResponse":
         return cls(session_id=job.job_id, job_id=job.job_id, status=job.status.value, expires_at=iso(job.deadline),
-                   events_url=session_events_url(job.job_id))
+                   events_url=session_events_url(job.job_id), waiting_for=WaitingForView.of(waiting),
+                   warnings=[waiting.message] if waiting else [])
 
 
 class SandboxView(BaseModel):
@@ -66,7 +82,8 @@ class SandboxView(BaseModel):
     job_id: str
     type: str
     status: str = Field(description="the job's status")
-    state: str = Field(description="the server's state: starting, running, stopped, failed or ended")
+    state: str = Field(description="the server's state: starting, running, stopped, failed, ending (deleted, "
+                                   "its runtime is stopping it) or ended")
     runtime: str
     transport: str
     start_command: str
@@ -80,18 +97,26 @@ class SandboxView(BaseModel):
     expires_at: str
     error: str | None = None
     events_url: str
+    waiting_for: WaitingForView | None = Field(default=None, description=WAITING_FOR_DESCRIPTION)
 
     @classmethod
-    def of(cls, sandbox: Sandbox) -> "SandboxView":
+    def of(cls, sandbox: Sandbox, waiting: WaitingFor | None = None) -> Self:
         job, payload = sandbox.job, sandbox.job.payload
         return cls(
             id=job.job_id, session_id=job.job_id, job_id=job.job_id, type=job.type.value, status=job.status.value,
-            state=sandbox.state, runtime=payload.get("runtime", "node"), transport=payload.get("transport", "stdio"),
+            state=sandbox.state, runtime=payload.get("runtime") or server_runtime(_command_of(payload)),
+            transport=payload.get("transport", "stdio"), waiting_for=WaitingForView.of(waiting),
             start_command=_command_of(payload), env=(job.secret_names or {}).get("env", []),
             labels=job.labels or payload.get("labels", {}), entity_id=payload.get("entity_id"),
             runtime_id=job.runtime_id, isolation=sandbox.isolation, limits=sandbox.limits, created_at=job.created_at,
             expires_at=iso(job.deadline), error=job.error, events_url=session_events_url(job.job_id),
         )
+
+
+class SandboxDetail(SandboxView):
+    """One sandbox, as its own routes answer (a list holds `SandboxView`s)."""
+
+    success: bool = True
 
 
 class SandboxList(BaseModel):
@@ -100,8 +125,9 @@ class SandboxList(BaseModel):
     next_cursor: str | None = None
 
 
-class SandboxPatch(_Body):
-    ttl_seconds: int | None = Field(default=None, ge=1, description="new total lifetime, from creation")
+class SandboxPatch(JsonBody):
+    ttl_seconds: int | None = Field(default=None, ge=1, description="new total lifetime, from creation; at most the "
+                                    "policy's max_ttl_seconds", json_schema_extra=policy_limit("max_ttl_seconds"))
     env: dict[str, str] | None = Field(default=None, max_length=100, description="applies at the next (re)start")
     labels: dict[str, str] | None = Field(default=None, max_length=50)
 
@@ -113,15 +139,17 @@ class ToolView(BaseModel):
 
 
 class ToolList(BaseModel):
+    success: bool = True
     tools: list[ToolView]
 
 
-class ToolCallRequest(_Body):
+class ToolCallRequest(JsonBody):
     name: str = Field(min_length=1, max_length=200)
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
 class ToolCallResponse(BaseModel):
+    success: bool = True
     ok: bool
     result: dict[str, Any]
 
@@ -159,12 +187,13 @@ class ContainerList(BaseModel):
     containers: list[ContainerView]
 
 
-class ShellExecRequest(_Body):
+class ShellExecRequest(JsonBody):
     command: str = Field(min_length=1, max_length=8000)
     timeout_seconds: float = Field(default=15, gt=0, le=20)
 
 
 class ShellExecResult(BaseModel):
+    success: bool = True
     stdout: str
     stderr: str
     exit_code: int

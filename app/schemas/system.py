@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from app.domain.activity import AuditRecord, UsageReport
 from app.settings import Settings
 
@@ -41,3 +43,11 @@ def audit_view(entry: AuditRecord) -> dict[str, Any]:
 def usage_view(report: UsageReport) -> dict[str, Any]:
     return {"since": report.since, "days": report.days, "totals": report.totals,
             "daily": [{"day": c.day, "kind": c.kind, "subkind": c.subkind, "amount": c.amount} for c in report.daily]}
+
+
+class Readiness(BaseModel):
+    """`/v1/ready`: 200 when every core check passes, 503 (with the same report) when one fails."""
+
+    ready: bool
+    checks: list[dict[str, Any]] = Field(description="each core check: name, ok, detail")
+    warnings: list[str]

@@ -89,7 +89,8 @@ class AccountService:
         followed: no operator rights come with it, whatever the address (app.services.trust)."""
         self.limits.admit("signup", email, client)
         workspace_id, user_id = new_id("ws"), new_id("usr")
-        workspace_name = workspace_name or f"{name}'s workspace"
+        name = name.strip()  # names are shown as given, less the white space around them
+        workspace_name = workspace_name.strip() if workspace_name else f"{name}'s workspace"
         now = self.clock.iso()
         workspace = Workspace(workspace_id=workspace_id, name=workspace_name,
                               slug=f"{_slug(workspace_name)}-{workspace_id[-6:]}", owner_id=user_id,

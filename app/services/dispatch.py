@@ -15,9 +15,9 @@ oldest job of one workspace after another, so one tenant's backlog never starves
 from collections.abc import Callable, Collection, Iterator
 
 from app.clock import Clock
-from app.contract.messages import JobMessage
+from app.contract.messages import JobMessage, JobStatus
 from app.domain.jobs import POLICED_JOB_TYPES, Job, in_turns
-from app.domain.runtimes import SHARED_WORKSPACE, Runtime
+from app.domain.runtimes import SHARED_WORKSPACE, Runtime, WaitingFor, why_waiting
 from app.errors import ConditionFailed
 from app.logs import get_logger, log_event
 from app.queues import Queues
@@ -59,6 +59,13 @@ class Dispatcher:
                 if runtime.runtime_id not in tried:
                     tried.add(runtime.runtime_id)
                     yield runtime
+
+    def waiting_for(self, job: Job, *, fresh: bool = False) -> WaitingFor | None:
+        """Why a waiting job waits (None once a runtime has it), from the cached listing unless `fresh`."""
+        if job.status != JobStatus.queued or job.runtime_id:
+            return None
+        return why_waiting(job, self._pool(job.workspace_id, fresh), self.clock.now(),
+                           self.settings.heartbeat_interval_seconds)
 
     def message(self, job: Job, runtime: Runtime) -> JobMessage:
         """The job's message for `runtime`: its secrets sealed for that runtime alone."""

@@ -1,12 +1,14 @@
 """Jobs as their workspace sees them: creation (stored, assigned, audited and metered in one
 transaction, then sent), reads, and cancellation."""
 
+from dataclasses import replace
 from typing import Any
 
 from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import FINAL_JOB_STATUSES, EventStatus, JobStatus, JobType
 from app.domain.jobs import JOB_PAYLOAD_MAX_BYTES, JOB_STEP, Job, JobEvent
+from app.domain.runtimes import WaitingFor
 from app.errors import ConditionFailed, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unprocessable
 from app.ids import new_id
 from app.schemas.jobs import secret_names, split_secrets, validate_payload
@@ -19,7 +21,7 @@ from app.services.trust import TrustPolicy
 from app.settings import Settings
 from app.store import Store
 from app.store.codec import stored_size
-from app.store.table import Page
+from app.store.table import Page, Write
 
 CANCEL_WAIT_SECONDS = 3.0  # how long a cancel of a running job waits for its worker to confirm
 
@@ -48,10 +50,11 @@ class JobService:
         self.clock = clock
 
     def create(self, principal: Principal, job_type: JobType, payload: dict[str, Any],
-               ttl_seconds: int | None = None) -> Job:
+               ttl_seconds: int | None = None, *, wait: bool = False) -> Job:
         """Store the job and, in the same transaction, take a slot on the best runtime that has one;
-        then send it there. With no runtime free it waits for one. Secret fields (a sandbox's env)
-        are kept sealed beside the payload, never in it."""
+        then send it there. With no runtime free it waits for one, and its `queued` event says what
+        for; a type no registered runtime offers is refused (Conflict) unless the caller will `wait`.
+        Secret fields (a sandbox's env) are kept sealed beside the payload, never in it."""
         settings = self.settings
         self.trust.require_verified(principal, "run jobs")
         check_payload_size(payload)  # as sent: validation would turn a NaN into null
@@ -71,26 +74,46 @@ class JobService:
                   pinned_runtime_id=pinned,
                   secrets=self.job_secrets.seal_at_rest(principal.workspace_id, secrets) if secrets else None,
                   secret_names=secret_names(secrets) if secrets else None)
-        queued = JobEvent(seq=1, step=JOB_STEP, status=EventStatus.queued, message="job accepted",
-                          at=self.clock.iso(now))
         limit = settings.max_concurrent_jobs
-        # The audit record and the usage count commit with the job: no extra round trips, none lost.
-        common = [
-            self.store.jobs.add_event(job.workspace_id, job.job_id, queued),
-            self.store.accounts.take_job_slot(job.workspace_id, limit),
-            self.activity.audit_write(job.workspace_id, "job.create", actor=principal.subject_id, target=job.job_id,
-                                      detail={"type": job_type.value}),
-            self.activity.meter_write(job.workspace_id, "jobs", job_type.value),
-        ]
+
+        def writes(queued: JobEvent) -> list[Write]:
+            # The audit record and the usage count commit with the job: no extra round trips, none lost.
+            return [self.store.jobs.add_event(job.workspace_id, job.job_id, queued),
+                    self.store.accounts.take_job_slot(job.workspace_id, limit),
+                    self.activity.audit_write(job.workspace_id, "job.create", actor=principal.subject_id,
+                                              target=job.job_id, detail={"type": job_type.value}),
+                    self.activity.meter_write(job.workspace_id, "jobs", job_type.value)]
+
+        accepted = JobEvent(seq=1, step=JOB_STEP, status=EventStatus.queued, message="job accepted",
+                            at=self.clock.iso(now))
         try:
-            assigned = self.dispatcher.place(job, lambda assigned: [self.store.jobs.create(assigned), *common])
-            if assigned is None:  # no runtime has room: it waits
-                self.store.table.transact([self.store.jobs.create(job), *common])
+            assigned = self.dispatcher.place(job, lambda assigned: [self.store.jobs.create(assigned),
+                                                                    *writes(accepted)])
+            if assigned is None:  # no runtime can take it now: it waits, saying what for
+                waiting = self._waiting_for(job, refuse=not wait)
+                queued = replace(accepted, message=f"waiting: {waiting.message}",
+                                 data={"waiting_for": {"capability": waiting.capability, "reason": waiting.reason}})
+                self.store.table.transact([self.store.jobs.create(job), *writes(queued)])
         except ConditionFailed as error:
             raise TooManyRequests(f"the workspace already has {limit} unfinished jobs (policy max_concurrent_jobs)") \
                 from error
         self.activity.logged("job.create", principal.subject_id, job.job_id)
         return assigned or job
+
+    def _waiting_for(self, job: Job, *, refuse: bool) -> WaitingFor:
+        """What a job no runtime took waits for; with `refuse`, Conflict when no registered runtime
+        offers its type (judged on a fresh listing, never on a cached one)."""
+        waiting = self.dispatcher.waiting_for(job)
+        if waiting is not None and waiting.reason == "no_runtime_registered":
+            waiting = self.dispatcher.waiting_for(job, fresh=True)
+        assert waiting is not None  # a queued job that no runtime has always waits for something
+        if refuse and waiting.reason == "no_runtime_registered":
+            raise Conflict(f"{waiting.message}; to queue the job anyway, send \"wait\": true")
+        return waiting
+
+    def waiting_for(self, job: Job) -> WaitingFor | None:
+        """What a queued job waits for (None once a runtime has it)."""
+        return self.dispatcher.waiting_for(job)
 
     def _session_runtime(self, principal: Principal, session_id: str) -> str:
         """A tool.run job runs where its session's server runs."""

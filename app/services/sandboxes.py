@@ -12,9 +12,10 @@ from pydantic import TypeAdapter, ValidationError
 from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import JobStatus, JobType, SandboxServer, ToolCallArguments
+from app.contract.packages import PackageSpecError
 from app.domain.jobs import Job, JobEvent
 from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, SERVER_ACTIONS, Sandbox, sandbox_of
-from app.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.schemas.jobs import secret_names
 from app.schemas.sandboxes import ToolView
 from app.services.control import ControlChannel
@@ -54,10 +55,15 @@ class SandboxService:
         self.clock = clock
 
     def create(self, principal: Principal, payload: dict[str, Any], ttl_seconds: int | None,
-               job_type: JobType = JobType.mcp_test) -> Job:
-        """Start an MCP server (`payload` as McpServerPayload) in a sandbox; 403 when the policy refuses it."""
-        check_start_command(self.settings, SandboxServer.model_validate(payload).command)
-        return self.jobs.create(principal, job_type, payload, ttl_seconds)
+               job_type: JobType = JobType.mcp_test, *, wait: bool = False) -> Job:
+        """Start an MCP server (`payload` as McpServerPayload) in a sandbox; 403 when the policy refuses it,
+        409 when no registered runtime runs sandboxes (unless the caller will `wait`)."""
+        try:
+            command = SandboxServer.model_validate(payload).command
+        except PackageSpecError as error:  # e.g. a required package argument given no value
+            raise Unprocessable(f"package: {error}") from error
+        check_start_command(self.settings, command)
+        return self.jobs.create(principal, job_type, payload, ttl_seconds, wait=wait)
 
     def get(self, principal: Principal, sandbox_id: str) -> Job:
         job = self.store.jobs.get(principal.workspace_id, sandbox_id)
@@ -84,6 +90,8 @@ class SandboxService:
             raise Conflict(f"sandbox {job.job_id} is queued, not running yet: no runtime has started it")
         if job.status != JobStatus.running:
             raise Conflict(f"sandbox {job.job_id} has ended ({job.status.value}), so it is not running")
+        if job.cancel_requested:
+            raise Conflict(f"sandbox {job.job_id} is ending: it was deleted")
         return job
 
     def running(self, principal: Principal, sandbox_id: str) -> Job:
@@ -153,13 +161,15 @@ class SandboxService:
         job = self.get(principal, sandbox_id)
         if job.is_final:
             raise Conflict(f"sandbox {sandbox_id} has ended ({job.status.value})")
+        if job.cancel_requested:
+            raise Conflict(f"sandbox {sandbox_id} is ending: it was deleted")
         deadline = None
         if ttl_seconds is not None:
             if ttl_seconds > self.settings.max_ttl_seconds:
                 raise Unprocessable(f"ttl_seconds exceeds the policy's max_ttl_seconds {self.settings.max_ttl_seconds}")
             deadline = job.created_epoch + ttl_seconds
             if deadline <= self.clock.now():
-                raise BadRequest("that ttl_seconds would end the sandbox in the past; DELETE it instead")
+                raise Conflict(f"the sandbox is already older than {ttl_seconds} s; DELETE it instead")
         secrets = None
         if env is not None:
             secrets = {**self.job_secrets.open(job), "env": env}

@@ -5,14 +5,16 @@ management, join tokens) need an admin key or a signed-in user. Runtime tokens a
 the runtime routes (`CallingRuntime`).
 """
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app import composition
 from app.auth.principal import Principal, Tier, bearer_secret
 from app.composition import Services
+from app.web.openapi import answers
 
 if TYPE_CHECKING:  # the records are not needed to answer /v1/health on a cold start
     from app.domain.accounts import CredentialKind
@@ -29,6 +31,7 @@ def get_services() -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+@answers(401)  # a malformed Authorization header
 def _secret(
     request: Request,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)],
@@ -38,6 +41,7 @@ def _secret(
     return bearer_secret(request.headers.get("authorization"), api_key)
 
 
+@answers(401, 403)  # 403: a read-tier key on a change
 def authenticated_user(request: Request, secret: Annotated[str | None, Depends(_secret)],
                        services: ServicesDep) -> Principal:
     principal = services.authenticator.resolve(secret, kinds=_USER_KINDS)
@@ -45,6 +49,7 @@ def authenticated_user(request: Request, secret: Annotated[str | None, Depends(_
     return principal
 
 
+@answers(403)
 def admin_user(principal: Annotated[Principal, Depends(authenticated_user)]) -> Principal:
     principal.require(Tier.admin)
     return principal
@@ -62,3 +67,21 @@ User = Annotated[Principal, Depends(authenticated_user)]
 AdminUser = Annotated[Principal, Depends(admin_user)]
 SessionUser = Annotated[Principal, Depends(session_user)]
 CallingRuntime = Annotated[Principal, Depends(authenticated_runtime)]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    cursor: str | None
+
+
+@answers(400)  # a cursor this listing did not hand out
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=200, description="at most this many items")] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000, pattern=r"^[A-Za-z0-9_-]*$",
+                                        description="`next_cursor` of the previous page, as it was given")] = None,
+) -> PageRequest:
+    return PageRequest(limit=limit, cursor=cursor)
+
+
+Paging = Annotated[PageRequest, Depends(page_request)]

@@ -10,6 +10,12 @@ FINAL_STATUSES: tuple[JobStatus, ...] = ("complete", "error", "expired", "cancel
 JOB_TYPES = ("mcp.test", "mcp.run", "model.inspect", "model.pull", "model.preload", "agent.run", "tool.run")
 
 
+class WaitingFor(TypedDict):
+    capability: str
+    reason: str
+    message: str
+
+
 class Job(TypedDict):
     job_id: str
     type: str
@@ -23,6 +29,7 @@ class Job(TypedDict):
     result: Any
     error: str | None
     cancel_requested: bool
+    waiting_for: WaitingFor | None  # while queued with no runtime: what for
 
 
 class JobPage(TypedDict):

@@ -4,7 +4,7 @@ runtime API has none)."""
 from typing import Any, Literal, TypedDict
 
 from berth_cli.client.http import Http, segment
-from berth_cli.client.jobs import CancelResult
+from berth_cli.client.jobs import CancelResult, WaitingFor
 
 # The API bounds one readiness wait (`GET .../tools?wait_seconds=`) to this many seconds.
 MAX_WAIT_SECONDS = 25.0
@@ -16,6 +16,8 @@ class SandboxCreated(TypedDict):
     status: str
     expires_at: str
     events_url: str
+    waiting_for: WaitingFor | None
+    warnings: list[str]
 
 
 class Sandbox(TypedDict):
@@ -65,9 +67,10 @@ class SandboxesApi:
         self._http = http
 
     def create(self, start_command: str, *, env: dict[str, str] | None = None, ttl_seconds: int | None = None,
-               runtime: str | None = None, transport: str | None = None) -> SandboxCreated:
+               runtime: str | None = None, transport: str | None = None, wait: bool = False) -> SandboxCreated:
+        """`wait`: accepted even when no registered runtime runs sandboxes (it waits for one)."""
         body = {"start_command": start_command, "env": env or {}, "ttl_seconds": ttl_seconds, "runtime": runtime,
-                "transport": transport}
+                "transport": transport, "wait": wait or None}
         return self._http.request("POST", "/v1/sandbox/sessions",
                                   json={name: value for name, value in body.items() if value is not None})
 

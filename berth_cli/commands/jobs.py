@@ -70,6 +70,7 @@ def show_job(job: Job) -> None:
         ("finished", output.moment(job.get("finished_at"))),
         ("expires", output.moment(job["expires_at"])),
         ("runtime", output.text(job.get("runtime_id"))),
+        ("waiting for", output.text(waiting["message"] if (waiting := job.get("waiting_for")) else None)),
         ("payload", output.text(job.get("payload"), multiline=True)),
         ("result", output.text(job.get("result"), multiline=True)),
         ("error", f"[red]{output.text(job.get('error'))}[/]" if job.get("error") else ""),

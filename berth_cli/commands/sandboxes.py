@@ -41,6 +41,9 @@ def create(
     transport: Annotated[Literal["stdio", "http"] | None, typer.Option("--transport")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the server is up, then list its tools.")] = False,
     wait_timeout: Annotated[float, typer.Option("--wait-timeout", min=1, help="Seconds --wait waits.")] = 120,
+    wait_for_runtime: Annotated[bool, typer.Option(
+        "--wait-for-runtime",
+        help="Queue it even when no registered runtime runs sandboxes yet (else it is refused).")] = False,
     profile: ProfileOption = DEFAULT_PROFILE,
     as_json: JsonOption = False,
 ) -> None:
@@ -49,8 +52,11 @@ def create(
     variables = dict(_assignments(env or [], "--env"))
     with connect(profile) as client:
         created = client.sandboxes.create(command, env=variables, ttl_seconds=ttl, runtime=runtime,
-                                          transport=transport)
+                                          transport=transport, wait=wait_for_runtime)
         session_id = created["session_id"]
+        if not as_json:
+            for warning in created.get("warnings", []):
+                output.note(f"warning: {warning}")
         if not wait:
             if as_json:
                 output.print_json(created)

@@ -73,8 +73,11 @@ class Account:
         assert response.status_code == 201, response.text
         return response.json()["token"]
 
-    def create_job(self, job_type: str = "model.inspect", payload: dict | None = None, **extra) -> str:
-        response = self.post("/v1/jobs", json={"type": job_type, "payload": payload or {}, **extra})
+    def create_job(self, job_type: str = "model.inspect", payload: dict | None = None, *, wait: bool = True,
+                   **extra) -> str:
+        """A job, accepted with `wait` (by default) even when no registered runtime offers its type:
+        most tests create jobs before their worker registers, or of a type no worker runs."""
+        response = self.post("/v1/jobs", json={"type": job_type, "payload": payload or {}, "wait": wait, **extra})
         assert response.status_code == 202, response.text
         return response.json()["job_id"]
 

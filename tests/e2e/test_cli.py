@@ -132,7 +132,7 @@ def test_jobs_list_get_and_cancel_with_paging_filters_and_the_apis_json(logged_i
 
     assert "cancelled" in ok(logged_in("jobs", "cancel", jobs[1])).stdout
     assert account.job(jobs[1])["status"] == "cancelled"
-    assert as_json(logged_in("jobs", "cancel", jobs[1], "--json")) == {"ok": True, "status": "cancelled"}
+    assert as_json(logged_in("jobs", "cancel", jobs[1], "--json")) == {"success": True, "ok": True, "status": "cancelled"}
     cancelled = as_json(logged_in("jobs", "list", "--status", "cancelled", "--type", "agent.run", "--json"))
     assert [job["job_id"] for job in cancelled["jobs"]] == [jobs[1]]
 

@@ -101,7 +101,7 @@ def test_a_tool_call_through_the_direct_channel_matches_the_queue_path(direct, f
         tools = direct.get(f"/v1/sandbox/sessions/{direct_session}/tools")
         assert tools.status_code == 200 and {"echo", "add"} <= {t["name"] for t in tools.json()["tools"]}
         cancelled = direct.delete(f"/v1/sandbox/sessions/{direct_session}")
-        assert cancelled.json() == {"ok": True, "status": "cancelled"}  # the worker stopped it and said so
+        assert cancelled.json() == {"success": True, "ok": True, "status": "cancelled"}  # the worker stopped it and said so
         assert sqs.get_queue_attributes(QueueUrl=decoy, AttributeNames=["ApproximateNumberOfMessages"])[
             "Attributes"]["ApproximateNumberOfMessages"] == "0"
     finally:
@@ -114,7 +114,7 @@ def test_a_tool_call_through_the_direct_channel_matches_the_queue_path(direct, f
     assert [call["ok"] for call in through_endpoint] == [True, True]
     assert through_endpoint == through_queue
     assert [call["result"] for call in through_endpoint] == without_berth
-    assert fallback.delete(f"/v1/sandbox/sessions/{queued_session}").json() == {"ok": True, "status": "cancelled"}
+    assert fallback.delete(f"/v1/sandbox/sessions/{queued_session}").json() == {"success": True, "ok": True, "status": "cancelled"}
 
 
 def test_the_endpoint_refuses_unsigned_forged_stale_and_replayed_requests(direct):
@@ -172,4 +172,4 @@ def test_a_dead_control_url_falls_back_to_the_queue(fallback):
     assert tools.status_code == 200 and {"echo", "add"} <= {t["name"] for t in tools.json()["tools"]}
     assert [call["ok"] for call in _calls(fallback, session_id)] == [True, True]
     assert fallback.post(f"/api/sandboxes/{session_id}/restart").json()["state"] == "running"
-    assert fallback.delete(f"/v1/sandbox/sessions/{session_id}").json() == {"ok": True, "status": "cancelled"}
+    assert fallback.delete(f"/v1/sandbox/sessions/{session_id}").json() == {"success": True, "ok": True, "status": "cancelled"}

@@ -95,7 +95,7 @@ def test_join_tokens_are_limited_use_and_listed_without_secrets(account, api):
 
 def test_cancel_queued_and_running_jobs(account, workers, slow_model):
     queued = account.create_job("agent.run", {"agent": "nobody-runs-this"})
-    assert account.delete(f"/v1/jobs/{queued}").json() == {"ok": True, "status": "cancelled"}
+    assert account.delete(f"/v1/jobs/{queued}").json() == {"success": True, "ok": True, "status": "cancelled"}
 
     workers(account.join_token())
     running = account.create_job(payload={"model": slow_model})
@@ -107,7 +107,7 @@ def test_cancel_queued_and_running_jobs(account, workers, slow_model):
     events = account.events(running)
     _assert_contiguous(events)
     assert len(_job_steps(events, "cancelled")) == 1
-    assert account.delete(f"/v1/jobs/{running}").json() == {"ok": True, "status": "cancelled"}
+    assert account.delete(f"/v1/jobs/{running}").json() == {"success": True, "ok": True, "status": "cancelled"}
 
 
 def test_ttl_expiry_by_the_sweeper(account):

@@ -132,6 +132,6 @@ def test_deleting_a_ghost_sandbox_ends_it_at_once(account, workers):
 
     deleted = account.delete(f"/v1/sandbox/sessions/{session_id}")
 
-    assert deleted.status_code == 200 and deleted.json() == {"ok": True, "status": "cancelled"}
+    assert deleted.status_code == 200 and deleted.json() == {"success": True, "ok": True, "status": "cancelled"}
     assert account.job(session_id)["status"] == "cancelled"
     assert "cancelled: its runtime no longer ran it" in _event_messages(account, session_id)

@@ -117,7 +117,7 @@ def test_sdk_server_through_the_api_matches_a_direct_client(request, path):
     assert [call["result"] for call in via_api] == direct
 
     deleted = owner.delete(f"/v1/sandbox/sessions/{session_id}").json()
-    assert deleted == {"ok": True, "status": "cancelled"}
+    assert deleted == {"success": True, "ok": True, "status": "cancelled"}
     assert owner.get(f"/v1/sandbox/sessions/{session_id}/tools").status_code == 409
     assert _call(owner, session_id, "add", {"a": 1, "b": 1}).status_code == 409
 

@@ -40,9 +40,9 @@ def test_tiers(client):
     denied = client.post("/v1/jobs", headers=bearer(read), json={"type": "model.inspect", "payload": {"model": "a/b"}})
     assert denied.status_code == 403 and "standard-tier" in denied.json()["error"]
     assert client.post("/v1/jobs", headers=bearer(standard),
-                       json={"type": "model.inspect", "payload": {"model": "a/b"}}).status_code == 202
+                       json={"type": "model.inspect", "payload": {"model": "a/b"}, "wait": True}).status_code == 202
     admin_only = client.post("/api/auth/keys/generate", headers=bearer(standard), json={"name": "x"})
-    assert admin_only.status_code == 403
+    assert admin_only.status_code == 403 and "needs an admin-tier key" in admin_only.json()["error"]
 
 
 def test_revoked_key_is_refused_at_once(client):

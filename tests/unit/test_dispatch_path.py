@@ -19,7 +19,9 @@ def _register(client, token: str, slots: int) -> dict:
 
 
 def _post_job(client, token: str) -> str:
-    response = client.post("/v1/jobs", headers=bearer(token), json={"type": "agent.run", "payload": {"agent": "a"}})
+    """An agent.run job, which no runtime here offers: it waits (`wait`)."""
+    response = client.post("/v1/jobs", headers=bearer(token),
+                           json={"type": "agent.run", "payload": {"agent": "a"}, "wait": True})
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
 
@@ -119,7 +121,8 @@ def test_a_full_workspace_gets_429_and_nothing_is_stored(client, monkeypatch):
     composition.reset()
     token = signup(client)["token"]
     _post_job(client, token)
-    response = client.post("/v1/jobs", headers=bearer(token), json={"type": "agent.run", "payload": {"agent": "a"}})
+    response = client.post("/v1/jobs", headers=bearer(token),
+                           json={"type": "agent.run", "payload": {"agent": "a"}, "wait": True})
     assert response.status_code == 429 and "max_concurrent_jobs" in response.json()["error"]
     listed = client.get("/v1/jobs", headers=bearer(token)).json()["jobs"]
     assert len(listed) == 1

@@ -23,7 +23,7 @@ def roomy(client, monkeypatch):
 def _queue(client, token: str, count: int) -> list[str]:
     services = composition.services()
     principal = services.authenticator.resolve(token, kinds=("session",))
-    return [services.jobs.create(principal, JobType.agent_run, {"agent": "a"}).job_id for _ in range(count)]
+    return [services.jobs.create(principal, JobType.agent_run, {"agent": "a"}, wait=True).job_id for _ in range(count)]
 
 
 def _job(client, token: str, job_id: str) -> dict:

@@ -27,7 +27,7 @@ def _register(client, session: str) -> dict:
 
 def _start(client, session: str, **body) -> str:
     response = client.post("/v1/sandbox/sessions", headers=bearer(session),
-                           json={"start_command": "python3 server.py", **body})
+                           json={"start_command": "python3 server.py", "wait": True, **body})
     assert response.status_code == 202, response.text
     return response.json()["session_id"]
 

@@ -142,7 +142,7 @@ def _cursor(plain: dict) -> str:
 ])
 def test_a_tampered_pagination_cursor_is_400(client, user, tamper):
     for _ in range(3):
-        client.post("/v1/jobs", headers=bearer(user), json={"type": "agent.run", "payload": {"agent": "a"}})
+        client.post("/v1/jobs", headers=bearer(user), json={"type": "agent.run", "payload": {"agent": "a"}, "wait": True})
     page = client.get("/v1/jobs", headers=bearer(user), params={"limit": 1}).json()
     plain = json.loads(base64.urlsafe_b64decode(page["next_cursor"] + "=" * (-len(page["next_cursor"]) % 4)))
     assert set(plain) == {"pk", "sk"}
@@ -165,7 +165,7 @@ def test_a_sandbox_whose_env_and_labels_would_not_fit_is_413_at_creation_and_on_
     refused = client.post("/v1/sandbox/sessions", headers=bearer(user), json={"start_command": "node s.js", "env": env})
     assert refused.status_code == 413
 
-    created = client.post("/api/sandboxes", headers=bearer(user), json={"start_command": "node s.js"}).json()
+    created = client.post("/api/sandboxes", headers=bearer(user), json={"start_command": "node s.js", "wait": True}).json()
     labels = {f"label-{n}": "v" * 8_000 for n in range(50)}
     changed = client.patch(f"/api/sandboxes/{created['id']}", headers=bearer(user), json={"labels": labels})
     assert changed.status_code == 413, changed.text

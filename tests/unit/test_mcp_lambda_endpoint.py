@@ -136,7 +136,7 @@ def test_a_call_above_the_key_tier_is_a_tool_error_naming_the_tier_it_needs(hand
     assert refused["content"][0]["text"] == (
         "Error executing tool notes_create: this action needs a standard-tier key; yours is read")
     deleting = _call(handler, "notes_delete", {"note_id": "note_1"}, key="key-standard")
-    assert deleting["isError"] is True and "needs a admin-tier key; yours is standard" in deleting["content"][0]["text"]
+    assert deleting["isError"] is True and "needs an admin-tier key; yours is standard" in deleting["content"][0]["text"]
     assert notes == {}
 
 

@@ -18,7 +18,7 @@ def user(client) -> str:
 
 
 def _job(client, user) -> str:
-    response = client.post("/v1/jobs", headers=bearer(user), json={"type": "agent.run", "payload": {"agent": "a"}})
+    response = client.post("/v1/jobs", headers=bearer(user), json={"type": "agent.run", "payload": {"agent": "a"}, "wait": True})
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
 

@@ -24,7 +24,7 @@ def _runtime(client, user, slots=2) -> ProtocolRuntime:
 
 
 def _create(client, user, job_type="agent.run", payload=None) -> str:
-    body = {"type": job_type, "payload": payload or {"agent": "a"}}
+    body = {"type": job_type, "payload": payload or {"agent": "a"}, "wait": True}
     response = client.post("/v1/jobs", headers=bearer(user), json=body)
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
@@ -194,7 +194,7 @@ def test_deleting_a_sandbox_whose_runtime_is_offline_ends_it_at_once(client, use
                        set={"status": "offline"})
 
     deleted = client.delete(f"/v1/sandbox/sessions/{sandbox}", headers=bearer(user))
-    assert deleted.json() == {"ok": True, "status": "cancelled"}
+    assert deleted.json() == {"success": True, "ok": True, "status": "cancelled"}
     assert ("job", "cancelled", "cancelled: its runtime is offline") in _steps(client, user, sandbox)
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from app import composition
 from tests.conftest import bearer, signup
+from tests.support.protocol_runtime import ISOLATED, SANDBOX_LABELS
 
 
 @pytest.fixture
@@ -29,7 +30,8 @@ def test_matrixshell_denies_commands_before_looking_for_the_shell(client, token)
 
 
 def test_a_sandbox_without_a_runtime_is_queued_and_its_tools_are_409(client, token):
-    created = client.post("/v1/sandbox/sessions", headers=bearer(token), json={"start_command": "node server.js"})
+    created = client.post("/v1/sandbox/sessions", headers=bearer(token),
+                          json={"start_command": "node server.js", "wait": True})
     assert created.status_code == 202 and created.json()["status"] == "queued"
     session_id = created.json()["session_id"]
     assert client.get(f"/v1/sandbox/sessions/{session_id}", headers=bearer(token)).json()["state"] == "starting"
@@ -40,7 +42,8 @@ def test_a_sandbox_without_a_runtime_is_queued_and_its_tools_are_409(client, tok
 
 
 def test_ids_of_other_job_types_are_not_sandboxes(client, token):
-    job = client.post("/v1/jobs", headers=bearer(token), json={"type": "model.inspect", "payload": {"model": "a/b"}})
+    job = client.post("/v1/jobs", headers=bearer(token),
+                      json={"type": "model.inspect", "payload": {"model": "a/b"}, "wait": True})
     job_id = job.json()["job_id"]
     assert client.get(f"/v1/sandbox/sessions/{job_id}", headers=bearer(token)).status_code == 404
     assert client.get(f"/api/sandboxes/{job_id}", headers=bearer(token)).status_code == 404
@@ -58,7 +61,8 @@ def test_bad_sandbox_requests(client, token, body, status, fragment):
 
 
 def test_patch_and_actions_on_an_ended_sandbox(client, token):
-    created = client.post("/api/sandboxes", headers=bearer(token), json={"start_command": "node s.js"}).json()
+    created = client.post("/api/sandboxes", headers=bearer(token),
+                          json={"start_command": "node s.js", "wait": True}).json()
     sandbox_id = created["id"]
     assert client.delete(f"/api/sandboxes/{sandbox_id}", headers=bearer(token)).json()["state"] == "cancelled"
     patched = client.patch(f"/api/sandboxes/{sandbox_id}", headers=bearer(token), json={"labels": {"a": "b"}})
@@ -88,10 +92,45 @@ def test_a_running_report_answers_a_readiness_wait_only_with_full_tool_definitio
     assert tools_reported_at_start(None) is None
 
 
+@pytest.mark.parametrize("body, runtime", [
+    ({"start_command": "python3 -m my_server"}, "python"),
+    ({"start_command": "uvx mcp-server-time==0.6.2"}, "python"),
+    ({"start_command": "npx -y @modelcontextprotocol/server-everything@2025.9.12"}, "node"),
+    ({"start_command": "uvx mcp-server-time", "runtime": "node"}, "node"),  # what was asked for
+])
+def test_a_sandbox_reports_what_runs_its_server(client, token, body, runtime):
+    created = client.post("/api/sandboxes", headers=bearer(token), json={**body, "wait": True}).json()
+    assert created["runtime"] == runtime
+    assert client.get(f"/v1/sandbox/sessions/{created['id']}", headers=bearer(token)).json()["runtime"] == runtime
+
+
+def test_a_deleted_running_sandbox_is_visibly_ending_and_refuses_changes(client, token):
+    join = client.post("/v1/cloud/join-tokens", headers=bearer(token), json={}).json()["token"]
+    runtime = client.post("/v1/cloud/runtimes/register", json={
+        "join_token": join, "capabilities": ["mcp.test"], "queue_mode": "lease", "offers": ISOLATED,
+        "labels": SANDBOX_LABELS}).json()
+    created = client.post("/api/sandboxes", headers=bearer(token), json={"start_command": "node s.js"}).json()
+    sandbox_id, workspace_id = created["id"], runtime["workspace_id"]
+    claimed = client.post(f"/v1/cloud/runtimes/jobs/{workspace_id}/{sandbox_id}/claim",
+                          headers=bearer(runtime["runtime_token"]),
+                          json={"dispatch": 1, "worker_id": "w1", "start_seq": 2})
+    assert claimed.json()["claimed"] is True
+    deleted = client.delete(f"/api/sandboxes/{sandbox_id}", headers=bearer(token))  # its worker never confirms
+    assert deleted.status_code == 200 and deleted.json()["state"] == "running"
+    shown = client.get(f"/api/sandboxes/{sandbox_id}", headers=bearer(token)).json()
+    assert shown["status"] == "running" and shown["state"] == "ending"
+    patched = client.patch(f"/api/sandboxes/{sandbox_id}", headers=bearer(token), json={"ttl_seconds": 900})
+    assert patched.status_code == 409 and "ending" in patched.json()["error"]
+    restarted = client.post(f"/api/sandboxes/{sandbox_id}/restart", headers=bearer(token))
+    assert restarted.status_code == 409
+    tools = client.get(f"/v1/sandbox/sessions/{sandbox_id}/tools", headers=bearer(token))
+    assert tools.status_code == 409
+
+
 def test_a_sandbox_from_a_package_is_stored_as_the_package_and_shown_as_its_command(client, token):
     package = {"registryType": "pypi", "identifier": "mcp-server-time", "version": "2026.10.19",
                "transport": {"type": "stdio"}}
-    created = client.post("/v1/sandbox/sessions", headers=bearer(token), json={"package": package})
+    created = client.post("/v1/sandbox/sessions", headers=bearer(token), json={"package": package, "wait": True})
     assert created.status_code == 202, created.text
     view = client.get(f"/v1/sandbox/sessions/{created.json()['session_id']}", headers=bearer(token)).json()
     assert view["start_command"] == "uvx mcp-server-time==2026.10.19"
@@ -107,3 +146,10 @@ def test_a_sandbox_that_names_no_runnable_server_is_refused_before_anything_runs
     refused = client.post("/v1/sandbox/sessions", headers=bearer(token), json=body)
     assert refused.status_code in (403, 422), refused.text
     assert says in refused.json()["error"]
+
+
+def test_a_package_argument_that_needs_a_value_is_a_422_not_a_500(client, token):
+    package = {"registryType": "npm", "identifier": "some-server", "version": "1.0.0",
+               "packageArguments": [{"type": "named", "name": "--port", "isRequired": True}]}
+    refused = client.post("/v1/sandbox/sessions", headers=bearer(token), json={"package": package, "wait": True})
+    assert refused.status_code == 422 and "needs a value" in refused.json()["error"]

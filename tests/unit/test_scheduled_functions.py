@@ -8,7 +8,7 @@ from tests.conftest import bearer, signup
 
 def _job(client, token, **body):
     response = client.post("/v1/jobs", headers=bearer(token), json={"type": "agent.run", "payload": {"agent": "a"},
-                                                                   **body})
+                                                                   "wait": True, **body})
     assert response.status_code == 202
     return response.json()["job_id"]
 

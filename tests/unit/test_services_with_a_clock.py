@@ -20,7 +20,7 @@ def test_the_sweeper_expires_a_job_once_its_clock_passes_the_deadline(aws_resour
     services = Services(aws_resources, clock=clock)
     signed_in = services.accounts.signup("Ada", "ada@example.com", "correct-horse", None)
     principal = services.authenticator.resolve(signed_in.token, kinds=("session",))
-    job = services.jobs.create(principal, JobType.agent_run, {"agent": "a"}, ttl_seconds=60)
+    job = services.jobs.create(principal, JobType.agent_run, {"agent": "a"}, ttl_seconds=60, wait=True)
 
     assert services.sweeper.sweep().expired == 0
     clock.offset = 61

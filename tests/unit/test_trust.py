@@ -128,7 +128,7 @@ def test_an_unverified_account_mints_no_join_tokens_or_keys_and_runs_no_jobs(cli
     assert client.post("/v1/cloud/join-tokens", headers=bearer(session), json={}).status_code == 201
     assert client.post("/api/auth/keys/generate", headers=bearer(session), json={"name": "k"}).status_code == 201
     assert client.post("/v1/jobs", headers=bearer(session),
-                       json={"type": "agent.run", "payload": {"agent": "a"}}).status_code == 202
+                       json={"type": "agent.run", "payload": {"agent": "a"}, "wait": True}).status_code == 202
 
 
 def test_where_verification_is_waived_an_unverified_account_may_do_all_that(client, aws_resources):
