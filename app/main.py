@@ -9,13 +9,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app import __version__, composition
-from app.errors import BerthError, error_body
+from app.errors import BerthError, error_body, openai_error_body
 from app.logs import configure as configure_logging
 from app.logs import get_logger
 from app.routers import docs, liveness
 from app.web.middleware import RequestContextMiddleware
 
 logger = get_logger("berth.app")
+OPENAI_PREFIX = "/openai/v1"
 
 
 def _request_id(request: Request) -> str:
@@ -23,7 +24,9 @@ def _request_id(request: Request) -> str:
 
 
 def _error(request: Request, status: int, message: str) -> JSONResponse:
-    return JSONResponse(error_body(status, message, _request_id(request)), status_code=status)
+    # The OpenAI-compatible endpoint answers in OpenAI's error shape, which its clients read.
+    shape = openai_error_body if _under(request.url.path, OPENAI_PREFIX) else error_body
+    return JSONResponse(shape(status, message, _request_id(request)), status_code=status)
 
 
 def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
@@ -74,6 +77,10 @@ ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app.routers.api_keys", ("/api/auth/keys",)),
     ("app.routers.api_sandboxes", ("/api/sandboxes", "/api/containers")),
     ("app.routers.api_runtime", ("/api/runtime",)),
+    ("app.routers.v1_models", ("/v1/model-sources", "/v1/model-profiles", "/v1/model-installations")),
+    ("app.routers.v1_providers", ("/v1/cloud/providers",)),
+    ("app.routers.v1_catalog", ("/v1/catalog",)),
+    ("app.routers.openai_compat", (OPENAI_PREFIX,)),
 )
 _EVERY_GROUP = ("/openapi.json", "/api-docs")
 

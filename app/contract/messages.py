@@ -130,7 +130,8 @@ def _check_control_url(url: str) -> str:
 
 
 # Where the worker's direct control endpoint answers (workers.control_server); the API POSTs
-# signed control messages to `<control_url>/control`.
+# signed control messages to `<control_url>/control` (CONTROL_PATH), and those whose action is in
+# STREAMED_CONTROL_ACTIONS may go to `<control_url>/control/stream` (CONTROL_STREAM_PATH) instead.
 ControlUrl = Annotated[str, Field(min_length=8, max_length=300), AfterValidator(_check_control_url)]
 
 
@@ -315,6 +316,22 @@ class ControlReply(_Strict):
     result: dict[str, Any] = Field(default_factory=dict)
     error: str = ""
     code: ControlErrorCode = ""
+
+
+# --- the direct control endpoint ------------------------------------------------------------------
+# `POST {control_url}/control`: a signed ControlMessage in, a ControlReply out (200), or 401 (unsigned,
+# forged, skewed, past its deadline, replayed), 413 (too large), 503 (not registered yet), 504 (the
+# action outlived its deadline). `POST {control_url}/control/stream`: the same request, checked the
+# same way, for an action in STREAMED_CONTROL_ACTIONS (any other: 400). Its answer is either the
+# proxied response itself, streamed as it arrives (the header CONTROL_ANSWER_HEADER says
+# `proxied`; its status and headers are the engine's), or a ControlReply saying why nothing was
+# forwarded (`reply`, with the status the API would give that reply's code). A deadline reached
+# before the response started answers 504; after, the body simply ends.
+CONTROL_PATH = "/control"
+CONTROL_STREAM_PATH = "/control/stream"
+STREAMED_CONTROL_ACTIONS = frozenset({"model.proxy"})
+CONTROL_ANSWER_HEADER = "x-berth-control"
+ControlAnswerKind = Literal["proxied", "reply"]
 
 
 # --- control arguments and results (sandboxes) -------------------------------------------------

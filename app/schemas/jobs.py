@@ -2,10 +2,11 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.clock import iso
 from app.contract.messages import JobStatus, JobType
+from app.contract.models import ModelPullPayload, ModelServePayload
 from app.domain.jobs import Job
 from app.errors import Unprocessable
 
@@ -23,8 +24,26 @@ class ModelInspectPayload(_Payload):
     revision: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class ModelPullPayload(ModelInspectPayload):
-    allow_patterns: list[str] | None = Field(default=None, max_length=100)
+def _given_by_berth(payload: ModelPullPayload) -> ModelPullPayload:
+    """A token never travels in a payload: the workspace's provider credential goes with the pulls
+    that need it, sealed. Installation ids are attaching's."""
+    if payload.token is not None:
+        raise ValueError("a token is never part of a payload: store it with POST /v1/cloud/providers")
+    if payload.installation_id is not None:
+        raise ValueError("installation_id is set by attaching a model profile")
+    return payload
+
+
+class ModelPullJob(ModelPullPayload):
+    """`model.pull` (app.contract.models): put a model in a runtime's cache, verified."""
+
+    _checked = model_validator(mode="after")(_given_by_berth)
+
+
+class ModelPreloadJob(ModelServePayload):
+    """`model.preload` (app.contract.models): pull, then start the engine once until it is healthy."""
+
+    _checked = model_validator(mode="after")(_given_by_berth)
 
 
 class McpServerPayload(_Payload):
@@ -48,10 +67,10 @@ class AgentRunPayload(_Payload):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
-PAYLOAD_MODELS: dict[JobType, type[_Payload]] = {
+PAYLOAD_MODELS: dict[JobType, type[BaseModel]] = {
     JobType.model_inspect: ModelInspectPayload,
-    JobType.model_pull: ModelPullPayload,
-    JobType.model_preload: ModelInspectPayload,
+    JobType.model_pull: ModelPullJob,
+    JobType.model_preload: ModelPreloadJob,
     JobType.mcp_test: McpServerPayload,
     JobType.mcp_run: McpServerPayload,
     JobType.tool_run: ToolRunPayload,
@@ -61,7 +80,7 @@ PAYLOAD_MODELS: dict[JobType, type[_Payload]] = {
 
 def validate_payload(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
     try:
-        return PAYLOAD_MODELS[job_type].model_validate(payload).model_dump(exclude_none=True)
+        return PAYLOAD_MODELS[job_type].model_validate(payload).model_dump(mode="json", exclude_none=True)
     except ValidationError as error:
         problems = "; ".join(
             f"payload.{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}" for item in error.errors()

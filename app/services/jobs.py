@@ -1,6 +1,7 @@
 """Jobs as their workspace sees them: creation (stored, assigned, audited and metered in one
 transaction, then sent), reads, and cancellation."""
 
+from collections.abc import Callable
 from typing import Any
 
 from app.auth.principal import Principal
@@ -16,7 +17,7 @@ from app.services.dispatch import Dispatcher
 from app.services.lifecycle import CANCEL_DELIVERY_SECONDS, JobLifecycle
 from app.settings import Settings
 from app.store import Store
-from app.store.table import Page
+from app.store.table import Page, Write
 
 CANCEL_WAIT_SECONDS = 3.0  # how long a cancel of a running job waits for its worker to confirm
 
@@ -44,11 +45,23 @@ class JobService:
         if ttl > settings.max_ttl_seconds:
             raise Unprocessable(f"ttl_seconds {ttl} exceeds the policy's max_ttl_seconds {settings.max_ttl_seconds}")
         pinned = self._session_runtime(principal, payload["session_id"]) if job_type == JobType.tool_run else None
+        return self.submit(principal, job_type, payload, ttl_seconds=ttl, pinned_runtime_id=pinned)
+
+    def submit(self, principal: Principal, job_type: JobType, payload: dict[str, Any], *, ttl_seconds: int,
+               pinned_runtime_id: str | None = None, secrets: dict[str, Any] | None = None,
+               with_writes: Callable[[Job], list[Write]] | None = None) -> Job:
+        """Store a job whose payload and TTL its caller checked, and dispatch it as `create` does.
+        `secrets` go to its runtime sealed, never in its payload; `with_writes(job)` gives writes
+        that commit in the job's own transaction (a record that must exist exactly when the job
+        does)."""
+        settings = self.settings
+        if secrets:
+            raise Conflict("this build cannot deliver secrets to a runtime yet (sealed job secrets)")
         now = self.clock.now()
         job = Job(job_id=new_id("job"), workspace_id=principal.workspace_id, type=job_type, status=JobStatus.queued,
-                  payload=payload, ttl_seconds=ttl, created_at=self.clock.iso(now), created_epoch=now,
-                  deadline=now + ttl, dispatch=0, event_seq=1, created_by=principal.subject_id,
-                  pinned_runtime_id=pinned)
+                  payload=payload, ttl_seconds=ttl_seconds, created_at=self.clock.iso(now), created_epoch=now,
+                  deadline=now + ttl_seconds, dispatch=0, event_seq=1, created_by=principal.subject_id,
+                  pinned_runtime_id=pinned_runtime_id)
         queued = JobEvent(seq=1, step=JOB_STEP, status=EventStatus.queued, message="job accepted",
                           at=self.clock.iso(now))
         limit = settings.max_concurrent_jobs
@@ -59,6 +72,7 @@ class JobService:
             self.activity.audit_write(job.workspace_id, "job.create", actor=principal.subject_id, target=job.job_id,
                                       detail={"type": job_type.value}),
             self.activity.meter_write(job.workspace_id, "jobs", job_type.value),
+            *(with_writes(job) if with_writes else []),
         ]
         try:
             assigned = self.dispatcher.place(job, lambda assigned: [self.store.jobs.create(assigned), *common])

@@ -13,6 +13,7 @@ from typing import Any
 from app.clock import Clock
 from app.contract.messages import EventStatus, JobStatus
 from app.domain.jobs import JOB_STEP, OPEN_JOB_STATUSES, RETENTION_SECONDS, Job, JobEvent
+from app.domain.models import MODEL_JOB_TYPES, ending_of
 from app.errors import ConditionFailed
 from app.logs import get_logger, log_event
 from app.services.activity import ActivityLog
@@ -67,11 +68,20 @@ class JobLifecycle:
         if job.started_epoch:
             self.activity.meter(job.workspace_id, "runtime_seconds", job.type.value, round(now - job.started_epoch, 3))
         log_event(logger, "job finished", job_id=job.job_id, status=status.value)
+        self._end_installation(job, status, error)
         if job.runtime_id and job.runtime_workspace:
             runtime = self.store.runtimes.find(job.runtime_workspace, job.runtime_id)
             if runtime is not None:
                 self.dispatcher.dispatch_waiting(runtime)  # the slot it freed goes to a job that waited
         return True
+
+    def _end_installation(self, job: Job, status: JobStatus, error: str | None) -> None:
+        """A model job's installation ends with its job, unless its worker already said how."""
+        installation_id = job.payload.get("installation_id") if job.type in MODEL_JOB_TYPES else None
+        ending = ending_of(status, error, job.type) if installation_id else None
+        if installation_id and ending is not None:
+            self.store.models.record_job_end(job.workspace_id, str(installation_id), job.job_id, *ending,
+                                             now=self.clock.iso())
 
     def expire(self, job: Job) -> bool:
         event = self.next_event(job, JOB_STEP, EventStatus.expired, f"job passed its TTL of {job.ttl_seconds} s")

@@ -15,6 +15,7 @@ from app.contract.messages import (
     JobStatus,
 )
 from app.domain.jobs import JOB_STEP, Claim, Job, JobEvent, ending_status
+from app.domain.models import ProgressUpdate, progress_update
 from app.domain.runtimes import serves_workspace
 from app.errors import ConditionFailed, Conflict, NotFound
 from app.ids import new_id
@@ -121,6 +122,14 @@ class RuntimeProtocol:
         if job.is_final:
             # The claimant that finished the job is retrying a batch whose answer it lost.
             return EventBatchResult(accepted=0, duplicates=len(batch.events), job_status=job.status)
+        update = _model_progress(batch)
+        if update is not None:  # before the job ends, which would otherwise say less about why
+            try:
+                self.store.table.transact([self.store.models.record_progress(workspace_id, job_id, update,
+                                                                             self.clock.iso())])
+            except ConditionFailed:
+                pass  # gone, another job's, or already further on
+            self.store.models.forget(workspace_id)
         accepted = duplicates = 0
         final: tuple[JobStatus, EventIn, JobEvent] | None = None
         for incoming in batch.events:
@@ -164,10 +173,16 @@ class RuntimeProtocol:
         events = [self._event(incoming) for incoming in batch.events]
         writes = [self.store.jobs.add_event(workspace_id, job_id, event) for event in events]
         writes.append(self.store.jobs.progress(workspace_id, job_id, batch.claim_id, self.clock.iso()))
+        # A model job's progress moves its installation in the same transaction.
+        update = _model_progress(batch)
+        if update is not None:
+            writes.append(self.store.models.record_progress(workspace_id, job_id, update, self.clock.iso()))
         try:
             self.store.table.transact(writes)
         except ConditionFailed:
             return None
+        if update is not None:
+            self.store.models.forget(workspace_id)
         self.feed.publish(workspace_id, job_id, events)
         return EventBatchResult(accepted=len(batch.events), duplicates=0, job_status=JobStatus.running)
 
@@ -178,3 +193,7 @@ class RuntimeProtocol:
         self._check_workspace(runtime, workspace_id, f"request {request_id}")
         self.store.replies.add(workspace_id, request_id, reply, runtime.subject_id,
                                int(self.clock.now()) + REPLY_TTL_SECONDS)
+
+
+def _model_progress(batch: EventBatch) -> ProgressUpdate | None:
+    return progress_update((event.seq, event.message, event.data) for event in batch.events)

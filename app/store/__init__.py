@@ -6,6 +6,7 @@ from app.store.accounts import Accounts
 from app.store.activity import Activity
 from app.store.credentials import Credentials
 from app.store.jobs import Jobs
+from app.store.models import Models
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
 from app.store.table import Table
@@ -20,3 +21,4 @@ class Store:
         self.jobs = Jobs(self.table, cache_seconds)
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
+        self.models = Models(self.table, cache_seconds)

@@ -1,0 +1,88 @@
+"""`/openai/v1`: the workspace's OpenAI-compatible endpoint. `GET /models` lists its ready
+installations by served name; `POST /chat/completions`, `/completions` and `/embeddings` go to an
+installation of the model the body names. Authenticated with berth's credentials as
+`Authorization: Bearer` (what the `openai` client sends as its API key).
+
+Answers are the engine's own. A request with `"stream": true` is streamed as the engine answers
+where the API reaches its runtime directly (the local stack; the shared fleet), and buffered
+otherwise, and always under Lambda, whose responses are buffered. Errors here take OpenAI's shape
+(`{"error": {"message", "type", "param", "code"}}`, app.errors.openai_error_body), which OpenAI
+clients read.
+"""
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from app.auth.principal import Principal
+from app.composition import Services
+from app.errors import BadRequest
+from app.web.deps import ServicesDep, User
+from app.web.openapi import errors
+
+router = APIRouter(prefix="/openai/v1", tags=["openai"])
+
+# The relay's own framing; the engine's content type, cache and request-id headers pass.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer",
+                         "upgrade", "proxy-authenticate", "set-cookie"})
+_ENGINE_ANSWER: dict[int | str, dict[str, Any]] = {200: {"description": "the engine's answer (JSON, or Server-Sent Events with `stream: true`)",
+                        "content": {"application/json": {}, "text/event-stream": {}}}}
+
+
+class OpenAiModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class OpenAiModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAiModel]
+
+
+@router.get("/models", response_model=OpenAiModelList, responses=errors(401, 403))
+def list_models(principal: User, services: ServicesDep) -> OpenAiModelList:
+    """The workspace's ready models, by the name to send as `model`."""
+    return OpenAiModelList(data=[
+        OpenAiModel(id=installation.model_name, owned_by=f"berth:{installation.runtime_id}",
+                    created=int(datetime.fromisoformat(installation.created_at).timestamp()))
+        for installation in services.openai_gateway.models(principal)])
+
+
+async def _forward(principal: Principal, request: Request, services: Services, path: str) -> StreamingResponse:
+    body = await request.body()
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        raise BadRequest("the body is not JSON") from None
+    model = parsed.get("model") if isinstance(parsed, dict) else None
+    if not isinstance(model, str) or not model:
+        raise BadRequest("`model` is required: one of GET /openai/v1/models")
+    answer = await run_in_threadpool(services.openai_gateway.forward, principal, path, body, dict(request.headers),
+                                     model=model, stream=parsed.get("stream") is True)
+    headers = {name: value for name, value in answer.headers.items() if name.lower() not in _HOP_BY_HOP}
+    return StreamingResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+@router.post("/chat/completions", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
+             **errors(400, 401, 403, 404, 409, 413, 502, 504)})
+async def chat_completions(principal: User, request: Request, services: ServicesDep) -> StreamingResponse:
+    return await _forward(principal, request, services, "chat/completions")
+
+
+@router.post("/completions", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
+             **errors(400, 401, 403, 404, 409, 413, 502, 504)})
+async def completions(principal: User, request: Request, services: ServicesDep) -> StreamingResponse:
+    return await _forward(principal, request, services, "completions")
+
+
+@router.post("/embeddings", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
+             **errors(400, 401, 403, 404, 409, 413, 502, 504)})
+async def embeddings(principal: User, request: Request, services: ServicesDep) -> StreamingResponse:
+    return await _forward(principal, request, services, "embeddings")
