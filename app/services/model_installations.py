@@ -147,11 +147,6 @@ class ModelInstallations:
                       spec: EngineSpec) -> None:
         """Conflict saying why this runtime cannot serve this model, if it cannot."""
         facts, where = profile.facts, f"runtime {runtime.runtime_id} ({runtime.name})"
-        if JobType.model_attach.value not in runtime.capabilities:
-            raise Conflict(f"{where} does not run model jobs (its worker has no model executors)")
-        if not runtime.runtimes.get(engine.value):
-            raise Conflict(f"{where} cannot start {engine.value}: its worker found no {engine.value} command"
-                           " (install it, or set BERTH_WORKER_VLLM_COMMAND)")
         verdict = facts.engines.get(engine.value)
         if verdict is not None and verdict.servable is False:
             raise Conflict(f"{engine.value} cannot serve {facts.external_id}: {verdict.reason}")
@@ -160,6 +155,11 @@ class ModelInstallations:
             kind = "gated" if facts.gated else "private"
             raise Conflict(f"{facts.external_id} is {kind}: store a Hugging Face credential with access to it first"
                            " (POST /v1/cloud/providers)")
+        if JobType.model_attach.value not in runtime.capabilities:
+            raise Conflict(f"{where} does not run model jobs (its worker has no model executors)")
+        if not runtime.runtimes.get(engine.value):
+            raise Conflict(f"{where} cannot start {engine.value}: its worker found no {engine.value} command"
+                           " (install it, or set BERTH_WORKER_VLLM_COMMAND)")
         gpus = len(runtime.gpus)
         if gpus and (spec.tensor_parallel_size or 1) > gpus:
             raise Conflict(f"{where} has {gpus} GPU(s); tensor parallel size {spec.tensor_parallel_size} needs more")
