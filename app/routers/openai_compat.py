@@ -30,8 +30,9 @@ router = APIRouter(prefix="/openai/v1", tags=["openai"])
 # The relay's own framing; the engine's content type, cache and request-id headers pass.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer",
                          "upgrade", "proxy-authenticate", "set-cookie"})
-_ENGINE_ANSWER: dict[int | str, dict[str, Any]] = {200: {"description": "the engine's answer (JSON, or Server-Sent Events with `stream: true`)",
-                        "content": {"application/json": {}, "text/event-stream": {}}}}
+_ENGINE_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the engine's answer (JSON, or Server-Sent Events with `stream: true`)",
+          "content": {"application/json": {}, "text/event-stream": {}}}}
 
 
 class OpenAiModel(BaseModel):

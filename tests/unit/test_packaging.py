@@ -16,11 +16,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET_MB = 100  # 80 until the API resolved models with huggingface_hub (+19 MB; docs/decisions.md)
-# What the worker and the local stack need and the API must not carry.
-# jsonschema is the API's too: the marketplace validates server.json documents (app.catalog); so is
-# huggingface_hub: the API searches the hub and resolves model sources (app.services.model_hub).
-NOT_IN_LAMBDA = {"mcp", "asyncssh", "uvicorn", "typer", "rich", "moto"}
+BUDGET_MB = 100  # 80 until the API resolved models with huggingface_hub (docs/decisions.md, "Model sources")
+# What the worker and the local stack need and the API must not carry. (The API serves berth's own
+# MCP endpoint, /mcp, so it carries the MCP SDK, which requires uvicorn and jsonschema; it searches the
+# model hub and resolves model sources, so it carries huggingface_hub.)
+NOT_IN_LAMBDA = {"asyncssh", "typer", "rich", "moto"}
 
 
 def _pyproject() -> dict:
