@@ -8,6 +8,7 @@ event of its job, app.contract.models), copied onto it as the events arrive; the
 the rest (a job that ends in error or expires leaves its installation `failed`).
 """
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -45,7 +46,8 @@ _PROFILE_STATUS_OF: dict[InstallationStatus, ProfileStatus] = {
     InstallationStatus.ready: "ready",
     InstallationStatus.failed: "failed",
 }
-_PROFILE_RANK: tuple[ProfileStatus, ...] = ("failed", "queued", "downloading", "installed", "attached", "ready")
+_PROFILE_RANK: tuple[ProfileStatus, ...] = ("failed", "gated", "queued", "downloading", "installed", "attached",
+                                            "ready")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,9 +216,12 @@ def ending_of(job_status: JobStatus, error: str | None, job_type: JobType) -> tu
     return "job_error", error or "its job failed"
 
 
-def served_name(external_id: str) -> str:
-    """The name OpenAI clients use for a model by default: its repo id (or the external model's)."""
-    return external_id.strip()
+def served_name(facts: ModelFacts) -> str:
+    """The name OpenAI clients use for a model by default: its repo id (or the external server's name
+    for it); for files in a directory or bucket, the name of their folder."""
+    if facts.source_type in (SourceType.huggingface, SourceType.openai_compatible):
+        return facts.external_id.strip()
+    return re.sub(r"[^A-Za-z0-9._:/\-]", "-", facts.display_name).lstrip("._:/-") or "model"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,8 @@ installation there still uses it.
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import JobStatus, JobType
@@ -95,7 +97,7 @@ class ModelInstallations:
         mode = request.install_mode or _MODE_FOR_SOURCE.get(profile.facts.source_type)
         if mode is None or _MODE_FOR_SOURCE.get(profile.facts.source_type) is not mode:
             raise _wrong_mode(profile, mode)
-        name = request.served_model_name or served_name(profile.facts.external_id)
+        name = request.served_model_name or served_name(profile.facts)
         if mode is InstallMode.external_endpoint:
             return self._register_endpoint(principal, profile, request, name)
         try:
@@ -104,8 +106,10 @@ class ModelInstallations:
             raise Unprocessable(f"servingEngine {request.serving_engine!r} is not one berth starts (vLLM)") from None
         try:
             spec = EngineSpec.model_validate({**(request.engine or {}), "engine": engine, "served_model_name": name})
-        except ValueError as error:
-            raise Unprocessable(f"invalid engine settings: {error}") from None
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in error.errors(include_input=False, include_url=False))
+            raise Unprocessable(f"invalid engine settings: {problems}") from None
         runtime = self._runtime(principal, request.runtime_id)
         self._check_serves(principal, profile, runtime, engine, spec)
         secrets = self._credential_for(principal, profile)

@@ -79,6 +79,13 @@ def test_attach_pulls_verifies_serves_and_the_openai_client_talks_to_it_through_
                                               messages=[{"role": "user", "content": "one two three"}])
     pieces = [chunk.choices[0].delta.content for chunk in streamed if chunk.choices and chunk.choices[0].delta.content]
     assert "".join(pieces) == "echo: one two three" and len(pieces) == 4
+    # Streamed through the worker's /control/stream as the engine writes it: the SSE arrives in pieces.
+    with account.client.stream("POST", "/openai/v1/chat/completions", headers=account.headers,
+                               json={"model": DEMO_SHARDED, "stream": True,
+                                     "messages": [{"role": "user", "content": "a b c d"}]}) as raw:
+        assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/event-stream")
+        arrivals = [piece for piece in raw.iter_raw() if piece]
+    assert len(arrivals) > 1 and b"".join(arrivals).endswith(b"data: [DONE]\n\n")
     completion = client.completions.create(model=DEMO_SHARDED, prompt="say this")
     assert completion.choices[0].text == "echo: say this"
     embedding = client.embeddings.create(model=DEMO_SHARDED, input=["a", "b"])
@@ -309,3 +316,84 @@ def test_another_workspaces_profiles_and_installations_are_not_found(account, ap
         openai_client(stack, other).chat.completions.create(model=DEMO_LLAMA,
                                                             messages=[{"role": "user", "content": "x"}])
     assert installation(account, attached["installation_id"])["status"] == "ready"
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """Someone's own OpenAI-compatible server (the fake engine, run by hand) serving `my-model`."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.support.hub import demo_llama_files
+    from tests.support.model_jobs import FAKE_ENGINE
+
+    model_dir = tmp_path / "my-model"
+    model_dir.mkdir()
+    for name, content in demo_llama_files().items():
+        (model_dir / name).write_bytes(content)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(FAKE_ENGINE), str(model_dir), "--host", "127.0.0.1", "--port",
+                                str(port), "--served-model-name", "my-model"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    _until(lambda: _answers(httpx, f"{url}/health"), "the server to start")
+    yield url
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=10)
+
+
+def _answers(httpx, url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_an_external_endpoint_is_served_behind_the_same_endpoint_with_its_key_kept_sealed(account, stack, own_server):
+    import httpx
+
+    base = f"{own_server}/v1"
+    preview = account.post("/v1/model-sources/resolve", json={"sourceType": "openai_compatible", "sourceUri": base,
+                                                              "apiKey": "sk-own-server-key"})
+    assert preview.status_code == 200 and preview.json()["external_id"] == "my-model", preview.text
+    profile = account.post("/v1/model-profiles", json={"source_type": "openai_compatible", "source_uri": base,
+                                                       "external_id": "my-model"}).json()["profile"]
+    wrong_runtime = account.post(f"/v1/model-profiles/{profile['id']}/attach", json={"runtimeId": "rt_x"})
+    assert wrong_runtime.status_code == 422 and "external" in wrong_runtime.json()["error"]
+
+    attached = attach(account, profile["id"], "external", apiKey="sk-own-server-key")
+    assert attached["job_id"] is None and attached["installation"]["status"] == "ready"
+    assert attached["installation"]["install_mode"] == "external_endpoint"
+    assert "sk-own-server-key" not in account.get("/v1/model-installations").text
+
+    chat = openai_client(stack, account).chat.completions.create(
+        model="my-model", messages=[{"role": "user", "content": "from berth"}])
+    assert chat.choices[0].message.content == "echo: from berth"
+    seen = httpx.get(f"{own_server}/fake/last-request").json()["headers"]
+    assert seen["authorization"] == "Bearer sk-own-server-key"  # its own key, never the caller's berth token
+
+    assert account.delete(f"/v1/model-installations/{attached['installation_id']}").json()["job_status"] is None
+    gone = account.post("/v1/model-sources/resolve", json={"sourceType": "openai_compatible",
+                                                           "sourceUri": "http://127.0.0.1:9/v1"})
+    assert gone.status_code == 502 and "could not be reached" in gone.json()["error"]
+
+
+def test_model_pull_and_preload_through_v1_jobs_take_the_contracts_payloads(account, workers, vllm, hub):
+    workers(account.join_token())
+    token_given = account.post("/v1/jobs", json={"type": "model.pull", "payload": {"model": DEMO_LLAMA,
+                                                                                    "token": "hf_secret_value"}})
+    assert token_given.status_code == 422 and "POST /v1/cloud/providers" in token_given.json()["error"]
+    assert "hf_secret_value" not in token_given.text
+    attach_job = account.post("/v1/jobs", json={"type": "model.attach", "payload": {"model": DEMO_LLAMA}})
+    assert attach_job.status_code == 422 and "not created through /v1/jobs" in attach_job.json()["error"]
+    no_engine = account.post("/v1/jobs", json={"type": "model.preload", "payload": {"model": DEMO_LLAMA}})
+    assert no_engine.status_code == 422 and "engine" in no_engine.json()["error"]
+
+    pulled = account.wait_for_status(account.create_job("model.pull", payload={"model": DEMO_LLAMA}), "complete")
+    assert pulled["result"]["commit"] == hub.head_sha(DEMO_LLAMA)
+    preload = account.create_job("model.preload", payload={"model": DEMO_LLAMA,
+                                                           "engine": {"served_model_name": "warm-llama"}})
+    done = account.wait_for_status(preload, "complete")
+    assert done["result"]["cached"] is True and done["result"]["state"] == "healthy"
