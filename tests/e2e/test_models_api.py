@@ -397,3 +397,26 @@ def test_model_pull_and_preload_through_v1_jobs_take_the_contracts_payloads(acco
                                                            "engine": {"served_model_name": "warm-llama"}})
     done = account.wait_for_status(preload, "complete")
     assert done["result"]["cached"] is True and done["result"]["state"] == "healthy"
+
+
+def test_the_cli_searches_resolves_attaches_with_follow_lists_and_deletes(logged_in, account, workers, vllm):
+    import json
+
+    worker = workers(account.join_token())
+    found = logged_in("models", "search", "llama", "--limit", "2", "--json")
+    assert found.returncode == 0 and json.loads(found.stdout)["live"] is True
+    resolved = logged_in("models", "resolve", DEMO_LLAMA)
+    assert resolved.returncode == 0 and "LlamaForCausalLM" in resolved.stdout and "vllm: yes" in resolved.stdout
+
+    attached = logged_in("models", "attach", DEMO_LLAMA, "--runtime", worker.runtime_id, "--follow")
+    assert attached.returncode == 0, attached.stderr
+    steps = [line.split()[2] for line in attached.stdout.splitlines() if len(line.split()) > 2]
+    assert {"checking", "downloading", "verifying", "attached", "engine", "ready"} <= set(steps)
+    assert f"send `model: {DEMO_LLAMA}`" in attached.stderr
+
+    listed = json.loads(logged_in("models", "list", "--json").stdout)["installations"]
+    assert [(i["model_name"], i["status"], i["progress"]) for i in listed] == [(DEMO_LLAMA, "ready", 100)]
+    deleted = logged_in("models", "delete", listed[0]["id"])
+    assert deleted.returncode == 0 and "removed; freed" in deleted.stdout
+    again = logged_in("models", "delete", listed[0]["id"])
+    assert again.returncode == 1 and "no model installation" in again.stderr
