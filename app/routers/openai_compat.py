@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.principal import Principal
 from app.composition import Services
 from app.errors import BadRequest
+from app.services.control import StreamedAnswer
 from app.web.deps import ServicesDep, User
 from app.web.openapi import errors
 
@@ -56,7 +57,7 @@ def list_models(principal: User, services: ServicesDep) -> OpenAiModelList:
         for installation in services.openai_gateway.models(principal)])
 
 
-async def _forward(principal: Principal, request: Request, services: Services, path: str) -> StreamingResponse:
+async def _forward(principal: Principal, request: Request, services: Services, path: str) -> Response:
     body = await request.body()
     try:
         parsed = json.loads(body)
@@ -65,25 +66,34 @@ async def _forward(principal: Principal, request: Request, services: Services, p
     model = parsed.get("model") if isinstance(parsed, dict) else None
     if not isinstance(model, str) or not model:
         raise BadRequest("`model` is required: one of GET /openai/v1/models")
-    answer = await run_in_threadpool(services.openai_gateway.forward, principal, path, body, dict(request.headers),
-                                     model=model, stream=parsed.get("stream") is True)
-    headers = {name: value for name, value in answer.headers.items() if name.lower() not in _HOP_BY_HOP}
-    return StreamingResponse(answer.body, status_code=answer.status, headers=headers)
+    stream = parsed.get("stream") is True
+
+    def answer() -> tuple[StreamedAnswer, bytes | None]:
+        """The answer, read whole unless a stream was asked for (one thread hop, not one a piece)."""
+        found = services.openai_gateway.forward(principal, path, body, dict(request.headers), model=model,
+                                                stream=stream)
+        return found, None if stream else b"".join(found.body)
+
+    found, content = await run_in_threadpool(answer)
+    headers = {name: value for name, value in found.headers.items() if name.lower() not in _HOP_BY_HOP}
+    if content is None:
+        return StreamingResponse(found.body, status_code=found.status, headers=headers)
+    return Response(content, status_code=found.status, headers=headers)
 
 
 @router.post("/chat/completions", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
              **errors(400, 401, 403, 404, 409, 413, 502, 504)})
-async def chat_completions(principal: User, request: Request, services: ServicesDep) -> StreamingResponse:
+async def chat_completions(principal: User, request: Request, services: ServicesDep) -> Response:
     return await _forward(principal, request, services, "chat/completions")
 
 
 @router.post("/completions", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
              **errors(400, 401, 403, 404, 409, 413, 502, 504)})
-async def completions(principal: User, request: Request, services: ServicesDep) -> StreamingResponse:
+async def completions(principal: User, request: Request, services: ServicesDep) -> Response:
     return await _forward(principal, request, services, "completions")
 
 
 @router.post("/embeddings", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
              **errors(400, 401, 403, 404, 409, 413, 502, 504)})
-async def embeddings(principal: User, request: Request, services: ServicesDep) -> StreamingResponse:
+async def embeddings(principal: User, request: Request, services: ServicesDep) -> Response:
     return await _forward(principal, request, services, "embeddings")
