@@ -23,10 +23,10 @@ def _request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "-")
 
 
-def _error(request: Request, status: int, message: str) -> JSONResponse:
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     # The OpenAI-compatible endpoint answers in OpenAI's error shape, which its clients read.
     shape = openai_error_body if _under(request.url.path, OPENAI_PREFIX) else error_body
-    return JSONResponse(shape(status, message, _request_id(request)), status_code=status)
+    return JSONResponse(shape(status, message, _request_id(request)), status_code=status, headers=headers)
 
 
 def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
@@ -42,7 +42,7 @@ def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BerthError)
     async def berth_error(request: Request, error: BerthError):
-        return _error(request, error.status, error.message)
+        return _error(request, error.status, error.message, error.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):

@@ -11,12 +11,15 @@ from app.web.deps import ServicesDep, User
 from app.web.sse import job_event_response
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+PULL_JOB_TYPES = frozenset({JobType.model_pull, JobType.model_preload})
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=CreateJobResponse)
 def create_job(principal: User, body: CreateJobRequest, services: ServicesDep) -> CreateJobResponse:
     """Validate, store and dispatch a job to a runtime that can run it (or queue it until one comes)."""
-    return CreateJobResponse.of(services.jobs.create(principal, body.type, body.payload, body.ttl_seconds))
+    # Model pulls take the workspace's Hugging Face credential along when the repo needs it.
+    create = services.model_installations.create_pull if body.type in PULL_JOB_TYPES else services.jobs.create
+    return CreateJobResponse.of(create(principal, body.type, body.payload, body.ttl_seconds))
 
 
 @router.get("", response_model=JobList)

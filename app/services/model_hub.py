@@ -94,6 +94,22 @@ class ModelHub:
             weight_bytes=sum(weights) if weights else None, gated=gated, private=private, access=access,
             engines={"vllm": EngineVerdict(servable=verdict["servable"], reason=verdict["reason"])})
 
+    def needs_credential(self, model: str, revision: str | None) -> bool:
+        """Whether pulling `model` takes a credential: it is gated, or the hub does not show it to
+        anyone (private, or missing: the pull then says which). False when the hub cannot be asked."""
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+        api = HfApi(endpoint=self.endpoint, token=False)
+        try:
+            info = self._bounded(lambda: api.model_info(model, revision=revision,
+                                                         timeout=self.settings.hub_timeout_seconds), "for the model")
+        except (GatedRepoError, RepositoryNotFoundError):
+            return True
+        except Exception:
+            return False
+        return bool(info.gated)
+
     def _gated_access(self, model: str, commit: str, paths: list[str], token: str | None) -> str:
         """A gated repo shows its metadata to anyone; only a file request tells whether a token may
         download it."""

@@ -34,6 +34,8 @@ from app.services.activity import ActivityLog
 from app.services.control import ControlChannel
 from app.services.external_endpoints import ExternalEndpoints
 from app.services.jobs import JobService
+from app.services.keyring import RuntimeKeyring
+from app.services.model_hub import ModelHub
 from app.services.providers import ProviderCredentials
 from app.services.runtimes import RuntimeService
 from app.settings import Settings
@@ -67,10 +69,11 @@ class Removal:
 class ModelInstallations:
     def __init__(self, store: Store, settings: Settings, jobs: JobService, runtimes: RuntimeService,
                  control: ControlChannel, providers: ProviderCredentials, endpoints: ExternalEndpoints,
-                 activity: ActivityLog, clock: Clock):
+                 hub: ModelHub, activity: ActivityLog, clock: Clock):
         self.store = store
         self.settings = settings
         self.jobs = jobs
+        self.hub = hub
         self.runtimes = runtimes
         self.control = control
         self.providers = providers
@@ -113,6 +116,8 @@ class ModelInstallations:
         runtime = self._runtime(principal, request.runtime_id)
         self._check_serves(principal, profile, runtime, engine, spec)
         secrets = self._credential_for(principal, profile)
+        if secrets:
+            RuntimeKeyring.require_key(runtime)  # the token reaches a runtime only sealed for it
         installation_id = new_id("minst")
         payload = ModelServePayload(install_mode=mode, model=profile.facts.external_id if mode is
                                     InstallMode.pull_from_source else None,
@@ -139,6 +144,17 @@ class ModelInstallations:
                                                                      "runtime": runtime.runtime_id})])
         self.store.models.forget(principal.workspace_id)
         return installation_of(job)
+
+    def create_pull(self, principal: Principal, job_type: JobType, payload: dict[str, Any],
+                    ttl_seconds: int | None) -> Job:
+        """A `model.pull` or `model.preload` through `/v1/jobs`: the workspace's Hugging Face token
+        goes with it (sealed for its runtime) when the repo needs one, never otherwise."""
+        secrets = None
+        model = payload.get("model") if isinstance(payload, dict) else None
+        token = self.providers.token(principal.workspace_id, Provider.huggingface) if isinstance(model, str) else None
+        if token and self.hub.needs_credential(str(model), payload.get("revision")):
+            secrets = {"hf_token": token}
+        return self.jobs.create(principal, job_type, payload, ttl_seconds, secrets=secrets)
 
     def _runtime(self, principal: Principal, runtime_id: str) -> Runtime:
         found = next((runtime for runtime in self.runtimes.visible(principal.workspace_id)

@@ -13,6 +13,7 @@ from berth_cli.client.accounts import AccountsApi
 from berth_cli.client.http import Http
 from berth_cli.client.jobs import JobsApi
 from berth_cli.client.models import ModelsApi
+from berth_cli.client.runtimes import RuntimesApi
 from berth_cli.client.sandboxes import SandboxesApi
 
 
@@ -24,6 +25,7 @@ class BerthClient:
         self.accounts = AccountsApi(self.http)
         self.jobs = JobsApi(self.http)
         self.models = ModelsApi(self.http)
+        self.runtimes = RuntimesApi(self.http)
         self.sandboxes = SandboxesApi(self.http)
 
     def close(self) -> None:

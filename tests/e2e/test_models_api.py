@@ -3,7 +3,6 @@ attach → a real worker pulls, verifies and starts the (fake) vLLM → ready, t
 `openai` client through `<berth>/openai/v1`; delete, duplicate attach, the unhappy paths, and
 another workspace's view (404)."""
 
-import os
 import signal
 import time
 

@@ -83,7 +83,8 @@ def test_a_profile_shows_its_furthest_installation():
     profile = ModelProfile(profile_id="mprof_1", workspace_id="ws", facts=_facts(), created_at="t")
     assert profile.status([]) == "profile_only"
     assert profile.status([_installation(InstallationStatus.downloading)]) == "downloading"
-    assert profile.status([_installation(InstallationStatus.failed), _installation(InstallationStatus.ready)]) == "ready"
+    failed_and_ready = [_installation(InstallationStatus.failed), _installation(InstallationStatus.ready)]
+    assert profile.status(failed_and_ready) == "ready"
     assert profile.status([_installation(InstallationStatus.failed, failure="gated")]) == "gated"
     served_badly = _installation(InstallationStatus.failed, failure="engine_failed", local_path="/cache/snap")
     assert profile.status([served_badly]) == "installed"
