@@ -419,3 +419,48 @@ def test_the_cli_searches_resolves_attaches_with_follow_lists_and_deletes(logged
     assert deleted.returncode == 0 and "removed; freed" in deleted.stdout
     again = logged_in("models", "delete", listed[0]["id"])
     assert again.returncode == 1 and "no model installation" in again.stderr
+
+
+def test_a_gated_model_attaches_with_a_granted_credential_and_fails_gated_with_a_wrong_one(account, workers, vllm,
+                                                                                           stack):
+    from tests.support.hub import DEMO_GATED, GRANTED_TOKEN
+
+    worker = workers(account.join_token())
+    profile = create_profile(account, DEMO_GATED)
+    assert profile["status"] == "gated"
+    refused = account.post(f"/v1/model-profiles/{profile['id']}/attach", json={"runtimeId": worker.runtime_id})
+    assert refused.status_code == 409 and "store a Hugging Face credential" in refused.json()["error"]
+
+    wrong = "hf_wrong_but_well_formed_0001"
+    account.post("/v1/cloud/providers", json={"provider": "huggingface", "token": wrong})
+    denied = attach(account, profile["id"], worker.runtime_id)
+    with pytest.raises(AssertionError, match="gated: .* the token given has no access"):
+        wait_for_installation(account, denied["installation_id"], "ready")
+    assert account.get(f"/v1/model-profiles/{profile['id']}").json()["profile"]["status"] == "gated"
+    assert account.wait_for_status(denied["job_id"], "error")
+
+    account.post("/v1/cloud/providers", json={"provider": "huggingface", "token": GRANTED_TOKEN})
+    granted = attach(account, profile["id"], worker.runtime_id)
+    wait_for_installation(account, granted["installation_id"], "ready")
+    chat = openai_client(stack, account).chat.completions.create(
+        model=DEMO_GATED, messages=[{"role": "user", "content": "behind the gate"}])
+    assert chat.choices[0].message.content == "echo: behind the gate"
+
+    seen = [account.get(f"/v1/jobs/{granted['job_id']}").text, account.get("/v1/model-installations").text,
+            str(account.events(denied["job_id"])), account.get("/v1/cloud/audit").text,
+            worker.log_path.read_text()]
+    assert not [text for text in seen if GRANTED_TOKEN in text or wrong in text]
+
+
+def test_a_pull_through_v1_jobs_takes_the_workspaces_credential_only_when_the_repo_needs_it(account, workers, hub):
+    from tests.support.hub import DEMO_GATED, GRANTED_TOKEN
+
+    workers(account.join_token())
+    account.post("/v1/cloud/providers", json={"provider": "huggingface", "token": GRANTED_TOKEN})
+    gated = account.create_job("model.pull", payload={"model": DEMO_GATED})
+    public = account.create_job("model.pull", payload={"model": DEMO_LLAMA})
+    assert account.wait_for_status(gated, "complete")["result"]["commit"] == hub.head_sha(DEMO_GATED)
+    assert account.wait_for_status(public, "complete")["status"] == "complete"
+    jobs = {job["job_id"]: job for job in account.get("/v1/jobs").json()["jobs"]}
+    assert "hf_token" in jobs[gated]["payload"] and "hf_token" not in jobs[public]["payload"]  # shown by name only
+    assert GRANTED_TOKEN not in str(jobs)
