@@ -14,7 +14,9 @@ alternation so drift on the machine falls on both alike, each with its own kept-
 Both `stream: false` (the answer buffered in a ControlReply over `/control`) and `stream: true` (the
 worker's `/control/stream` relaying the engine's Server-Sent Events; timed to the last byte) are
 measured. Figures: p50 and p95 of each leg and the overhead (berth − direct) at each; goal: ≤ 15 ms
-at p50 on the direct channel.
+at p50 on the direct channel. On a small, shared machine the wall times follow its load (a berth
+request crosses three processes, a direct one one), so the CPU time each leg costs is reported
+too: this process's (the client, and for `berth` the API) and the worker's, per request.
 
 Usage: python bench/openai_endpoint.py [--requests 300] [--warmup 20]
 """
@@ -62,6 +64,12 @@ def timed(client: httpx.Client, url: str, payload: dict, headers: dict) -> tuple
     return first if first is not None else last, last
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(requests: int, warmup: int) -> dict:
     with make_demo_hub() as hub, tempfile.TemporaryDirectory(prefix="berth-bench-openai-") as scratch_dir:
         scratch = Path(scratch_dir)
@@ -73,7 +81,7 @@ def measure(requests: int, warmup: int) -> dict:
                            json={"name": "bench", "tier": "standard"}).json()["key"]
             worker_dir = scratch / "worker"
             with running_worker(stack, account, worker_dir, direct_control=True, stop_timeout=30,
-                                environment={**hub.environment(), **fake_vllm_environment()}):
+                                environment={**hub.environment(), **fake_vllm_environment()}) as worker:
                 runtime_id = json.loads((worker_dir / "runtime.json").read_text())["runtime_id"]
                 profile = create_profile(account, DEMO_LLAMA)
                 attached = attach(account, profile["id"], runtime_id)
@@ -87,16 +95,20 @@ def measure(requests: int, warmup: int) -> dict:
                 for stream in (False, True):
                     clients = {name: httpx.Client(timeout=60) for name in legs}
                     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in legs}
+                    cpu = {name: [0.0, 0.0] for name in legs}  # this process, the worker
                     for index in range(warmup + requests):
                         order = list(legs) if index % 2 == 0 else list(reversed(legs))
                         for name in order:
                             url, headers = legs[name]
+                            own, workers = time.process_time(), cpu_seconds(worker.pid)
                             times = timed(clients[name], url, body(stream), headers)
                             if index >= warmup:
                                 samples[name].append(times)
+                                cpu[name][0] += time.process_time() - own
+                                cpu[name][1] += cpu_seconds(worker.pid) - workers
                     for client in clients.values():
                         client.close()
-                    results["stream" if stream else "buffered"] = samples
+                    results["stream" if stream else "buffered"] = {"samples": samples, "cpu": cpu}
                 account.delete(f"/v1/model-installations/{attached['installation_id']}")
     return results
 
@@ -104,7 +116,8 @@ def measure(requests: int, warmup: int) -> dict:
 def report(results: dict, requests: int) -> None:
     print(f"/openai/v1/chat/completions through berth beside the engine directly; {requests} requests per leg;"
           f" Python {platform.python_version()} on {os.cpu_count()} CPUs")
-    for mode, samples in results.items():
+    for mode, measured in results.items():
+        samples, cpu = measured["samples"], measured["cpu"]
         print(f"{mode} ({'stream: true' if mode == 'stream' else 'stream: false'}):")
         points = (("first byte", 0), ("last byte", 1)) if mode == "stream" else (("answer", 1),)
         for what, position in points:
@@ -117,6 +130,9 @@ def report(results: dict, requests: int) -> None:
             verdict = "met" if overhead_p50 <= GOAL_MS else "NOT met"
             print(f"  {what:10s} overhead p50 {overhead_p50:+.2f} ms (goal ≤ {GOAL_MS:g} ms: {verdict}),"
                   f" p95 {overhead_p95:+.2f} ms")
+        for name, (own, worker) in cpu.items():
+            print(f"  cpu per request {name:6s} this process {own / requests * 1000:5.2f} ms,"
+                  f" the worker {worker / requests * 1000:5.2f} ms")
 
 
 def main() -> None:

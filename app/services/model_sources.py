@@ -17,9 +17,9 @@ from app.aws import AwsClients
 from app.catalog import curated_model_documents
 from app.contract.models import REPO_ID_PATTERN, vllm_verdict
 from app.domain.models import EngineVerdict, ModelFacts, Provider, SourceType
-from app.errors import BadGateway, NotFound, Unprocessable
+from app.errors import BadGateway, BerthError, NotFound, Unprocessable
 from app.services.external_endpoints import ExternalEndpoints
-from app.services.model_hub import HubUnreachable, ModelHub
+from app.services.model_hub import ModelHub
 from app.services.providers import ProviderCredentials
 
 S3_MAX_KEYS = 1000
@@ -60,8 +60,8 @@ class ModelSources:
         """The hub's models, most downloaded first; the curated models when the hub cannot be asked."""
         try:
             return SearchResult(live=True, items=self.hub.search(query, task, limit))
-        except HubUnreachable as unreachable:
-            return SearchResult(live=False, items=curated_matches(query, task, limit), reason=unreachable.message)
+        except BerthError as failure:  # the hub down, too slow, or refusing: never the caller's problem here
+            return SearchResult(live=False, items=curated_matches(query, task, limit), reason=failure.message)
 
     # --- resolve ---------------------------------------------------------------------------------
 
