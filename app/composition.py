@@ -28,10 +28,17 @@ if TYPE_CHECKING:
     from app.services.dispatch import Dispatcher
     from app.services.event_feed import EventFeed
     from app.services.event_stream import JobEventStream
+    from app.services.external_endpoints import ExternalEndpoints
     from app.services.jobs import JobService
     from app.services.keyring import JobSecrets, RuntimeKeyring
     from app.services.lifecycle import JobLifecycle
     from app.services.matrixshell import MatrixShellService
+    from app.services.model_hub import ModelHub
+    from app.services.model_installations import ModelInstallations
+    from app.services.model_profiles import ModelProfiles
+    from app.services.model_sources import ModelSources
+    from app.services.openai_gateway import OpenAiGateway
+    from app.services.providers import ProviderCredentials
     from app.services.proxy import RuntimeProxy
     from app.services.rate_limits import AuthRateLimits
     from app.services.runtime_protocol import RuntimeProtocol
@@ -227,6 +234,56 @@ class Services:
 
         return self._once("matrixshell", lambda: MatrixShellService(self.store, self.settings, self.sandboxes,
                                                                     self.clock))
+
+    # --- models ---------------------------------------------------------------------------------
+
+    @property
+    def providers(self) -> "ProviderCredentials":
+        from app.services.providers import ProviderCredentials
+
+        return self._once("providers", lambda: ProviderCredentials(self.store, self.secrets, self.activity,
+                                                                   self.clock))
+
+    @property
+    def model_hub(self) -> "ModelHub":
+        from app.services.model_hub import ModelHub
+
+        return self._once("model_hub", lambda: ModelHub(self.settings))
+
+    @property
+    def external_endpoints(self) -> "ExternalEndpoints":
+        from app.services.external_endpoints import ExternalEndpoints
+
+        return self._once("external_endpoints", lambda: ExternalEndpoints(self.settings))
+
+    @property
+    def model_sources(self) -> "ModelSources":
+        from app.services.model_sources import ModelSources
+
+        return self._once("model_sources", lambda: ModelSources(self.model_hub, self.providers,
+                                                                self.external_endpoints, self.aws))
+
+    @property
+    def model_profiles(self) -> "ModelProfiles":
+        from app.services.model_profiles import ModelProfiles
+
+        return self._once("model_profiles", lambda: ModelProfiles(self.store, self.model_sources, self.activity,
+                                                                  self.clock))
+
+    @property
+    def model_installations(self) -> "ModelInstallations":
+        from app.services.model_installations import ModelInstallations
+
+        return self._once("model_installations", lambda: ModelInstallations(
+            self.store, self.settings, self.jobs, self.runtimes, self.control, self.providers,
+            self.external_endpoints, self.model_hub, self.activity, self.clock))
+
+    @property
+    def openai_gateway(self) -> "OpenAiGateway":
+        from app.services.openai_gateway import OpenAiGateway
+
+        return self._once("openai_gateway", lambda: OpenAiGateway(self.store, self.settings, self.control,
+                                                                  self.providers, self.external_endpoints))
 
     @property
     def system(self) -> "SystemService":

@@ -7,6 +7,20 @@ def error_body(status: int, message: str, request_id: str) -> dict:
     return {"success": False, "error": message, "status": status, "request_id": request_id}
 
 
+_OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                      404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+                      422: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def openai_error_body(status: int, message: str, request_id: str) -> dict:
+    """The error shape of `/openai/v1`: OpenAI's (`error` an object with `message`, `type`, `param`,
+    `code`), which OpenAI clients read, plus the status and request id every berth error carries."""
+    kind = _OPENAI_ERROR_TYPES.get(status, "api_error")
+    code = "model_not_found" if status == 404 and "model" in message else None
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}, "status": status,
+            "request_id": request_id}
+
+
 class BerthError(Exception):
     status = 500
     default_message = "internal error"

@@ -57,6 +57,10 @@ def configure(level: str = "INFO") -> None:
     handler.setFormatter(JsonLineFormatter(_request_context))
     root.addHandler(handler)
     root.setLevel(level)
+    # One INFO line per outgoing request (the control channel to workers, the model hub, external
+    # endpoints) would double every proxied call's cost in logging; their failures still show.
+    for chatty in ("httpx", "httpx2"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> logging.Logger:

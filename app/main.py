@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app import __version__, composition
-from app.errors import BerthError, error_body
+from app.errors import BerthError, error_body, openai_error_body
 from app.logs import configure as configure_logging
 from app.logs import get_logger
 from app.routers import docs, liveness
@@ -18,6 +18,7 @@ from app.web.middleware import RequestContextMiddleware
 from app.web.openapi import api_routes, build_document
 
 logger = get_logger("berth.app")
+OPENAI_PREFIX = "/openai/v1"
 
 
 def _request_id(request: Request) -> str:
@@ -25,7 +26,9 @@ def _request_id(request: Request) -> str:
 
 
 def _error(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, _request_id(request)), status_code=status, headers=headers)
+    # The OpenAI-compatible endpoint answers in OpenAI's error shape, which its clients read.
+    shape = openai_error_body if _under(request.url.path, OPENAI_PREFIX) else error_body
+    return JSONResponse(shape(status, message, _request_id(request)), status_code=status, headers=headers)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -91,6 +94,10 @@ ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app.routers.api_sandboxes", ("/api/sandboxes", "/api/containers")),
     ("app.routers.api_runtime", ("/api/runtime",)),
     ("app.routers.pages", ("/verify", "/reset")),
+    ("app.routers.v1_models", ("/v1/model-sources", "/v1/model-profiles", "/v1/model-installations")),
+    ("app.routers.v1_providers", ("/v1/cloud/providers",)),
+    ("app.routers.v1_catalog", ("/v1/catalog",)),
+    ("app.routers.openai_compat", (OPENAI_PREFIX,)),
 )
 _EVERY_GROUP = ("/openapi.json", "/api-docs")
 

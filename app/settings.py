@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.contract.policy import DEFAULT_TTL_SECONDS, SandboxPolicy
@@ -103,6 +103,16 @@ class Settings(BaseSettings):
     command_denylist: StringList = Field(default_factory=lambda: list(_POLICY.command_denylist))
     tool_call_timeout_seconds: float = 20.0
     matrixshell_enabled: bool = True
+
+    # Models. The model hub the API resolves and searches with (the runtimes' HF_ENDPOINT should name the same).
+    hf_endpoint: str = Field(default="https://huggingface.co",
+                             validation_alias=AliasChoices("BERTH_HF_ENDPOINT", "HF_ENDPOINT"))
+    hub_timeout_seconds: float = 10.0  # for one hub request; search then falls back to the curated catalog
+    # A model.attach job serves until its installation is deleted; it stops (and is `expired`) after this.
+    model_attach_ttl_seconds: int = 30 * 24 * 3600
+    # How long an `/openai/v1` request (a whole streamed answer included) may take; under API Gateway's
+    # 29 s cut, as tool calls are. Raise it where the API is not behind API Gateway (`berth up`).
+    openai_request_timeout_seconds: float = 25.0
 
     @model_validator(mode="after")
     def _verification_holds_in_aws(self) -> "Settings":

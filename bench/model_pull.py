@@ -13,12 +13,15 @@ fresh cache through every leg, in a rotating order so that drift on the machine 
   and pin, disk check, the same `snapshot_download` feeding its progress meter, every file hashed
   (sha256 / git blob id) while it downloads, the verified record written; timed from start to its
   result (`attached`). Its CPU time is reported beside raw's: the hashing is work raw does not do.
-- a `stack` leg (attach through the local stack's API, timed to `attached`) joins `LEGS` once the
-  API serves `/v1/model-profiles/{id}/attach`: a function taking the round's `Context`, returning
-  a `Pull`.
+- `stack`: through the local stack, as a user gets it: `POST /v1/model-profiles/{id}/attach` to a
+  runtime, the API's transaction and dispatch, a worker process (its own, registered for the
+  round, fresh cache) claiming the `model.attach` job and pulling as the executor does, its events
+  delivered to the API; timed from the POST to the `attached` event as the API stored it (its
+  `at`: the API runs in this process, on the same clock). Its CPU time is this process's only
+  (the hub and the API), not the worker's.
 
-Figures: median seconds and MB/s per leg, the executor/raw throughput ratio (goal ≥ 0.95), and the
-progress events the executor emitted per GB pulled. Then the resume cases, on a repo served at
+Figures: median seconds and MB/s per leg, the executor/raw and stack/raw throughput ratios (goal
+≥ 0.95), and the progress events each emitted per GB pulled. Then the resume cases, on a repo served at
 `--resume-mb-per-s` so that the interruption lands mid-file:
 - a connection cut at 50 % of a shard: bytes the hub sent twice (huggingface_hub resumes with a
   Range request; goal 0);
@@ -32,6 +35,7 @@ Usage: python bench/model_pull.py [--rounds 3] [--shard-mb 64] [--link-mb-per-s 
 import argparse
 import asyncio
 import glob
+import json
 import os
 import platform
 import statistics
@@ -47,10 +51,16 @@ sys.path.insert(0, str(ROOT))  # run as a script: import app, workers and tests 
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
+import httpx  # noqa: E402
 from huggingface_hub import constants, snapshot_download  # noqa: E402
 
+from app.contract.models import ModelProgress  # noqa: E402
+from app.local.stack import LocalStack  # noqa: E402
+from bench._stack import epoch, running_stack, running_worker  # noqa: E402
+from tests.e2e.conftest import Account, new_account  # noqa: E402
 from tests.support.hub import LocalHub  # noqa: E402
-from tests.support.model_jobs import ModelJob, model_host  # noqa: E402
+from tests.support.model_api import attach, create_profile, installation, wait_for_installation  # noqa: E402
+from tests.support.model_jobs import ModelJob, fake_vllm_environment, model_host  # noqa: E402
 from tests.support.model_repos import DEMO_SHARDED, ENGINE_FILES, add_model_repos  # noqa: E402
 from workers.models import pull as model_pull  # noqa: E402
 
@@ -93,7 +103,39 @@ async def executor(ctx: Context) -> Pull:
                 len([e for e in job.events if e.step == "downloading"]))
 
 
-LEGS: dict[str, Callable[[Context], Awaitable[Pull]]] = {"raw": raw, "executor": executor}
+@dataclass
+class StackLeg:
+    """attach → `attached` through the local stack, on one long-lived worker whose cache is freed
+    after each round (deleting the installation evicts its revision)."""
+
+    stack: LocalStack
+    account: Account
+    profile_id: str
+    runtime_id: str
+
+    async def __call__(self, ctx: Context) -> Pull:
+        return await asyncio.to_thread(self._pull, ctx)
+
+    def _pull(self, ctx: Context) -> Pull:
+        cpu, posted = time.process_time(), time.time()
+        attached = attach(self.account, self.profile_id, self.runtime_id)
+        wait_for_installation(self.account, attached["installation_id"], {"attached", "ready"}, timeout=600,
+                              poll=0.05)
+        cpu_seconds = time.process_time() - cpu
+        events = self.stack.services.store.jobs.events_after(self.account.workspace_id, attached["job_id"], 0)
+        at = next(epoch(event.at or "") for event in events
+                  if (progress := ModelProgress.of_event(event.data)) is not None
+                  and progress.installation_status.value == "attached")
+        pulled = installation(self.account, attached["installation_id"])
+        assert pulled["cached"] is False and pulled["bytes_total"] == _engine_bytes(ctx.hub), pulled
+        removed = self.account.delete(f"/v1/model-installations/{attached['installation_id']}").json()
+        if not removed.get("evicted"):
+            raise SystemExit(f"the round's revision was not freed from the runtime's cache: {removed}")
+        return Pull(at - posted, cpu_seconds, pulled["bytes_total"],
+                    len([event for event in events if event.step == "downloading"]))
+
+
+Leg = Callable[[Context], Awaitable[Pull]]
 
 
 def _engine_bytes(hub: LocalHub) -> int:
@@ -159,10 +201,21 @@ async def run(rounds: int, shard_mb: float, link_mb_per_s: float, resume_mb_per_
         print(f"model pull: {DEMO_SHARDED}, {len(ENGINE_FILES)} files an engine needs, {size / MB:.1f} MB;"
               f" {rounds} rounds; {platform.python_version()} on {os.cpu_count()} CPUs;"
               f" executor download threads {model_pull.DOWNLOAD_WORKERS}")
-        for link, rate in (("loopback", None), (f"{link_mb_per_s:g} MB/s per connection", link_mb_per_s)):
-            hub.set_bandwidth(DEMO_SHARDED, rate * MB if rate else None)
-            results = await _rounds(Context(hub, commit, scratch / link.split()[0], 0), rounds)
-            _report(link, results, size)
+        with running_stack(scratch, environment={"BERTH_HF_ENDPOINT": hub.url}) as stack:
+            account = new_account(httpx.Client(base_url=stack.api_url, timeout=60))
+            profile = create_profile(account, DEMO_SHARDED, revision=commit)
+            worker_dir = scratch / "stack-worker"
+            worker = running_worker(stack, account, worker_dir, direct_control=True, stop_timeout=30,
+                                    environment={**hub.environment(), **fake_vllm_environment()})
+            with worker:
+                runtime_id = json.loads((worker_dir / "runtime.json").read_text())["runtime_id"]
+                legs: dict[str, Leg] = {"raw": raw, "executor": executor,
+                                        "stack": StackLeg(stack, account, profile["id"], runtime_id)}
+                for link, rate in (("loopback", None), (f"{link_mb_per_s:g} MB/s per connection",
+                                                        link_mb_per_s)):
+                    hub.set_bandwidth(DEMO_SHARDED, rate * MB if rate else None)
+                    results = await _rounds(Context(hub, commit, scratch / link.split()[0], 0), rounds, legs)
+                    _report(link, results, size)
         hub.set_bandwidth(DEMO_SHARDED, resume_mb_per_s * MB)
         cut = await resume_after_connection_cut(hub, scratch)
         print(f"resume, connection cut at 50 % of a shard: hub sent {cut['sent'] / MB:.2f} MB for"
@@ -176,12 +229,12 @@ async def run(rounds: int, shard_mb: float, link_mb_per_s: float, resume_mb_per_
               f" fetched twice: {(stop['first_sent'] + stop['second_sent'] - stop['needed']) / MB:.2f} MB")
 
 
-async def _rounds(base: Context, rounds: int) -> dict[str, list[Pull]]:
-    results: dict[str, list[Pull]] = {name: [] for name in LEGS}
-    names = list(LEGS)
+async def _rounds(base: Context, rounds: int, legs: dict[str, Leg]) -> dict[str, list[Pull]]:
+    results: dict[str, list[Pull]] = {name: [] for name in legs}
+    names = list(legs)
     for index in range(rounds):
         for name in names[index % len(names):] + names[:index % len(names)]:
-            results[name].append(await LEGS[name](Context(base.hub, base.commit, base.scratch, index)))
+            results[name].append(await legs[name](Context(base.hub, base.commit, base.scratch, index)))
     return results
 
 
@@ -197,8 +250,9 @@ def _report(link: str, results: dict[str, list[Pull]], size: int) -> None:
         ratio = raw_seconds / statistics.median(p.seconds for p in results[name])
         verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
         print(f"  {name} / raw throughput: {ratio:.3f}× (goal ≥ {TARGET_RATIO}×: {verdict})")
-    events = statistics.median(p.events for p in results["executor"])
-    print(f"  executor progress events: {events:.0f} per pull, {events / (size / 1e9):.0f} per GB pulled")
+    for name in ("executor", "stack"):
+        events = statistics.median(p.events for p in results[name])
+        print(f"  {name} progress events: {events:.0f} per pull, {events / (size / 1e9):.0f} per GB pulled")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from app.catalog.models import ModelDocument
 from app.contract.packages import Input, KeyValueInput, PackageSpec
 
 SERVER_SCHEMA_PATH = Path(__file__).parent / "server.schema.json"
@@ -76,7 +77,7 @@ class ServerDocument(_ServerJsonModel):
 
 class CatalogEntry(_ServerJsonModel):
     """What a catalog lists, whatever its kind; `document` is the kind's own record (a
-    ServerDocument for MCP servers; models keep theirs beside it)."""
+    ServerDocument for MCP servers, a ModelDocument (app.catalog.models) for models)."""
 
     kind: Literal["mcp_server", "model"]
     id: str
@@ -84,7 +85,7 @@ class CatalogEntry(_ServerJsonModel):
     description: str
     version: str
     tags: list[str]
-    document: ServerDocument
+    document: ServerDocument | ModelDocument
 
 
 def server_entry(document: ServerDocument) -> CatalogEntry:
@@ -130,3 +131,4 @@ def _explain(error: Any) -> str:
 @functools.cache
 def _server_schema() -> dict:
     return json.loads(SERVER_SCHEMA_PATH.read_text())
+

@@ -244,3 +244,72 @@ class EvictionResult(BaseModel):
     evicted: bool
     freed_bytes: int = 0
     reason: str = ""  # why nothing was evicted (in use by a running job, not cached)
+
+
+# --- what vLLM serves ------------------------------------------------------------------------
+# One judgement for the worker's `model.inspect` and the API's resolve (before a pull is attempted).
+
+# Architectures vLLM serves, with their config.json model_type so that a config declaring only a
+# model_type can still be judged. Deliberately curated rather than exhaustive: text generation, and
+# the encoder models vLLM serves for embeddings.
+VLLM_ARCHITECTURES: dict[str, str] = {
+    "LlamaForCausalLM": "llama",
+    "Llama4ForConditionalGeneration": "llama4",
+    "MistralForCausalLM": "mistral",
+    "MixtralForCausalLM": "mixtral",
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen2MoeForCausalLM": "qwen2_moe",
+    "Qwen3ForCausalLM": "qwen3",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "GemmaForCausalLM": "gemma",
+    "Gemma2ForCausalLM": "gemma2",
+    "Gemma3ForCausalLM": "gemma3_text",
+    "Gemma3ForConditionalGeneration": "gemma3",
+    "PhiForCausalLM": "phi",
+    "Phi3ForCausalLM": "phi3",
+    "PhiMoEForCausalLM": "phimoe",
+    "GPT2LMHeadModel": "gpt2",
+    "GPTBigCodeForCausalLM": "gpt_bigcode",
+    "GPTJForCausalLM": "gptj",
+    "GPTNeoXForCausalLM": "gpt_neox",
+    "FalconForCausalLM": "falcon",
+    "OPTForCausalLM": "opt",
+    "BloomForCausalLM": "bloom",
+    "MPTForCausalLM": "mpt",
+    "StableLmForCausalLM": "stablelm",
+    "Starcoder2ForCausalLM": "starcoder2",
+    "DeepseekForCausalLM": "deepseek",
+    "DeepseekV2ForCausalLM": "deepseek_v2",
+    "DeepseekV3ForCausalLM": "deepseek_v3",
+    "CohereForCausalLM": "cohere",
+    "Cohere2ForCausalLM": "cohere2",
+    "DbrxForCausalLM": "dbrx",
+    "InternLM2ForCausalLM": "internlm2",
+    "GraniteForCausalLM": "granite",
+    "GraniteMoeForCausalLM": "granitemoe",
+    "OlmoForCausalLM": "olmo",
+    "Olmo2ForCausalLM": "olmo2",
+    "OlmoeForCausalLM": "olmoe",
+    "ExaoneForCausalLM": "exaone",
+    "Glm4ForCausalLM": "glm4",
+    "GptOssForCausalLM": "gpt_oss",
+    "BertModel": "bert",  # embeddings (`/v1/embeddings`)
+    "XLMRobertaModel": "xlm-roberta",  # embeddings
+}
+VLLM_MODEL_TYPES = frozenset(VLLM_ARCHITECTURES.values())
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def vllm_verdict(architecture: str | None, model_type: str | None, paths: list[str]) -> dict[str, Any]:
+    """`{"servable": bool, "reason": str}`: whether vLLM can serve a repo with this architecture,
+    model_type and files."""
+    if architecture is None:
+        return {"servable": False, "reason": "the repo declares no architecture or model_type (no config.json?)"}
+    # The model_type only vouches for a config that declares no architectures (it then stands in
+    # for one); a declared architecture such as LlamaForSequenceClassification is judged by itself.
+    judged_by_model_type = architecture == model_type and model_type in VLLM_MODEL_TYPES
+    if architecture not in VLLM_ARCHITECTURES and not judged_by_model_type:
+        return {"servable": False, "reason": f"vLLM does not serve the {architecture} architecture"}
+    if not any(path.endswith(WEIGHT_SUFFIXES) for path in paths):
+        return {"servable": False, "reason": "the repo has no safetensors or .bin weights"}
+    return {"servable": True, "reason": f"vLLM serves the {architecture} architecture"}

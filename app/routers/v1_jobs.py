@@ -12,6 +12,7 @@ from app.web.openapi import errors
 from app.web.sse import job_event_response
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+PULL_JOB_TYPES = frozenset({JobType.model_pull, JobType.model_preload})
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=CreateJobResponse,
@@ -19,10 +20,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def create_job(principal: User, body: CreateJobRequest, services: ServicesDep) -> CreateJobResponse:
     """Validate, store and dispatch a job to a runtime that can run it, or queue it until one comes
     (`waiting_for` says what it waits for). 409 when no registered runtime offers the job's type,
-    unless `wait` is true."""
-    jobs = services.jobs
-    job = jobs.create(principal, body.type, body.payload, body.ttl_seconds, wait=body.wait)
-    return CreateJobResponse.of(job, jobs.waiting_for(job))
+    unless `wait` is true. Model pulls take the workspace's Hugging Face credential along when the
+    repo needs it."""
+    create = services.model_installations.create_pull if body.type in PULL_JOB_TYPES else services.jobs.create
+    job = create(principal, body.type, body.payload, body.ttl_seconds, wait=body.wait)
+    return CreateJobResponse.of(job, services.jobs.waiting_for(job))
 
 
 @router.get("", response_model=JobList)

@@ -18,7 +18,7 @@ from pydantic_core import CoreSchema
 from app.clock import iso
 from app.contract.bodies import NOT_BLANK, JsonBody
 from app.contract.messages import JobStatus, JobType, SandboxServer
-from app.contract.models import REPO_ID_PATTERN
+from app.contract.models import REPO_ID_PATTERN, ModelPullPayload, ModelServePayload
 from app.contract.packages import NPM, PYPI, PackageSpec
 from app.domain.jobs import Job
 from app.domain.runtimes import WaitingFor, WaitReason
@@ -59,8 +59,28 @@ class ModelInspectPayload(_Payload):
     revision: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class ModelPullPayload(ModelInspectPayload):
-    allow_patterns: list[str] | None = Field(default=None, max_length=100)
+def _given_by_berth(payload: ModelPullPayload) -> ModelPullPayload:
+    """A token never travels in a payload: the workspace's provider credential goes with the pulls
+    that need it, sealed. Installation ids are attaching's."""
+    if payload.token is not None:
+        raise ValueError("a token is never part of a payload: store it with POST /v1/cloud/providers")
+    if payload.installation_id is not None:
+        raise ValueError("installation_id is set by attaching a model profile")
+    return payload
+
+
+class ModelPullJob(ModelPullPayload):
+    """`model.pull` (app.contract.models): put a model in a runtime's cache, verified."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ()  # a token goes as the job's secret, not in its payload
+    _checked = model_validator(mode="after")(_given_by_berth)
+
+
+class ModelPreloadJob(ModelServePayload):
+    """`model.preload` (app.contract.models): pull, then start the engine once until it is healthy."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    _checked = model_validator(mode="after")(_given_by_berth)
 
 
 # A host directory a sandbox's server needs (one a runtime offers with `--sandbox-tool-dir`).
@@ -104,10 +124,10 @@ class AgentRunPayload(_Payload):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
-PAYLOAD_MODELS: dict[JobType, type[_Payload]] = {
+PAYLOAD_MODELS: dict[JobType, type[_Payload] | type[ModelPullJob] | type[ModelPreloadJob]] = {
     JobType.model_inspect: ModelInspectPayload,
-    JobType.model_pull: ModelPullPayload,
-    JobType.model_preload: ModelInspectPayload,
+    JobType.model_pull: ModelPullJob,
+    JobType.model_preload: ModelPreloadJob,
     JobType.mcp_test: McpServerPayload,
     JobType.mcp_run: McpServerPayload,
     JobType.tool_run: ToolRunPayload,

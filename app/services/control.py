@@ -12,10 +12,19 @@ A direct request that was sent but not answered in time is never resent: it may 
 
 import socket
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.clock import Clock
-from app.contract.messages import ControlAction, ControlMessage, ControlReply
+from app.contract.messages import (
+    CONTROL_ANSWER_HEADER,
+    CONTROL_PATH,
+    CONTROL_STREAM_PATH,
+    ControlAction,
+    ControlMessage,
+    ControlReply,
+)
 from app.contract.signing import CONTROL_SIGNATURE_HEADER, sign_control_request
 from app.domain.jobs import Job
 from app.domain.runtimes import Runtime
@@ -36,6 +45,15 @@ logger = get_logger("berth.control")
 
 _FAILURES: dict[str, type[BerthError]] = {"not_running": Conflict, "not_found": NotFound, "bad_request": BadRequest,
                                          "forbidden": Forbidden}
+
+
+@dataclass(frozen=True)
+class StreamedAnswer:
+    """An HTTP answer relayed as it arrives: its status and headers, and its body in pieces."""
+
+    status: int
+    headers: dict[str, str]
+    body: Iterator[bytes]
 
 
 class ControlChannel:
@@ -115,19 +133,25 @@ class ControlChannel:
         address inside its network. The local stack is one user's machine."""
         return bool(runtime.control_url) and (runtime.shared or self.settings.mode == "local")
 
+    def _signed(self, runtime: Runtime, message: ControlMessage, path: str) -> "httpx.Request":
+        """The request that delivers `message` to the runtime's control endpoint at `path`."""
+        import httpx
+
+        body = message.model_dump_json().encode()
+        left = max(message.deadline - self.clock.now(), 0.001)
+        headers = {"Content-Type": "application/json",
+                   CONTROL_SIGNATURE_HEADER: sign_control_request(self.keyring.signing_key(runtime), body,
+                                                                  self.clock.now())}
+        return self._direct().build_request("POST", f"{(runtime.control_url or '').rstrip('/')}{path}", content=body,
+                                            headers=headers,
+                                            timeout=httpx.Timeout(left, connect=min(left, CONNECT_TIMEOUT_SECONDS)))
+
     def _post(self, runtime: Runtime, message: ControlMessage, timeout: float) -> ControlReply | None:
         """The worker's reply over its control endpoint; None when the request never reached it."""
         import httpx
 
-        body = message.model_dump_json().encode()
-        left = max(min(message.deadline - self.clock.now(), timeout), 0.001)
-        headers = {"Content-Type": "application/json",
-                   CONTROL_SIGNATURE_HEADER: sign_control_request(self.keyring.signing_key(runtime), body,
-                                                                  self.clock.now())}
         try:
-            response = self._direct().post(f"{(runtime.control_url or '').rstrip('/')}/control", content=body,
-                                           headers=headers,
-                                           timeout=httpx.Timeout(left, connect=min(left, CONNECT_TIMEOUT_SECONDS)))
+            response = self._direct().send(self._signed(runtime, message, CONTROL_PATH))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             log_event(logger, "control endpoint unreachable; using the queue", runtime_id=runtime.runtime_id,
                       error=type(error).__name__)
@@ -188,10 +212,67 @@ class ControlChannel:
     def call(self, job: Job, action: ControlAction, arguments: dict[str, Any], timeout: float,
              secrets: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ask the job's worker and return its result, or raise the error its reply names."""
-        reply = self.request(job, action, arguments, timeout, secrets)
-        if not reply.ok:
-            raise _FAILURES.get(reply.code, BadGateway)(reply.error or f"the runtime could not {action}")
-        return reply.result
+        return _result(self.request(job, action, arguments, timeout, secrets), action)
+
+    def stream(self, job: Job, action: ControlAction, arguments: dict[str, Any],
+               timeout: float) -> StreamedAnswer | None:
+        """Ask the job's worker for an answer it streams (`/control/stream`: a proxied HTTP response,
+        relayed as it arrives), or raise the error its reply names. None when the runtime is not
+        called directly, its endpoint does not stream, or the request never reached it: the caller
+        then asks through `call`, which buffers."""
+        import httpx
+
+        runtime = self._runtime_of(job)
+        if runtime is None or not self._reachable_directly(runtime):
+            return None
+        message = self._message(job, action, timeout, arguments)
+        try:
+            response = self._direct().send(self._signed(runtime, message, CONTROL_STREAM_PATH), stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+            return None
+        except httpx.TimeoutException:
+            raise _timed_out(action, timeout) from None
+        except httpx.TransportError as error:
+            raise BadGateway(f"the runtime's control endpoint failed during {action} ({type(error).__name__})") \
+                from None
+        answer = response.headers.get(CONTROL_ANSWER_HEADER)
+        if answer == "proxied":
+            return StreamedAnswer(response.status_code, {name: value for name, value in response.headers.items()
+                                                         if name.lower() != CONTROL_ANSWER_HEADER},
+                                  _relayed(response))
+        try:
+            response.read()
+        finally:
+            response.close()
+        if answer == "reply":
+            try:
+                reply = ControlReply.model_validate_json(response.content)
+            except ValueError:
+                raise BadGateway(f"the runtime's control endpoint sent an unreadable answer to {action}") from None
+            _result(reply, action)
+        if response.status_code == 404:  # a worker whose endpoint predates streaming: nothing ran
+            return None
+        if response.status_code == 504:
+            raise _timed_out(action, timeout)
+        raise BadGateway(f"the runtime's control endpoint refused {action} (HTTP {response.status_code})")
+
+
+def _result(reply: ControlReply, action: str) -> dict[str, Any]:
+    if not reply.ok:
+        raise _FAILURES.get(reply.code, BadGateway)(reply.error or f"the runtime could not {action}")
+    return reply.result
+
+
+def _relayed(response: "httpx.Response") -> Iterator[bytes]:
+    """The body as it arrives; one the worker cut short simply ends."""
+    import httpx
+
+    try:
+        yield from response.iter_raw()
+    except httpx.HTTPError:
+        pass
+    finally:
+        response.close()
 
 
 def _timed_out(action: str, timeout: float) -> GatewayTimeout:

@@ -1,6 +1,7 @@
 """Jobs as their workspace sees them: creation (stored, assigned, audited and metered in one
 transaction, then sent), reads, and cancellation."""
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -50,28 +51,41 @@ class JobService:
         self.clock = clock
 
     def create(self, principal: Principal, job_type: JobType, payload: dict[str, Any],
-               ttl_seconds: int | None = None, *, wait: bool = False) -> Job:
+               ttl_seconds: int | None = None, *, wait: bool = False, secrets: dict[str, Any] | None = None) -> Job:
         """Store the job and, in the same transaction, take a slot on the best runtime that has one;
         then send it there. With no runtime free it waits for one, and its `queued` event says what
         for; a type no registered runtime offers is refused (Conflict) unless the caller will `wait`.
-        Secret fields (a sandbox's env) are kept sealed beside the payload, never in it."""
+        Secret fields (a sandbox's env) are kept sealed beside the payload, never in it, with any
+        `secrets` berth adds itself (a provider token)."""
         settings = self.settings
-        self.trust.require_verified(principal, "run jobs")
         check_payload_size(payload)  # as sent: validation would turn a NaN into null
         payload = validate_payload(job_type, payload)
         check_payload_size(payload)  # secrets included: they are stored (sealed) with the job
-        payload, secrets = split_secrets(job_type, payload)
+        payload, found = split_secrets(job_type, payload)
+        secrets = {**found, **(secrets or {})}
         ttl = ttl_seconds or settings.default_ttl_seconds
         if job_type == JobType.mcp_run and ttl_seconds is None:
             ttl = settings.max_ttl_seconds  # long-lived servers run to the policy's limit
         if ttl > settings.max_ttl_seconds:
             raise Unprocessable(f"ttl_seconds {ttl} exceeds the policy's max_ttl_seconds {settings.max_ttl_seconds}")
         pinned = self._session_runtime(principal, payload["session_id"]) if job_type == JobType.tool_run else None
+        return self.submit(principal, job_type, payload, ttl_seconds=ttl, pinned_runtime_id=pinned, secrets=secrets,
+                           wait=wait)
+
+    def submit(self, principal: Principal, job_type: JobType, payload: dict[str, Any], *, ttl_seconds: int,
+               pinned_runtime_id: str | None = None, secrets: dict[str, Any] | None = None,
+               with_writes: Callable[[Job], list[Write]] | None = None, wait: bool = False) -> Job:
+        """Store a job whose payload and TTL its caller checked, and dispatch it as `create` does.
+        `secrets` go to its runtime sealed, never in its payload; `with_writes(job)` gives writes
+        that commit in the job's own transaction (a record that must exist exactly when the job
+        does)."""
+        settings = self.settings
+        self.trust.require_verified(principal, "run jobs")
         now = self.clock.now()
         job = Job(job_id=new_id("job"), workspace_id=principal.workspace_id, type=job_type, status=JobStatus.queued,
-                  payload=payload, ttl_seconds=ttl, created_at=self.clock.iso(now), created_epoch=now,
-                  deadline=now + ttl, dispatch=0, event_seq=1, created_by=principal.subject_id,
-                  pinned_runtime_id=pinned,
+                  payload=payload, ttl_seconds=ttl_seconds, created_at=self.clock.iso(now), created_epoch=now,
+                  deadline=now + ttl_seconds, dispatch=0, event_seq=1, created_by=principal.subject_id,
+                  pinned_runtime_id=pinned_runtime_id,
                   secrets=self.job_secrets.seal_at_rest(principal.workspace_id, secrets) if secrets else None,
                   secret_names=secret_names(secrets) if secrets else None)
         limit = settings.max_concurrent_jobs
@@ -82,7 +96,8 @@ class JobService:
                     self.store.accounts.take_job_slot(job.workspace_id, limit),
                     self.activity.audit_write(job.workspace_id, "job.create", actor=principal.subject_id,
                                               target=job.job_id, detail={"type": job_type.value}),
-                    self.activity.meter_write(job.workspace_id, "jobs", job_type.value)]
+                    self.activity.meter_write(job.workspace_id, "jobs", job_type.value),
+                    *(with_writes(job) if with_writes else [])]
 
         accepted = JobEvent(seq=1, step=JOB_STEP, status=EventStatus.queued, message="job accepted",
                             at=self.clock.iso(now))

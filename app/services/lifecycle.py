@@ -15,6 +15,7 @@ from app.clock import Clock
 from app.contract.logs import log
 from app.contract.messages import EventStatus, JobStatus
 from app.domain.jobs import JOB_STEP, OPEN_JOB_STATUSES, RETENTION_SECONDS, Job, JobEvent
+from app.domain.models import MODEL_JOB_TYPES, ending_of
 from app.errors import ConditionFailed
 from app.logs import get_logger, log_event
 from app.services.activity import ActivityLog
@@ -82,6 +83,7 @@ class JobLifecycle:
         if job.started_epoch:
             self.activity.meter(job.workspace_id, "runtime_seconds", job.type.value, round(now - job.started_epoch, 3))
         log_event(logger, "job finished", job_id=job.job_id, status=status.value)
+        self._end_installation(job, status, error)
         if job.runtime_id and job.runtime_workspace:
             self._hand_over_slot(job.runtime_workspace, job.runtime_id)
         return True
@@ -96,6 +98,14 @@ class JobLifecycle:
         except Exception:
             log(logger, logging.ERROR, "handing a freed slot to a waiting job failed; the sweeper will",
                 exc_info=True, runtime_id=runtime_id)
+
+    def _end_installation(self, job: Job, status: JobStatus, error: str | None) -> None:
+        """A model job's installation ends with its job, unless its worker already said how."""
+        installation_id = job.payload.get("installation_id") if job.type in MODEL_JOB_TYPES else None
+        ending = ending_of(status, error, job.type) if installation_id else None
+        if installation_id and ending is not None:
+            self.store.models.record_job_end(job.workspace_id, str(installation_id), job.job_id, *ending,
+                                             now=self.clock.iso())
 
     def expire(self, job: Job) -> bool:
         event = self.next_event(job, JOB_STEP, EventStatus.expired, f"job passed its TTL of {job.ttl_seconds} s")

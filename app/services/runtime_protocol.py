@@ -24,6 +24,7 @@ from app.contract.messages import (
     JobStatus,
 )
 from app.domain.jobs import JOB_STEP, Claim, Job, JobEvent, ending_status
+from app.domain.models import ProgressUpdate, progress_update
 from app.domain.runtimes import serves_workspace
 from app.errors import ConditionFailed, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from app.ids import new_id
@@ -160,6 +161,7 @@ class RuntimeProtocol:
         if not any(ending_status(event.step, event.status) is not None for event in incoming_events):
             stored = self._store_progress(workspace_id, job_id, batch)
             if stored == len(incoming_events):
+                self._record_model_progress(workspace_id, job_id, batch)
                 return EventBatchResult(accepted=stored, duplicates=0, job_status=JobStatus.running)
             incoming_events = incoming_events[stored:]
         job = self.job(runtime, workspace_id, job_id)
@@ -168,6 +170,7 @@ class RuntimeProtocol:
         if job.is_final:
             # The claimant that finished the job is retrying a batch whose answer it lost.
             return EventBatchResult(accepted=stored, duplicates=len(incoming_events), job_status=job.status)
+        self._record_model_progress(workspace_id, job_id, batch)  # before the job ends, which says less of why
         accepted, duplicates = stored, 0
         final: tuple[JobStatus, EventIn, JobEvent] | None = None
         for incoming in incoming_events:
@@ -221,6 +224,19 @@ class RuntimeProtocol:
             stored += len(part)
         return stored
 
+    def _record_model_progress(self, workspace_id: str, job_id: str, batch: EventBatch) -> None:
+        """A model job's progress moves its installation (after the events: a transaction of events
+        may already hold DynamoDB's 100 items)."""
+        update = _model_progress(batch)
+        if update is None:
+            return
+        try:
+            self.store.table.transact([self.store.models.record_progress(workspace_id, job_id, update,
+                                                                         self.clock.iso())])
+        except ConditionFailed:
+            pass  # gone, another job's, or already further on
+        self.store.models.forget(workspace_id)
+
     # --- control replies ------------------------------------------------------------------------
 
     def store_reply(self, runtime: Principal, workspace_id: str, request_id: str, reply: ControlReply) -> None:
@@ -228,3 +244,7 @@ class RuntimeProtocol:
         self._check_workspace(runtime, workspace_id, f"request {request_id}")
         self.store.replies.add(workspace_id, request_id, reply, runtime.subject_id,
                                int(self.clock.now()) + REPLY_TTL_SECONDS)
+
+
+def _model_progress(batch: EventBatch) -> ProgressUpdate | None:
+    return progress_update((event.seq, event.message, event.data) for event in batch.events)

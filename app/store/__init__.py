@@ -7,6 +7,7 @@ from app.store.activity import Activity
 from app.store.credentials import Credentials
 from app.store.jobs import Jobs
 from app.store.limits import RateCounters
+from app.store.models import Models
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
 from app.store.table import Table
@@ -22,3 +23,4 @@ class Store:
         self.limits = RateCounters(self.table)
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
+        self.models = Models(self.table, cache_seconds)

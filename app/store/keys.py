@@ -15,6 +15,7 @@ Key = tuple[str, str]
 WORKSPACE = "WORKSPACE"
 USER, SESSION, API_KEY, JOB, EVENT, REPLY, RUNTIME, JOIN_TOKEN, AUDIT, USAGE = (
     "USER#", "SESSION#", "KEY#", "JOB#", "EV#", "REPLY#", "RT#", "JOIN#", "AUDIT#", "USAGE#")
+MODEL_PROFILE, MODEL_INSTALLATION, PROVIDER_CREDENTIAL = "MPROF#", "MINST#", "PROVIDER#"
 
 # The open index's partitions, and its key attributes (set on an item to list it there).
 OPEN_PK, OPEN_SK = "open_pk", "open_sk"
@@ -109,6 +110,18 @@ def usage(workspace_id: str, day: str, kind: str, subkind: str) -> Key:
 def usage_since(first_day: str) -> tuple[str, str]:
     """The inclusive sort-key range of usage counts from `first_day` on."""
     return f"{USAGE}{first_day}", f"{USAGE}~"
+
+
+def model_profile(workspace_id: str, profile_id: str) -> Key:
+    return workspace_pk(workspace_id), f"{MODEL_PROFILE}{profile_id}"
+
+
+def model_installation(workspace_id: str, installation_id: str) -> Key:
+    return workspace_pk(workspace_id), f"{MODEL_INSTALLATION}{installation_id}"
+
+
+def provider_credential(workspace_id: str, provider: str) -> Key:
+    return workspace_pk(workspace_id), f"{PROVIDER_CREDENTIAL}{provider}"
 
 
 def credential(digest: str) -> Key:

@@ -277,3 +277,11 @@ def test_the_worker_task_definition_sets_only_settings_the_worker_reads():
     fields = {f"BERTH_WORKER_{field.upper()}" for field in WorkerConfig.model_fields}
     assert berth_names <= fields, berth_names - fields
     assert {"BERTH_WORKER_API_URL", "BERTH_WORKER_JOIN_TOKEN"} <= berth_names
+
+
+def test_the_api_reads_one_model_source_bucket_and_only_when_one_is_given(resources):
+    policy = resources["ModelSourcePolicy"]
+    assert policy["Condition"] == "HasModelSourceBucket"
+    statements = _statements(resources, "ModelSourcePolicy")
+    assert set().union(*map(_actions, statements)) == {"s3:ListBucket", "s3:GetObject"}
+    assert all("${ModelSourceBucket}" in str(statement["Resource"]) for statement in statements)

@@ -19,6 +19,7 @@ from huggingface_hub.errors import (
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.contract.messages import JobType
+from app.contract.models import vllm_verdict
 from workers.executors.base import ExecutorError, JobContext
 
 HubTransportError: type[Exception]
@@ -29,55 +30,6 @@ except ImportError:
 
 JOB_TYPE = JobType.model_inspect.value
 HUB_TIMEOUT_SECONDS = 30.0
-
-# Text-generation architectures vLLM serves, with their config.json model_type so that a config
-# declaring only a model_type can still be judged. Deliberately curated rather than exhaustive.
-VLLM_ARCHITECTURES: dict[str, str] = {
-    "LlamaForCausalLM": "llama",
-    "Llama4ForConditionalGeneration": "llama4",
-    "MistralForCausalLM": "mistral",
-    "MixtralForCausalLM": "mixtral",
-    "Qwen2ForCausalLM": "qwen2",
-    "Qwen2MoeForCausalLM": "qwen2_moe",
-    "Qwen3ForCausalLM": "qwen3",
-    "Qwen3MoeForCausalLM": "qwen3_moe",
-    "GemmaForCausalLM": "gemma",
-    "Gemma2ForCausalLM": "gemma2",
-    "Gemma3ForCausalLM": "gemma3_text",
-    "Gemma3ForConditionalGeneration": "gemma3",
-    "PhiForCausalLM": "phi",
-    "Phi3ForCausalLM": "phi3",
-    "PhiMoEForCausalLM": "phimoe",
-    "GPT2LMHeadModel": "gpt2",
-    "GPTBigCodeForCausalLM": "gpt_bigcode",
-    "GPTJForCausalLM": "gptj",
-    "GPTNeoXForCausalLM": "gpt_neox",
-    "FalconForCausalLM": "falcon",
-    "OPTForCausalLM": "opt",
-    "BloomForCausalLM": "bloom",
-    "MPTForCausalLM": "mpt",
-    "StableLmForCausalLM": "stablelm",
-    "Starcoder2ForCausalLM": "starcoder2",
-    "DeepseekForCausalLM": "deepseek",
-    "DeepseekV2ForCausalLM": "deepseek_v2",
-    "DeepseekV3ForCausalLM": "deepseek_v3",
-    "CohereForCausalLM": "cohere",
-    "Cohere2ForCausalLM": "cohere2",
-    "DbrxForCausalLM": "dbrx",
-    "InternLM2ForCausalLM": "internlm2",
-    "GraniteForCausalLM": "granite",
-    "GraniteMoeForCausalLM": "granitemoe",
-    "OlmoForCausalLM": "olmo",
-    "Olmo2ForCausalLM": "olmo2",
-    "OlmoeForCausalLM": "olmoe",
-    "ExaoneForCausalLM": "exaone",
-    "Glm4ForCausalLM": "glm4",
-    "GptOssForCausalLM": "gpt_oss",
-}
-VLLM_MODEL_TYPES = frozenset(VLLM_ARCHITECTURES.values())
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
 
 class InspectPayload(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -136,7 +88,7 @@ def inspect_model(
         "task": info.pipeline_tag,
         "library": info.library_name,
         "tags": list(info.tags or []),
-        "vllm": _vllm_verdict(architecture, model_type, [sibling.rfilename for sibling in siblings]),
+        "vllm": vllm_verdict(architecture, model_type, [sibling.rfilename for sibling in siblings]),
     }
 
 
@@ -153,19 +105,6 @@ def _license(info) -> str | None:
         return info.card_data.license
     # Cards without front matter still carry the license the hub detected as a tag.
     return next((tag.removeprefix("license:") for tag in info.tags or [] if tag.startswith("license:")), None)
-
-
-def _vllm_verdict(architecture: str | None, model_type: str | None, paths: list[str]) -> dict[str, Any]:
-    if architecture is None:
-        return {"servable": False, "reason": "the repo declares no architecture or model_type (no config.json?)"}
-    # The model_type only vouches for a config that declares no architectures (it then stands in
-    # for one); a declared architecture such as LlamaForSequenceClassification is judged by itself.
-    judged_by_model_type = architecture == model_type and model_type in VLLM_MODEL_TYPES
-    if architecture not in VLLM_ARCHITECTURES and not judged_by_model_type:
-        return {"servable": False, "reason": f"vLLM does not serve the {architecture} architecture"}
-    if not any(path.endswith(WEIGHT_SUFFIXES) for path in paths):
-        return {"servable": False, "reason": "the repo has no safetensors or .bin weights"}
-    return {"servable": True, "reason": f"vLLM serves the {architecture} architecture"}
 
 
 async def execute(ctx: JobContext) -> dict[str, Any]:

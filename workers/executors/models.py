@@ -93,7 +93,7 @@ async def _obtain(installation: Installation, payload: ModelPullPayload,
     if payload.install_mode is InstallMode.mount_volume:
         return await _mount(installation, payload.local_path or "", host)
     assert payload.model is not None
-    token = payload.token.get_secret_value() if payload.token is not None else None
+    token = _hub_token(installation.ctx, payload)
     try:
         outcome = await run_pull(host, payload.model, payload.revision, token, installation,
                                  installation.ctx.cancelled)
@@ -123,6 +123,15 @@ async def _mount(installation: Installation, local_path: str, host: ModelHost) -
                               bytes_done=total, files_total=files, files_done=files, cached=True)
     return {"local_path": str(directory), "files": files, "bytes_total": total, "bytes_downloaded": 0,
             "cached": True, "installation_id": installation.payload.installation_id}
+
+
+def _hub_token(ctx: JobContext, payload: ModelPullPayload) -> str | None:
+    """The pull's Hugging Face token: the one the API sealed for this runtime with the job
+    (`ctx.secrets["hf_token"]`), else one in the payload (the contract still allows it)."""
+    sealed = ctx.secrets.get("hf_token")
+    if isinstance(sealed, str) and sealed:
+        return sealed
+    return payload.token.get_secret_value() if payload.token is not None else None
 
 
 def _validated(model: type[BaseModel], data: dict, what: str) -> Any:
