@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from app.aws import AwsClients
 from app.contract.messages import ControlMessage, JobMessage, LeasedMessage, QueueEnvelope
-from app.errors import BadRequest, BerthError, Conflict, NotFound
+from app.errors import BadRequest, BerthError, NotFound
 from app.settings import Settings
 
 Result = TypeVar("Result")
@@ -28,10 +28,12 @@ def _as_client_error(error: Exception) -> BerthError | None:
     """What SQS refused because of the runtime's input, as berth's error; None for anything else."""
     details = getattr(error, "response", {}).get("Error", {})
     code, message = details.get("Code", ""), details.get("Message", "")
+    # An unknown receipt is a resource that is not there, as an unknown id is (a 404, not a 400:
+    # any string may be a receipt; only the queue knows which it handed out).
     if code in ("ReceiptHandleIsInvalid", "InvalidIdFormat"):
-        return BadRequest("the receipt is not one this queue issued (malformed, or from another queue)")
-    if code == "MessageNotInflight":
-        return Conflict("the message is not leased any more: its visibility lapsed, or it was deleted")
+        return NotFound("no message is leased with this receipt (malformed, or from another queue)")
+    if code in ("MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"):
+        return NotFound("the message is not leased any more: its visibility lapsed, or it was deleted")
     if code == "InvalidParameterValue":
         return BadRequest(f"the queue refused the request: {message}")
     if code in ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"):

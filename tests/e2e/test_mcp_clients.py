@@ -48,7 +48,7 @@ async def test_the_python_client_initializes_lists_by_tier_and_calls(base_url, n
             duplicate = await session.call_tool("notes_create", {"title": "from python"})
             assert duplicate.is_error is True and "already exists" in duplicate.content[0].text
             refused = await session.call_tool("notes_delete", {"note_id": created.structured_content["id"]})
-            assert refused.is_error is True and "needs a admin-tier key" in refused.content[0].text
+            assert refused.is_error is True and "needs an admin-tier key" in refused.content[0].text
     assert [note.title for note in notes.values()].count("from python") == 1
 
 
