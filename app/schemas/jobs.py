@@ -2,10 +2,12 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 
 from app.clock import iso
 from app.contract.messages import JobStatus, JobType
+from app.contract.packages import PackageSpec
+from app.contract.sandbox_files import SANDBOX_FILES_DIR, SandboxFile
 from app.domain.jobs import Job
 from app.errors import Unprocessable
 
@@ -35,6 +37,16 @@ class McpServerPayload(_Payload):
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     builtin: Literal["matrixshell"] | None = Field(default=None, description="a server shipped with the worker")
+    package: PackageSpec | None = Field(
+        default=None, description="the package (a server.json `packages[]` item) the runtime installs and runs in "
+                                  "place of start_command, which the policy still judges")
+    files: list[SandboxFile] = Field(default_factory=list, max_length=50,
+                                     description=f"files the runtime fetches for the server, read-only in "
+                                                 f"{SANDBOX_FILES_DIR}")
+
+    @field_serializer("package")
+    def _as_in_server_json(self, package: PackageSpec | None) -> dict[str, Any] | None:
+        return package.model_dump(mode="json", by_alias=True, exclude_none=True) if package else None
 
 
 class ToolRunPayload(_Payload):

@@ -5,7 +5,9 @@ from app.aws import AwsClients
 from app.store.accounts import Accounts
 from app.store.activity import Activity
 from app.store.credentials import Credentials
+from app.store.installations import Installations
 from app.store.jobs import Jobs
+from app.store.marketplace import Marketplace
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
 from app.store.table import Table
@@ -20,3 +22,5 @@ class Store:
         self.jobs = Jobs(self.table, cache_seconds)
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
+        self.marketplace = Marketplace(self.table, cache_seconds)
+        self.installations = Installations(self.table, cache_seconds)
