@@ -11,7 +11,6 @@ which the next call starts another. A remote installation has no server of berth
 calls the remote with the installation's headers (app.remote_mcp).
 """
 
-import shlex
 from typing import Any
 
 from anyio import to_thread
@@ -60,7 +59,6 @@ class InstallationServers:
                                 self.secret_values(installation))
         package = launch.package
         return {
-            "start_command": _start_command(package),  # what the policy judges
             "package": package.model_dump(mode="json", by_alias=True, exclude_none=True),
             "runtime": "python" if package.registry_type == PYPI else "node",
             "env": launch.secret_env,  # a secret field of the payload: sealed, never stored in it
@@ -215,8 +213,3 @@ class InstallationServers:
         except remote_mcp.RemoteFailed as error:
             raise BadGateway(str(error)) from error
 
-
-def _start_command(package: PackageSpec) -> str:  # interim: SandboxServer.command once merged
-    runner = ["npx", "-y", f"{package.identifier}@{package.version}"] if package.registry_type != PYPI else [
-        "uvx", f"{package.identifier}=={package.version}"]
-    return shlex.join([*runner, *package.command_arguments()])

@@ -17,9 +17,9 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET_MB = 80
-# What the worker and the local stack need and the API must not carry.
-# jsonschema is the API's too: the marketplace validates server.json documents (app.catalog).
-NOT_IN_LAMBDA = {"mcp", "huggingface-hub", "asyncssh", "uvicorn", "typer", "rich", "moto"}
+# What the worker and the local stack need and the API must not carry. (The API serves berth's own
+# MCP endpoint, /mcp, so it carries the MCP SDK, which requires uvicorn and jsonschema.)
+NOT_IN_LAMBDA = {"huggingface-hub", "asyncssh", "typer", "rich", "moto"}
 
 
 def _pyproject() -> dict:
