@@ -7,7 +7,7 @@ from typer.core import TyperGroup
 
 from berth_cli import output
 from berth_cli.client.http import cli_version
-from berth_cli.commands import auth, jobs, local, sandboxes
+from berth_cli.commands import auth, installations, jobs, local, marketplace, sandboxes, tools
 from berth_cli.errors import CliError, ExitCode
 
 
@@ -42,9 +42,13 @@ def root(version: Annotated[bool, typer.Option(
     """berth: MCP sandboxes and model serving. A client of berth's HTTP API, and the local stack."""
 
 
-# Verbs on the root: `berth up`, `berth worker`, `berth login`, `berth logout`, `berth whoami`.
+# Verbs on the root: `berth up`, `berth worker`, `berth login`, `berth logout`, `berth whoami`, `berth install`.
 cli.add_typer(local.app)
 cli.add_typer(auth.app)
+cli.add_typer(installations.install_app)  # `berth install ID`
 # One group per resource, one module each: a later issue adds its line here.
 cli.add_typer(jobs.app, name="jobs")
 cli.add_typer(sandboxes.app, name="sandboxes")
+cli.add_typer(marketplace.app, name="marketplace")
+cli.add_typer(installations.app, name="installations")
+cli.add_typer(tools.app, name="tools")

@@ -23,6 +23,7 @@ from app.contract.packages import Argument, Input, KeyValueInput, PackageSpec
 InputKind = Literal["env", "argument", "header", "url"]
 InstallationKind = Literal["package", "remote"]
 InstallationState = Literal["ready", "needs_oauth"]
+INSTALLATION_LABEL = "installation"  # the label naming the installation a sandbox serves
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 VALUE_MAX_CHARS = 4000
 

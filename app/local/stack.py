@@ -132,6 +132,7 @@ class LocalStack:
         settings = services.settings
         ensure_table(services.aws, settings.table_name)
         services.queues.ensure_dead_letter_queue()
+        services.objects.ensure_bucket()  # installations' files (FilesBucket in template.yaml)
         started = time.perf_counter()
         self.restored_items = snapshot.restore(services.aws, self.state_dir, settings.table_name)
         self.restore_seconds = time.perf_counter() - started

@@ -20,7 +20,14 @@ from app.catalog import Remote
 from app.clock import Clock
 from app.contract.messages import JobStatus, JobType
 from app.contract.packages import PYPI, PackageSpec
-from app.domain.installations import ConfigProblem, Installation, package_launch, remote_headers, remote_url
+from app.domain.installations import (
+    INSTALLATION_LABEL,
+    ConfigProblem,
+    Installation,
+    package_launch,
+    remote_headers,
+    remote_url,
+)
 from app.domain.jobs import Job
 from app.errors import BadGateway, ConditionFailed, Conflict, Forbidden, NotFound, Unprocessable
 from app.logs import get_logger, log_event
@@ -33,7 +40,6 @@ from app.store import Store
 
 logger = get_logger("berth.installations")
 SECRET_KIND = "installation"  # what an installation's sealed values are bound to
-INSTALLATION_LABEL = "installation"  # the label naming a sandbox's installation
 _ATTACH_ATTEMPTS = 3
 
 
