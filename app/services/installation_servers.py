@@ -29,7 +29,8 @@ from app.domain.installations import (
     remote_url,
 )
 from app.domain.jobs import Job
-from app.errors import BadGateway, ConditionFailed, Conflict, Forbidden, NotFound, Unprocessable
+from app.domain.sandboxes import SANDBOX_STEP
+from app.errors import BadGateway, ConditionFailed, Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
 from app.logs import get_logger, log_event
 from app.schemas.sandboxes import ToolView
 from app.services.installation_files import InstallationFiles
@@ -64,6 +65,11 @@ class InstallationServers:
         launch = package_launch(PackageSpec.model_validate(installation.target), installation.config,
                                 self.secret_values(installation))
         package = launch.package
+        if launch.secret_env:
+            # Until job secrets are sealed at rest and for the runtime at dispatch (the trust work),
+            # a payload's env would sit in the job item in clear: such a server is not started.
+            raise ServiceUnavailable(f"installation {installation.installation_id} needs secrets delivered to its "
+                                     "runtime sealed, which this berth cannot do yet; its server is not started")
         return {
             "package": package.model_dump(mode="json", by_alias=True, exclude_none=True),
             "runtime": "python" if package.registry_type == PYPI else "node",
@@ -156,8 +162,11 @@ class InstallationServers:
         """Conflict while the server starts; BadGateway (with the runtime's words) when it failed."""
         job = self.sandboxes.get(principal, job_id)
         state = self.sandboxes.sandbox(job).state
-        if job.status == JobStatus.error:
-            message = f"the server did not start: {job.error or 'the runtime gave no reason'}"
+        if job.status == JobStatus.error or state == "failed":
+            # A failed server's job ends in error a moment after the worker reports the failure.
+            reported = self.store.jobs.latest_event(job.workspace_id, job.job_id, step=SANDBOX_STEP)
+            reason = job.error or (reported.message if reported is not None else "") or "the runtime gave no reason"
+            message = f"the server did not start: {reason}"
             try:
                 self.store.installations.change(installation, last_error=message, sandbox_id=None)
             except ConditionFailed:
