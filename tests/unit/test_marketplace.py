@@ -276,3 +276,17 @@ def test_a_remote_at_a_private_address_is_refused_unless_allowed(marketplace, re
     refused = marketplace.get(f"/api/installations/{installed['id']}/tools", headers=bearer(token))
 
     assert refused.status_code == 403 and "https" in refused.json()["error"]
+
+
+def test_the_scheduled_refresh_reads_the_registries_within_the_time_its_invocation_has(marketplace, registry):
+    import functions.marketplace_refresh
+
+    class LambdaContext:
+        def get_remaining_time_in_millis(self) -> int:
+            return 300_000
+
+    report = functions.marketplace_refresh.handler({"source": "aws.events"}, LambdaContext())
+
+    assert report["failed"] == [] and report["registries"][0]["ok"]
+    assert report["registries"][0]["entries"] == len({server["name"] for server in registry.servers})
+    assert functions.marketplace_refresh.handler({}, LambdaContext())["registries"][0]["added"] == 0  # nothing new
