@@ -7,7 +7,7 @@ from typer.core import TyperGroup
 
 from berth_cli import output
 from berth_cli.client.http import cli_version
-from berth_cli.commands import auth, installations, jobs, local, marketplace, sandboxes, tools
+from berth_cli.commands import admin, auth, installations, jobs, local, marketplace, runtimes, sandboxes, tools
 from berth_cli.errors import CliError, ExitCode
 
 
@@ -49,6 +49,9 @@ cli.add_typer(installations.install_app)  # `berth install ID`
 # One group per resource, one module each: a later issue adds its line here.
 cli.add_typer(jobs.app, name="jobs")
 cli.add_typer(sandboxes.app, name="sandboxes")
+cli.add_typer(runtimes.app, name="runtimes")
+cli.add_typer(runtimes.join_tokens, name="join-tokens")
+cli.add_typer(admin.app, name="admin")
 cli.add_typer(marketplace.app, name="marketplace")
 cli.add_typer(installations.app, name="installations")
 cli.add_typer(tools.app, name="tools")

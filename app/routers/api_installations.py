@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/installations", tags=["installations"])
 UserHeader = Annotated[str | None, Header(alias="X-User-Id", max_length=200,
                                           description="the user acted for (a per-user installation is theirs)")]
 # What starting or reaching a server can answer besides the installation's own errors.
-_SERVER_ERRORS = (403, 409, 422, 429, 502, 503, 504)
+_SERVER_ERRORS = (403, 409, 422, 429, 502, 504)
 
 
 @router.get("", response_model=InstallationList, responses=errors(400, 401, 403, 422))

@@ -30,7 +30,7 @@ from app.domain.installations import (
 )
 from app.domain.jobs import Job
 from app.domain.sandboxes import SANDBOX_STEP
-from app.errors import BadGateway, ConditionFailed, Conflict, Forbidden, NotFound, ServiceUnavailable, Unprocessable
+from app.errors import BadGateway, ConditionFailed, Conflict, Forbidden, NotFound, Unprocessable
 from app.logs import get_logger, log_event
 from app.schemas.sandboxes import ToolView
 from app.services.installation_files import InstallationFiles
@@ -65,11 +65,6 @@ class InstallationServers:
         launch = package_launch(PackageSpec.model_validate(installation.target), installation.config,
                                 self.secret_values(installation))
         package = launch.package
-        if launch.secret_env:
-            # Until job secrets are sealed at rest and for the runtime at dispatch (the trust work),
-            # a payload's env would sit in the job item in clear: such a server is not started.
-            raise ServiceUnavailable(f"installation {installation.installation_id} needs secrets delivered to its "
-                                     "runtime sealed, which this berth cannot do yet; its server is not started")
         return {
             "package": package.model_dump(mode="json", by_alias=True, exclude_none=True),
             "runtime": "python" if package.registry_type == PYPI else "node",

@@ -7,6 +7,7 @@ from app.store.activity import Activity
 from app.store.credentials import Credentials
 from app.store.installations import Installations
 from app.store.jobs import Jobs
+from app.store.limits import RateCounters
 from app.store.marketplace import Marketplace
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
@@ -20,6 +21,7 @@ class Store:
         self.credentials = Credentials(self.table, cache_seconds)
         self.activity = Activity(self.table)
         self.jobs = Jobs(self.table, cache_seconds)
+        self.limits = RateCounters(self.table)
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
         self.marketplace = Marketplace(self.table, cache_seconds)

@@ -2,9 +2,10 @@
 
 Everything a workspace owns lives in partition `WS#<workspace id>`; a job's events in a partition
 of their own, `WS#<workspace id>#JOB#<job id>`. The partitions outside a workspace are the
-lookups that must work before the workspace is known, `CRED#<digest>` and `EMAIL#<address>`, and
-`MARKET`: the marketplace's entries from MCP registries (public definitions every workspace
-reads), each registry's last refresh, and the lease one refresh holds while it runs.
+lookups that must work before the workspace is known, `CRED#<digest>` and `EMAIL#<address>`, the
+rate counters of the routes that come before any workspace (`RATE#<name>`), and `MARKET`: the
+marketplace's entries from MCP registries (public definitions every workspace reads), each
+registry's last refresh, and the lease one refresh holds while it runs.
 The sparse `open` index (`open_pk`/`open_sk`) holds unfinished jobs and all runtimes, for the
 system's own work (sweeper, dispatch on register), never a tenant's query.
 """
@@ -98,6 +99,11 @@ def usage_since(first_day: str) -> tuple[str, str]:
 
 def credential(digest: str) -> Key:
     return f"CRED#{digest}", "CRED"
+
+
+def rate_counter(name: str, window: int) -> Key:
+    """One counter of attempts (`name` says of what, by whom) in one fixed window."""
+    return f"RATE#{name}", f"W#{window}"
 
 
 def installation(workspace_id: str, installation_id: str) -> Key:

@@ -14,6 +14,7 @@ from berth_cli.client.http import Http
 from berth_cli.client.installations import InstallationsApi
 from berth_cli.client.jobs import JobsApi
 from berth_cli.client.marketplace import MarketplaceApi
+from berth_cli.client.runtimes import RuntimesApi
 from berth_cli.client.sandboxes import SandboxesApi
 
 
@@ -24,6 +25,7 @@ class BerthClient:
         self.http = Http(api_url, credential, timeout=timeout, transport=transport)
         self.accounts = AccountsApi(self.http)
         self.jobs = JobsApi(self.http)
+        self.runtimes = RuntimesApi(self.http)
         self.sandboxes = SandboxesApi(self.http)
         self.marketplace = MarketplaceApi(self.http)
         self.installations = InstallationsApi(self.http)
