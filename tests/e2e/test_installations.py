@@ -86,11 +86,14 @@ def _text(answer: dict) -> str:
     return " ".join(block.get("text", "") for block in answer["result"].get("content", []))
 
 
-def _package_events(owner, job_id) -> list[dict]:
-    """The job's `package` events so far: one stream window (the job may still run)."""
+def _events_so_far(owner, job_id) -> list[dict]:
+    """The job's events so far: one stream window (the job may still run)."""
     with owner.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=owner.headers) as response:
-        events = [frame["data"] for frame in parse_sse(response.iter_lines()) if frame["event"] != "end"]
-    return [event["data"] for event in events if event["step"] == "package"]
+        return [frame["data"] for frame in parse_sse(response.iter_lines()) if frame["event"] != "end"]
+
+
+def _package_events(owner, job_id) -> list[dict]:
+    return [event["data"] for event in _events_so_far(owner, job_id) if event["step"] == "package"]
 
 
 def test_a_refresh_through_the_stack_keeps_what_it_had_when_the_registry_fails_mid_pagination(owner, registry):
@@ -123,7 +126,7 @@ def test_a_required_secret_reaches_the_server_and_shows_nowhere_else(owner, stac
     seen = [missing.text, json.dumps(installed), listed.text, json.dumps(again),
             owner.get("/api/installations").text, owner.get(f"/v1/jobs/{sandbox_id}").text,
             owner.get(f"/api/sandboxes/{sandbox_id}").text, owner.get("/api/containers").text,
-            json.dumps(owner.events(sandbox_id))]
+            json.dumps(_events_so_far(owner, sandbox_id))]
 
     assert missing.status_code == 422 and SECRET_VARIABLE in missing.json()["error"]
     assert listed.status_code == 200, listed.text
