@@ -26,6 +26,7 @@ InstallationState = Literal["ready", "needs_oauth"]
 INSTALLATION_LABEL = "installation"  # the label naming the installation a sandbox serves
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 VALUE_MAX_CHARS = 4000
+CONFIG_MAX_CHARS = 32_000  # all values together: an installation is one table item
 
 
 class ConfigProblem(ValueError):
@@ -180,6 +181,8 @@ def resolve_config(inputs: list[ConfigInput], changes: Mapping[str, str | None],
         sealed.pop(name, None)
         if value is not None:
             (sealed if by_name[name].secret else clear)[name] = _checked(by_name[name], value)
+    if sum(len(value) for value in (*clear.values(), *sealed.values())) > CONFIG_MAX_CHARS:
+        raise ConfigProblem(f"the values together hold more than {CONFIG_MAX_CHARS} characters")
     missing = [each for each in inputs if each.needed and each.name not in clear and each.name not in sealed]
     pending = [each.name for each in missing if per_user and each.secret]
     absent = [each.name for each in missing if each.name not in pending]

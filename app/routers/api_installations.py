@@ -3,7 +3,7 @@ of their servers (started on demand, stopped when idle)."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Header, Query, UploadFile
+from fastapi import APIRouter, File, Header, Path, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.schemas.installations import (
@@ -23,6 +23,7 @@ router = APIRouter(prefix="/api/installations", tags=["installations"])
 
 UserHeader = Annotated[str | None, Header(alias="X-User-Id", max_length=200,
                                           description="the user acted for (a per-user installation is theirs)")]
+InstallationId = Annotated[str, Path(max_length=100)]
 # What starting or reaching a server can answer besides the installation's own errors.
 _SERVER_ERRORS = (403, 409, 422, 429, 502, 504)
 
@@ -39,7 +40,7 @@ def list_installations(principal: User, services: ServicesDep, limit: Annotated[
 
 
 @router.get("/{installation_id}", response_model=InstallationView, responses=errors(401, 403, 404))
-def read_installation(principal: User, installation_id: str, services: ServicesDep,
+def read_installation(principal: User, installation_id: InstallationId, services: ServicesDep,
                       x_user_id: UserHeader = None) -> InstallationView:
     installation = services.installations.get(principal, installation_id, acting_user(principal, x_user_id))
     return InstallationView.of(installation)
@@ -47,8 +48,8 @@ def read_installation(principal: User, installation_id: str, services: ServicesD
 
 @router.patch("/{installation_id}", response_model=InstallationChanged,
               responses=errors(400, 401, 404, 413, *_SERVER_ERRORS))
-def update_installation(principal: User, installation_id: str, body: InstallationPatch, services: ServicesDep,
-                        x_user_id: UserHeader = None) -> InstallationChanged:
+def update_installation(principal: User, installation_id: InstallationId, body: InstallationPatch,
+                        services: ServicesDep, x_user_id: UserHeader = None) -> InstallationChanged:
     """Change values (null removes one); a running server restarts with them."""
     installation, restarted = services.installations.update(principal, installation_id, dict(body.config),
                                                             acting_user(principal, x_user_id))
@@ -56,7 +57,7 @@ def update_installation(principal: User, installation_id: str, body: Installatio
 
 
 @router.delete("/{installation_id}", response_model=DeletedResponse, responses=errors(401, 403, 404, 409))
-def delete_installation(principal: User, installation_id: str, services: ServicesDep,
+def delete_installation(principal: User, installation_id: InstallationId, services: ServicesDep,
                         x_user_id: UserHeader = None) -> DeletedResponse:
     """Stop its server; its files and sealed values go with it."""
     services.installations.delete(principal, installation_id, acting_user(principal, x_user_id))
@@ -64,7 +65,7 @@ def delete_installation(principal: User, installation_id: str, services: Service
 
 
 @router.get("/{installation_id}/tools", response_model=ToolList, responses=errors(401, 404, *_SERVER_ERRORS))
-async def list_installation_tools(principal: User, installation_id: str, services: ServicesDep,
+async def list_installation_tools(principal: User, installation_id: InstallationId, services: ServicesDep,
                                   wait_seconds: Annotated[float, Query(ge=0, le=25)] = 20,
                                   x_user_id: UserHeader = None) -> ToolList:
     """The server's tools, starting it first if none runs (a first start installs its package).
@@ -76,7 +77,7 @@ async def list_installation_tools(principal: User, installation_id: str, service
 
 @router.post("/{installation_id}/tools/call", response_model=ToolCallResponse,
              responses=errors(400, 401, 404, 413, *_SERVER_ERRORS))
-async def call_installation_tool(principal: User, installation_id: str, body: ToolCallRequest,
+async def call_installation_tool(principal: User, installation_id: InstallationId, body: ToolCallRequest,
                                  services: ServicesDep, x_user_id: UserHeader = None) -> ToolCallResponse:
     """A tool's own failure is `ok: false` in a 200; 504 when it takes too long."""
     user_id = acting_user(principal, x_user_id)
@@ -86,7 +87,7 @@ async def call_installation_tool(principal: User, installation_id: str, body: To
 
 @router.post("/{installation_id}/files", response_model=InstallationChanged,
              responses=errors(400, 401, 404, 413, *_SERVER_ERRORS))
-async def upload_files(principal: User, installation_id: str, services: ServicesDep,
+async def upload_files(principal: User, installation_id: InstallationId, services: ServicesDep,
                        files: Annotated[list[UploadFile], File(description="one part per file, named by its filename")],
                        x_user_id: UserHeader = None) -> InstallationChanged:
     """Files for the server, read-only in its `files_dir`; a running server restarts to see them.

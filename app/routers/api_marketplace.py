@@ -7,7 +7,7 @@ rest of the path as the id, so the `/` may be sent as it is or encoded (`%2F`)."
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Path, Query, status
 from starlette.concurrency import run_in_threadpool
 
 from app.schemas.installations import InstallationView
@@ -33,6 +33,7 @@ router = APIRouter(tags=["marketplace"])
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2000)]
+EntryId = Annotated[str, Path(max_length=200, description="a registry name, e.g. io.github.owner/server")]
 UserHeader = Annotated[str | None, Header(alias="X-User-Id", max_length=200,
                                           description="the user a per-user entry is installed for")]
 
@@ -57,7 +58,7 @@ def search_tools(principal: User, services: ServicesDep,
 
 @router.post("/api/marketplace/tools/{entry_id:path}/install", status_code=status.HTTP_201_CREATED,
              response_model=InstallationView, responses=errors(400, 401, 403, 404, 409, 413, 422))
-def install_tool(principal: User, entry_id: str, body: InstallRequest, services: ServicesDep,
+def install_tool(principal: User, entry_id: EntryId, body: InstallRequest, services: ServicesDep,
                  x_user_id: UserHeader = None) -> InstallationView:
     """Install an entry with its configuration (checked against what it declares; secret values
     sealed): for the workspace, or for the calling user when the entry is per-user. `next` and
@@ -69,7 +70,7 @@ def install_tool(principal: User, entry_id: str, body: InstallRequest, services:
 
 @router.get("/api/marketplace/tools/{entry_id:path}", response_model=MarketplaceToolDetail,
             responses=errors(401, 403, 404))
-def read_tool(principal: User, entry_id: str, services: ServicesDep) -> MarketplaceToolDetail:
+def read_tool(principal: User, entry_id: EntryId, services: ServicesDep) -> MarketplaceToolDetail:
     """One entry: its versions, what an installation takes, and its server.json."""
     marketplace = services.marketplace
     entry = marketplace.entry(entry_id)
@@ -103,7 +104,7 @@ def list_registry(principal: User, services: ServicesDep, limit: Limit = 50, cur
 
 
 @router.get("/api/registry/{entry_id:path}", response_model=RegistryEntryDetail, responses=errors(401, 403, 404))
-def read_registry_entry(principal: User, entry_id: str, services: ServicesDep) -> RegistryEntryDetail:
+def read_registry_entry(principal: User, entry_id: EntryId, services: ServicesDep) -> RegistryEntryDetail:
     marketplace = services.marketplace
     entry = marketplace.registry_entry(entry_id)
     view = RegistryEntryView.of(entry, marketplace.document(entry))

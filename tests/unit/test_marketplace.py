@@ -290,3 +290,10 @@ def test_the_scheduled_refresh_reads_the_registries_within_the_time_its_invocati
     assert report["failed"] == [] and report["registries"][0]["ok"]
     assert report["registries"][0]["entries"] == len({server["name"] for server in registry.servers})
     assert functions.marketplace_refresh.handler({}, LambdaContext())["registries"][0]["added"] == 0  # nothing new
+
+
+def test_ids_longer_than_any_berth_makes_are_refused_before_the_table_is_asked(marketplace, token):
+    for path in (f"/api/marketplace/tools/io.github.x/{'y' * 300}", f"/api/registry/{'z' * 300}",
+                 f"/api/installations/ins_{'0' * 200}", f"/api/installations/ins_{'0' * 200}/tools"):
+        answer = marketplace.get(path, headers=bearer(token))
+        assert answer.status_code == 422 and answer.json()["success"] is False, path
