@@ -56,8 +56,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
 from app.contract.packages import PYPI, PackageSpec  # noqa: E402
 from app.contract.policy import SandboxPolicy  # noqa: E402
-from bench._stack import running_stack, running_worker, summary_ms  # noqa: E402
-from tests.e2e.conftest import Account, new_account  # noqa: E402
+from bench._stack import epoch, running_stack, running_worker, summary_ms  # noqa: E402
+from tests.e2e.conftest import Account, new_account, parse_sse  # noqa: E402
 from tests.support.package_fixtures import EVERYTHING_SPEC, TIME_SPEC, public_cache, start_command  # noqa: E402
 from workers.packages import PackageCache  # noqa: E402
 from workers.packages.installers import uv_binary  # noqa: E402
@@ -156,19 +156,30 @@ CALLED = ("npm server-everything", "echo", {"message": "hi"})
 WAIT_SECONDS = 25  # the readiness wait of each GET …/tools (the API's most)
 
 
-def installation_started(account: Account, entry_id: str) -> tuple[str, float]:
-    """Install (not timed), then GET its tools until 200: the installation and the seconds that took."""
+def installation_started(account: Account, entry_id: str) -> tuple[str, dict[str, float]]:
+    """Install (not timed), then GET its tools until 200: the installation, and the seconds that
+    took with their split along the job's stored moments (created, claimed, the worker's `running`
+    report; the API's clock is this process's)."""
     installed = account.post(f"/api/marketplace/tools/{entry_id}/install", json={"config": {}})
     if installed.status_code != 201:
         raise SystemExit(f"install {entry_id}: {installed.text}")
     installation_id = installed.json()["id"]
-    started = time.perf_counter()
+    asked, started = time.time(), time.perf_counter()
     while True:
         listed = account.get(f"/api/installations/{installation_id}/tools", params={"wait_seconds": WAIT_SECONDS})
         if listed.status_code == 200:
-            return installation_id, time.perf_counter() - started
+            break
         if listed.status_code != 409:
             raise SystemExit(f"tools of {entry_id}: {listed.text}")
+    total, answered = time.perf_counter() - started, time.time()
+    job_id = account.get(f"/api/installations/{installation_id}").json()["sandbox_id"]
+    job = account.job(job_id)
+    with account.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=account.headers) as response:
+        running = next(frame["data"] for frame in parse_sse(response.iter_lines())
+                       if frame["data"]["step"] == "sandbox" and frame["data"]["data"].get("state") == "running")
+    created, claimed, reported = epoch(job["created_at"]), epoch(job["started_at"]), epoch(running["at"])
+    return installation_id, {"total": total, "API to job": created - asked, "job to claim": claimed - created,
+                             "claim to running": reported - claimed, "running to answer": answered - reported}
 
 
 def installed_argv(cache: PackageCache, spec: PackageSpec) -> tuple[list[str], dict[str, str]]:
@@ -221,15 +232,15 @@ def measure_installations(scratch: Path, rounds: int, calls: int) -> tuple[dict,
                 account.delete(f"/api/installations/{first}")
                 argv, env = installed_argv(cache, spec)
                 legs = {"installation API": lambda entry_id=entry_id: installation_started(account, entry_id),
-                        "direct (baseline)": lambda argv=argv, env=env: ("", asyncio.run(seconds_to_tools(argv,
-                                                                                                          env)))}
+                        "direct (baseline)": lambda argv=argv, env=env: (
+                            "", {"total": asyncio.run(seconds_to_tools(argv, env))})}
                 order = list(legs)
                 for index in range(rounds):
                     for name in order[index % len(order):] + order[:index % len(order)]:
                         installation_id, seconds = legs[name]()
                         if installation_id:
                             account.delete(f"/api/installations/{installation_id}")
-                        starts.setdefault((package, "warm (stack)", name), []).append({"total": seconds})
+                        starts.setdefault((package, "warm (stack)", name), []).append(seconds)
                     print(f"{package} installation round {index + 1}/{rounds}: done", file=sys.stderr, flush=True)
             if calls:
                 package, _, _ = CALLED
