@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from app.aws import AwsClients
     from app.kms import Kms
     from app.mailer import Mailer
+    from app.objects import ObjectStore
     from app.queues import Queues
     from app.services.accounts import AccountService
     from app.services.activity import ActivityLog
@@ -29,9 +30,13 @@ if TYPE_CHECKING:
     from app.services.event_feed import EventFeed
     from app.services.event_stream import JobEventStream
     from app.services.external_endpoints import ExternalEndpoints
+    from app.services.installation_files import InstallationFiles
+    from app.services.installation_servers import InstallationServers
+    from app.services.installations import InstallationService
     from app.services.jobs import JobService
     from app.services.keyring import JobSecrets, RuntimeKeyring
     from app.services.lifecycle import JobLifecycle
+    from app.services.marketplace import MarketplaceService
     from app.services.matrixshell import MatrixShellService
     from app.services.model_hub import ModelHub
     from app.services.model_installations import ModelInstallations
@@ -112,6 +117,12 @@ class Services:
         from app.services.keyring import JobSecrets
 
         return self._once("job_secrets", lambda: JobSecrets(self.secrets, self.keyring))
+
+    @property
+    def objects(self) -> "ObjectStore":
+        from app.objects import ObjectStore
+
+        return self._once("objects", lambda: ObjectStore(self.aws, self.settings.files_bucket))
 
     @property
     def mailer(self) -> "Mailer":
@@ -284,6 +295,34 @@ class Services:
 
         return self._once("openai_gateway", lambda: OpenAiGateway(self.store, self.settings, self.control,
                                                                   self.providers, self.external_endpoints))
+
+    @property
+    def marketplace(self) -> "MarketplaceService":
+        from app.services.marketplace import MarketplaceService
+
+        return self._once("marketplace", lambda: MarketplaceService(self.store, self.settings, self.clock))
+
+    @property
+    def installation_files(self) -> "InstallationFiles":
+        from app.services.installation_files import InstallationFiles
+
+        return self._once("installation_files", lambda: InstallationFiles(self.store, self.settings, self.objects,
+                                                                          self.clock))
+
+    @property
+    def installation_servers(self) -> "InstallationServers":
+        from app.services.installation_servers import InstallationServers
+
+        return self._once("installation_servers", lambda: InstallationServers(
+            self.store, self.settings, self.sandboxes, self.secrets, self.installation_files, self.clock))
+
+    @property
+    def installations(self) -> "InstallationService":
+        from app.services.installations import InstallationService
+
+        return self._once("installations", lambda: InstallationService(
+            self.store, self.marketplace, self.secrets, self.installation_servers, self.installation_files,
+            self.activity, self.clock))
 
     @property
     def system(self) -> "SystemService":

@@ -98,6 +98,8 @@ ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app.routers.v1_providers", ("/v1/cloud/providers",)),
     ("app.routers.v1_catalog", ("/v1/catalog",)),
     ("app.routers.openai_compat", (OPENAI_PREFIX,)),
+    ("app.routers.api_marketplace", ("/api/marketplace", "/api/registry")),
+    ("app.routers.api_installations", ("/api/installations",)),
 )
 _EVERY_GROUP = ("/openapi.json", "/api-docs")
 

@@ -113,6 +113,19 @@ class Settings(BaseSettings):
     # How long an `/openai/v1` request (a whole streamed answer included) may take; under API Gateway's
     # 29 s cut, as tool calls are. Raise it where the API is not behind API Gateway (`berth up`).
     openai_request_timeout_seconds: float = 25.0
+    # The marketplace: the MCP registries it refreshes from (the official registry API, JSON list).
+    mcp_registry_urls: list[str] = Field(default_factory=lambda: ["https://registry.modelcontextprotocol.io"])
+    registry_timeout_seconds: float = 10.0  # one registry request
+    registry_page_size: int = Field(default=100, ge=1, le=100)  # servers asked for per page (the API's most: 100)
+    marketplace_refresh_seconds: float = 20.0  # a refresh through the API (under API Gateway's 29 s cut)
+    # Installations: a server stops this long after its last use (scale to zero), within max_ttl_seconds.
+    installation_idle_seconds: int = 900
+    installation_start_wait_seconds: float = 5.0  # a tool call waits this long for a server to start
+    files_bucket: str = "berth-files"
+    installation_file_max_bytes: int = 1_000_000  # each file (the request also meets max_body_bytes)
+    installation_max_files: int = 20
+    # Remote MCP servers at private, loopback or link-local addresses (only for local servers).
+    remote_mcp_allow_private_addresses: bool = False
 
     @model_validator(mode="after")
     def _verification_holds_in_aws(self) -> "Settings":

@@ -7,7 +7,7 @@ from typer.core import TyperGroup
 
 from berth_cli import output
 from berth_cli.client.http import cli_version
-from berth_cli.commands import admin, auth, jobs, local, models, runtimes, sandboxes
+from berth_cli.commands import admin, auth, installations, jobs, local, marketplace, models, runtimes, sandboxes, tools
 from berth_cli.errors import CliError, ExitCode
 
 
@@ -42,9 +42,10 @@ def root(version: Annotated[bool, typer.Option(
     """berth: MCP sandboxes and model serving. A client of berth's HTTP API, and the local stack."""
 
 
-# Verbs on the root: `berth up`, `berth worker`, `berth login`, `berth logout`, `berth whoami`.
+# Verbs on the root: `berth up`, `berth worker`, `berth login`, `berth logout`, `berth whoami`, `berth install`.
 cli.add_typer(local.app)
 cli.add_typer(auth.app)
+cli.add_typer(installations.install_app)  # `berth install ID`
 # One group per resource, one module each: a later issue adds its line here.
 cli.add_typer(jobs.app, name="jobs")
 cli.add_typer(sandboxes.app, name="sandboxes")
@@ -52,3 +53,6 @@ cli.add_typer(models.app, name="models")
 cli.add_typer(runtimes.app, name="runtimes")
 cli.add_typer(runtimes.join_tokens, name="join-tokens")
 cli.add_typer(admin.app, name="admin")
+cli.add_typer(marketplace.app, name="marketplace")
+cli.add_typer(installations.app, name="installations")
+cli.add_typer(tools.app, name="tools")

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from app.contract.bodies import JsonBody
 from app.contract.packages import NPM, PYPI, PackageSpec, parse_start_command
 from app.contract.policy import SandboxPolicy
+from app.contract.sandbox_files import SandboxFile
 
 
 class JobType(str, Enum):
@@ -403,6 +404,7 @@ class SandboxServer(BaseModel):
     transport: Literal["stdio", "http"] = "stdio"
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
     builtin: Literal["matrixshell"] | None = None  # a server shipped with the worker
+    files: list[SandboxFile] = Field(default_factory=list, max_length=50)  # fetched before the server starts
 
     @model_validator(mode="after")
     def _what_runs(self) -> "SandboxServer":

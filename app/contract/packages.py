@@ -90,6 +90,8 @@ class Input(_RegistryModel):
     default: str | None = Field(default=None, json_schema_extra=_NO_NUL)
     placeholder: str | None = None
     choices: list[str] = Field(default_factory=list)
+    # What the `{curly}` names in `value` stand for (`"Bearer {token}"`); the API substitutes them.
+    variables: dict[str, "Input"] = Field(default_factory=dict, max_length=20)
 
     _check_value = field_validator("value", "default")(_no_nul)
 

@@ -171,6 +171,7 @@ class LocalStack:
         restored = self._aws.keep_table(settings.table_name, self.options.snapshot_interval)
         self.restored_items, self.restore_seconds = restored["restored"], restored["seconds"]
         services.queues.ensure_dead_letter_queue()
+        services.objects.ensure_bucket()  # installations' files (FilesBucket in template.yaml)
         kms = services.aws.client("kms")
         aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
         if settings.kms_key_alias not in aliases:

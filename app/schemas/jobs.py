@@ -20,6 +20,7 @@ from app.contract.bodies import NOT_BLANK, JsonBody
 from app.contract.messages import JobStatus, JobType, SandboxServer
 from app.contract.models import REPO_ID_PATTERN, ModelPullPayload, ModelServePayload
 from app.contract.packages import NPM, PYPI, PackageSpec
+from app.contract.sandbox_files import SANDBOX_FILES_DIR, SandboxFile
 from app.domain.jobs import Job
 from app.domain.runtimes import WaitingFor, WaitReason
 from app.domain.sandboxes import server_runtime
@@ -102,6 +103,9 @@ class McpServerPayload(_Payload):
     builtin: Literal["matrixshell"] | None = Field(default=None, description="a server shipped with the worker")
     tool_dirs: list[ToolDir] | None = Field(default=None, max_length=16, description=TOOL_DIRS_DESCRIPTION)
     secret_fields: ClassVar[tuple[str, ...]] = ("env",)
+    files: list[SandboxFile] = Field(default_factory=list, max_length=50,
+                                     description=f"files the runtime fetches for the server, read-only in "
+                                                 f"{SANDBOX_FILES_DIR}")
 
     @model_validator(mode="after")
     def _names_a_server(self) -> "McpServerPayload":

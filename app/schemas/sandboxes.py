@@ -9,6 +9,7 @@ from app.clock import iso
 from app.contract.bodies import JsonBody
 from app.contract.messages import SandboxServer
 from app.contract.packages import PackageSpec
+from app.domain.installations import INSTALLATION_LABEL
 from app.domain.jobs import Job
 from app.domain.runtimes import Runtime, WaitingFor
 from app.domain.sandboxes import Sandbox, server_runtime
@@ -166,6 +167,7 @@ class ContainerView(BaseModel):
     type: str
     runtime_id: str | None
     state: str
+    installation_id: str | None = Field(None, description="the installation it serves; none for an ad-hoc sandbox")
     isolation: str | None = None
     pids: list[int] = Field(default_factory=list)
     rss_bytes: int = 0
@@ -174,12 +176,14 @@ class ContainerView(BaseModel):
     @classmethod
     def of(cls, job: Job, inspected: dict[str, Any] | Exception) -> "ContainerView":
         """A running sandbox as its runtime reported it (`sandbox.inspect`), or why it could not."""
+        installation_id = (job.payload.get("labels") or {}).get(INSTALLATION_LABEL)
         if isinstance(inspected, Exception):
             return cls(id=job.job_id, type=job.type.value, runtime_id=job.runtime_id, state="unknown",
-                       detail=str(inspected))
+                       installation_id=installation_id, detail=str(inspected))
         return cls(id=job.job_id, type=job.type.value, runtime_id=job.runtime_id,
-                   state=inspected.get("state", "unknown"), isolation=inspected.get("isolation"),
-                   pids=inspected.get("pids", []), rss_bytes=inspected.get("rss_bytes", 0))
+                   state=inspected.get("state", "unknown"), installation_id=installation_id,
+                   isolation=inspected.get("isolation"), pids=inspected.get("pids", []),
+                   rss_bytes=inspected.get("rss_bytes", 0))
 
 
 class ContainerList(BaseModel):

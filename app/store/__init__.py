@@ -5,8 +5,10 @@ from app.aws import AwsClients
 from app.store.accounts import Accounts
 from app.store.activity import Activity
 from app.store.credentials import Credentials
+from app.store.installations import Installations
 from app.store.jobs import Jobs
 from app.store.limits import RateCounters
+from app.store.marketplace import Marketplace
 from app.store.models import Models
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
@@ -24,3 +26,5 @@ class Store:
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
         self.models = Models(self.table, cache_seconds)
+        self.marketplace = Marketplace(self.table, cache_seconds)
+        self.installations = Installations(self.table, cache_seconds)

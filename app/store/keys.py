@@ -1,9 +1,11 @@
 """The key layout of the one table, written down once; only `app.store` uses it.
 
 Everything a workspace owns lives in partition `WS#<workspace id>`; a job's events in a partition
-of their own, `WS#<workspace id>#JOB#<job id>`. The only partitions outside a workspace are the
-lookups that must work before the workspace is known: `CRED#<digest>` and `EMAIL#<address>`,
-and the rate counters of the routes that come before any workspace (`RATE#<name>`).
+of their own, `WS#<workspace id>#JOB#<job id>`. The partitions outside a workspace are the
+lookups that must work before the workspace is known, `CRED#<digest>` and `EMAIL#<address>`, the
+rate counters of the routes that come before any workspace (`RATE#<name>`), and `MARKET`: the
+marketplace's entries from MCP registries (public definitions every workspace reads), each
+registry's last refresh, and the lease one refresh holds while it runs.
 The sparse `open` index (`open_pk`/`open_sk`) holds unfinished jobs and all runtimes, for the
 system's own work (sweeper, dispatch, heartbeats), never a tenant's query. Waiting jobs sort by
 workspace, then age (so dispatch can read each workspace's oldest, and take turns); jobs on a
@@ -13,9 +15,11 @@ runtime by runtime, then age (so a heartbeat or a leaving runtime reads only its
 Key = tuple[str, str]
 
 WORKSPACE = "WORKSPACE"
-USER, SESSION, API_KEY, JOB, EVENT, REPLY, RUNTIME, JOIN_TOKEN, AUDIT, USAGE = (
-    "USER#", "SESSION#", "KEY#", "JOB#", "EV#", "REPLY#", "RT#", "JOIN#", "AUDIT#", "USAGE#")
+USER, SESSION, API_KEY, JOB, EVENT, REPLY, RUNTIME, JOIN_TOKEN, AUDIT, USAGE, INSTALLATION = (
+    "USER#", "SESSION#", "KEY#", "JOB#", "EV#", "REPLY#", "RT#", "JOIN#", "AUDIT#", "USAGE#", "INST#")
 MODEL_PROFILE, MODEL_INSTALLATION, PROVIDER_CREDENTIAL = "MPROF#", "MINST#", "PROVIDER#"
+MARKET = "MARKET"
+MARKET_ENTRY, MARKET_REGISTRY = "ENTRY#", "REGISTRY#"
 
 # The open index's partitions, and its key attributes (set on an item to list it there).
 OPEN_PK, OPEN_SK = "open_pk", "open_sk"
@@ -131,3 +135,19 @@ def credential(digest: str) -> Key:
 def rate_counter(name: str, window: int) -> Key:
     """One counter of attempts (`name` says of what, by whom) in one fixed window."""
     return f"RATE#{name}", f"W#{window}"
+
+
+def installation(workspace_id: str, installation_id: str) -> Key:
+    return workspace_pk(workspace_id), f"{INSTALLATION}{installation_id}"
+
+
+def marketplace_entry(name: str) -> Key:
+    return MARKET, f"{MARKET_ENTRY}{name}"
+
+
+def registry_state(url: str) -> Key:
+    return MARKET, f"{MARKET_REGISTRY}{url}"
+
+
+def refresh_lease() -> Key:
+    return MARKET, "REFRESH"

@@ -11,7 +11,9 @@ import httpx
 
 from berth_cli.client.accounts import AccountsApi
 from berth_cli.client.http import Http
+from berth_cli.client.installations import InstallationsApi
 from berth_cli.client.jobs import JobsApi
+from berth_cli.client.marketplace import MarketplaceApi
 from berth_cli.client.models import ModelsApi
 from berth_cli.client.runtimes import RuntimesApi
 from berth_cli.client.sandboxes import SandboxesApi
@@ -27,6 +29,8 @@ class BerthClient:
         self.models = ModelsApi(self.http)
         self.runtimes = RuntimesApi(self.http)
         self.sandboxes = SandboxesApi(self.http)
+        self.marketplace = MarketplaceApi(self.http)
+        self.installations = InstallationsApi(self.http)
 
     def close(self) -> None:
         self.http.close()

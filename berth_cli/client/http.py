@@ -47,9 +47,12 @@ class Http:
         self._client.close()
 
     def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
-                timeout: float | None = None) -> Any:
-        """The decoded JSON of a 2xx answer; `ApiError` for any other status."""
+                files: Any = None, timeout: float | None = None) -> Any:
+        """The decoded JSON of a 2xx answer; `ApiError` for any other status. `files` sends a
+        multipart form (httpx's `files`) instead of JSON."""
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        if files is not None:
+            extra["files"] = files
         try:
             response = self._client.request(method, path, json=json, params=_present(params), **extra)
         except httpx.TransportError as error:

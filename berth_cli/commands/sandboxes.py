@@ -1,16 +1,26 @@
 """`berth sandboxes create|list|get|tools|call|delete`: MCP servers in sandboxes."""
 
-import json
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 
 from berth_cli import output
 from berth_cli.client import BerthClient
 from berth_cli.client.jobs import JobStatus
-from berth_cli.client.sandboxes import MAX_WAIT_SECONDS, Sandbox, SandboxPage, Tool, ToolList
-from berth_cli.commands._shared import DEFAULT_PROFILE, JsonOption, ProfileOption, connect
+from berth_cli.client.sandboxes import MAX_WAIT_SECONDS, Sandbox, SandboxPage, ToolList
+from berth_cli.commands._shared import (
+    DEFAULT_PROFILE,
+    JsonOption,
+    ProfileOption,
+    ToolArgOption,
+    ToolArgsJsonOption,
+    assignments,
+    connect,
+    show_tool_call,
+    tool_arguments,
+    tools_table,
+)
 from berth_cli.errors import ApiError, ExitCode, Outcome
 
 app = typer.Typer(no_args_is_help=True, help="Sandboxes: MCP servers run in isolation on a runtime.")
@@ -18,16 +28,6 @@ app = typer.Typer(no_args_is_help=True, help="Sandboxes: MCP servers run in isol
 SandboxArgument = Annotated[str, typer.Argument(metavar="SANDBOX", help="A sandbox (session) id.")]
 # States from which a server does not come up by waiting.
 _GONE = ("failed", "ended", "stopped")
-
-
-def _assignments(values: list[str], option: str) -> list[tuple[str, str]]:
-    pairs = []
-    for value in values:
-        name, separator, given = value.partition("=")
-        if not separator or not name:
-            raise typer.BadParameter(f"expected NAME=VALUE, got {value!r}", param_hint=option)
-        pairs.append((name, given))
-    return pairs
 
 
 @app.command()
@@ -49,7 +49,7 @@ def create(
 ) -> None:
     """Start an MCP server in a sandbox. With --json: the API's answer to the create, or with
     --wait the sandbox as read once its server is running."""
-    variables = dict(_assignments(env or [], "--env"))
+    variables = dict(assignments(env or [], "--env"))
     with connect(profile) as client:
         created = client.sandboxes.create(command, env=variables, ttl_seconds=ttl, runtime=runtime,
                                           transport=transport, wait=wait_for_runtime)
@@ -74,7 +74,7 @@ def create(
     output.stdout.print(f"sandbox {output.text(session_id)} is {output.status(sandbox['state'])} "
                         f"({output.text(sandbox.get('isolation') or 'no isolation reported')}), "
                         f"{len(listed['tools'])} tool(s):")
-    _tools_table(listed["tools"])
+    tools_table(listed["tools"])
 
 
 def _wait_until_running(client: BerthClient, session_id: str, timeout: float) -> ToolList:
@@ -173,76 +173,23 @@ def tools(
     if as_json:
         output.print_json(listed)
         return
-    _tools_table(listed["tools"])
-
-
-def _tools_table(listed: list[Tool]) -> None:
-    def arguments(tool: Tool) -> str:
-        schema = tool.get("input_schema") or {}
-        required = set(schema.get("required") or [])
-        return ", ".join(f"{name}{'*' if name in required else ''}: {spec.get('type', 'any')}"
-                         for name, spec in (schema.get("properties") or {}).items())
-
-    output.table(["TOOL", "ARGUMENTS", "DESCRIPTION"],
-                 ([output.text(t["name"]), output.text(arguments(t)), output.text(t.get("description"))]
-                  for t in listed))
-
-
-def _argument_value(text: str) -> Any:
-    """JSON where the text is JSON (`5`, `true`, `{"a": 1}`, `"5"`), else the text itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+    tools_table(listed["tools"])
 
 
 @app.command()
 def call(
     session_id: SandboxArgument,
     tool: Annotated[str, typer.Argument(metavar="TOOL", help="The tool's name.")],
-    arg: Annotated[list[str] | None, typer.Option(
-        "--arg", "-a", metavar="NAME=VALUE",
-        help="An argument; VALUE is read as JSON when it parses, else as a string. Repeatable.")] = None,
-    args_json: Annotated[str | None, typer.Option(
-        "--args-json", metavar="JSON", help="All arguments as one JSON object (--arg adds to it).")] = None,
+    arg: ToolArgOption = None,
+    args_json: ToolArgsJsonOption = None,
     profile: ProfileOption = DEFAULT_PROFILE,
     as_json: JsonOption = False,
 ) -> None:
     """Call a tool. Exit code 8 when the tool reports a failure."""
-    arguments: dict[str, Any] = {}
-    if args_json is not None:
-        try:
-            arguments = json.loads(args_json)
-        except ValueError as error:
-            raise typer.BadParameter(f"not JSON: {error}", param_hint="--args-json") from None
-        if not isinstance(arguments, dict):
-            raise typer.BadParameter("expected a JSON object", param_hint="--args-json")
-    arguments.update((name, _argument_value(value)) for name, value in _assignments(arg or [], "--arg"))
+    arguments = tool_arguments(arg, args_json)
     with connect(profile) as client:
         answer = client.sandboxes.call(session_id, tool, arguments)
-    result = answer["result"]
-    if as_json:
-        output.print_json(answer)
-    elif answer["ok"]:
-        _print_result(result)
-    if not answer["ok"]:
-        raise Outcome(f"{tool} failed: {result.get('error') or 'the tool reported an error'}", ExitCode.TOOL_ERROR)
-
-
-def _print_result(result: dict[str, Any]) -> None:
-    """Text as it is; other content (images, resources) summarised; structured content as JSON
-    when there is no text."""
-    blocks = result.get("content") or []
-    for block in blocks:
-        if block.get("type") == "text":
-            output.stdout.print(block.get("text", ""), markup=False, highlight=False)
-        elif block.get("type") in ("image", "audio"):
-            output.stdout.print(f"[{block['type']} {block.get('mimeType', '')}, {len(block.get('data', ''))} "
-                                f"base64 characters]", markup=False)
-        else:
-            output.print_json(block)
-    if not any(block.get("type") == "text" for block in blocks) and "structuredContent" in result:
-        output.print_json(result["structuredContent"])
+    show_tool_call(tool, answer, as_json)
 
 
 @app.command()

@@ -12,12 +12,14 @@ from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 
 from app.settings import Settings
+from app.store import keys
 from app.store.schema import table_definition
 from app.store.table import OPEN_INDEX, TTL_ATTRIBUTE
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
-FUNCTIONS = ("ApiFunction", "SweeperFunction", "DeadLetterFunction")
+FUNCTIONS = ("ApiFunction", "SweeperFunction", "DeadLetterFunction", "MarketplaceRefreshFunction")
+POLICIES = tuple(f"{name}Policy" for name in FUNCTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +89,7 @@ def _defines_handler(source: str) -> bool:
         ("ApiFunction", "functions/api"),
         ("SweeperFunction", "functions/sweeper"),
         ("DeadLetterFunction", "functions/dead_letters"),
+        ("MarketplaceRefreshFunction", "functions/marketplace_refresh"),
     ],
 )
 def test_handlers_exist_on_disk(resources, function, module):
@@ -231,14 +234,14 @@ def test_the_worker_role_reads_only_the_shared_fleets_queues(template, resources
 
 
 def test_no_wildcard_resources_in_function_policies(resources):
-    for policy in ("ApiFunctionPolicy", "SweeperFunctionPolicy", "DeadLetterFunctionPolicy"):
+    for policy in POLICIES:
         for statement in _statements(resources, policy):
             assert statement["Resource"] != "*", (policy, statement.get("Sid"))
             assert not any(a.endswith(":*") for a in _actions(statement)), (policy, statement.get("Sid"))
 
 
 def test_only_the_api_sends_mail_and_uses_the_key(resources):
-    for policy in ("ApiFunctionPolicy", "SweeperFunctionPolicy", "DeadLetterFunctionPolicy"):
+    for policy in POLICIES:
         actions = set().union(*map(_actions, _statements(resources, policy)))
         is_api = policy == "ApiFunctionPolicy"
         assert ("ses:SendEmail" in actions) == is_api, policy
@@ -263,6 +266,7 @@ def test_outputs(template):
         "DeadLetterQueueUrl",
         "KmsKeyArn",
         "WorkerTaskRoleArn",
+        "FilesBucketName",
     }
 
 
@@ -285,3 +289,53 @@ def test_the_api_reads_one_model_source_bucket_and_only_when_one_is_given(resour
     statements = _statements(resources, "ModelSourcePolicy")
     assert set().union(*map(_actions, statements)) == {"s3:ListBucket", "s3:GetObject"}
     assert all("${ModelSourceBucket}" in str(statement["Resource"]) for statement in statements)
+
+
+# --- the marketplace and installations' files ---------------------------------------------------
+
+
+def test_the_marketplace_refreshes_on_a_schedule_touching_only_its_partition(resources):
+    function = resources["MarketplaceRefreshFunction"]["Properties"]
+    assert function["Events"]["Hourly"] == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 hour)"}}
+    assert function["Timeout"] == 300
+    statements = _statements(resources, "MarketplaceRefreshFunctionPolicy")
+    actions = set().union(*map(_actions, statements))
+    assert {a.split(":")[0] for a in actions} == {"logs", "dynamodb"}
+    (table,) = [s for s in statements if s["Sid"] == "Marketplace"]
+    assert table["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [keys.MARKET]}}
+    assert "dynamodb:UpdateItem" not in actions
+
+
+def test_registry_urls_render_as_a_json_list(template, monkeypatch):
+    value = template["Globals"]["Function"]["Environment"]["Variables"]["BERTH_MCP_REGISTRY_URLS"]
+    pattern, substitutions = value["Fn::Sub"]
+    separator = substitutions["Urls"]["Fn::Join"][0]
+    default = template["Parameters"]["McpRegistryUrls"]["Default"]
+    monkeypatch.delenv("BERTH_MCP_REGISTRY_URLS", raising=False)
+    assert Settings().mcp_registry_urls == [default]  # the template's default is the code's
+    monkeypatch.setenv("BERTH_MCP_REGISTRY_URLS", pattern.replace("${Urls}", separator.join([default, "https://b"])))
+    assert Settings().mcp_registry_urls == [default, "https://b"]
+
+
+def test_the_files_bucket_is_private_encrypted_tls_only_and_cleans_up_uploads(resources):
+    bucket = resources["FilesBucket"]
+    props = bucket["Properties"]
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms",
+                                                           "KMSMasterKeyID": {"Fn::GetAtt": ["KmsKey", "Arn"]}}
+    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["LifecycleConfiguration"]["Rules"][0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    (tls,) = resources["FilesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_only_the_api_touches_installation_files_and_only_under_their_prefix(resources):
+    for policy in POLICIES:
+        s3 = [s for s in _statements(resources, policy) if any(a.startswith("s3:") for a in _actions(s))]
+        if policy != "ApiFunctionPolicy":
+            assert s3 == [], policy
+            continue
+        (files,) = s3
+        assert _actions(files) == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject"}
+        assert files["Resource"] == {"Fn::Sub": "${FilesBucket.Arn}/installations/*"}

@@ -36,11 +36,13 @@ from app.contract.messages import (
 )
 from app.contract.packages import PackageSpecError
 from app.contract.policy import SandboxPolicy, SandboxRejected
+from app.contract.sandbox_files import FILES_SUBDIR, SANDBOX_FILES_DIR
 from app.contract.signing import verify_proxy_request
 from workers.concurrency import wait_first
 from workers.executors.base import ExecutorError, JobContext
 from workers.packages import InstalledPackage, InstallProgress, PackageInstallFailed, PackageRefused
 from workers.sandbox import proxy as proxy_headers
+from workers.sandbox.files import FileFetchFailed, fetch_files
 from workers.sandbox.session import SandboxRefused, SandboxSession, SandboxStartFailed
 
 MATRIXSHELL_SERVER = Path(__file__).resolve().parent.parent / "sandbox" / "matrixshell_server.py"
@@ -196,6 +198,8 @@ async def run_server(ctx: JobContext) -> dict:
     Path(live.workdir).mkdir(parents=True, exist_ok=True)
     if spec.builtin == "matrixshell":
         shutil.copy(MATRIXSHELL_SERVER, Path(live.workdir) / MATRIXSHELL_SERVER.name)
+    if spec.files:
+        await _fetch_files(ctx, spec, Path(live.workdir) / FILES_SUBDIR)
     LIVE[ctx.job_id] = live
     try:
         await live.start()
@@ -245,6 +249,18 @@ def _live(message: ControlMessage, *, running: bool = True) -> LiveSandbox:
     if running and (live.state != "running" or live.session is None):
         raise ExecutorError(f"sandbox {message.job_id} is {live.state}, not running", code="not_running")
     return live
+
+
+async def _fetch_files(ctx: JobContext, spec: SandboxServer, directory: Path) -> None:
+    """The payload's files, fetched once per job (a restart finds them there), read-only for the server."""
+    try:
+        await fetch_files(spec.files, directory)
+    except (FileFetchFailed, OSError) as error:
+        message = f"the server's files could not be fetched: {error}"
+        await ctx.emit("sandbox", "error", message, {"state": "failed"})
+        raise ExecutorError(message) from error
+    await ctx.emit("files", "ok", f"{len(spec.files)} file(s) in {SANDBOX_FILES_DIR}",
+                   {"files": [file.name for file in spec.files]})
 
 
 def _first_problem(error: ValidationError) -> str:
