@@ -1,5 +1,6 @@
-"""An installation's server on the services themselves (in-process moto, no runtime: its job waits
-queued), with a clock that moves: the idle deadline, its limit, and two starts at once."""
+"""An installation's server on the services themselves (in-process moto; the one runtime cannot
+isolate sandboxes, so its job waits queued), with a clock that moves: the idle deadline, its
+limit, and two starts at once."""
 
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from app.clock import Clock
 from app.composition import Services
 from app.contract.messages import JobStatus
+from tests.support.protocol_runtime import ProtocolRuntime
 
 TIME = "io.github.modelcontextprotocol/time"
 
@@ -31,8 +33,10 @@ def services(aws_resources, clock):
 
 
 @pytest.fixture
-def principal(services):
+def principal(services, client):
     signed_in = services.accounts.signup("Ada", "ada@example.com", "correct-horse", None)
+    # A runtime that runs mcp.run but isolates nothing: the server's job is queued, not refused.
+    ProtocolRuntime.of_workspace(client, signed_in.token, capabilities=("mcp.run",))
     return services.authenticator.resolve(signed_in.token, kinds=("session",))
 
 

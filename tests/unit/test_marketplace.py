@@ -260,7 +260,7 @@ def test_a_remote_entry_installs_as_a_connection_the_api_calls_with_its_headers(
     assert missing.status_code == 422 and REMOTE_KEY_HEADER in missing.json()["error"]
     assert installed["kind"] == "remote" and installed["sandbox_id"] is None
     assert {tool["name"] for tool in tools.json()["tools"]} == {"echo", "add"}
-    assert called.json() == {"ok": True, "result": {"content": [{"type": "text", "text": "42"}],
+    assert called.json() == {"success": True, "ok": True, "result": {"content": [{"type": "text", "text": "42"}],
                                                     "structuredContent": {"result": 42}, "isError": False}}
     assert refused.status_code == 502
     assert registry.remote_key not in tools.text + called.text + json.dumps(installed)
