@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from app.services.runtimes import RuntimeService
     from app.services.sandboxes import SandboxService
     from app.services.secrets import SecretBox
+    from app.services.shared_tools import SharedToolService
     from app.services.sweeper import Sweeper
     from app.services.system import SystemService
     from app.store import Store
@@ -196,6 +197,17 @@ class Services:
 
         return self._once("matrixshell", lambda: MatrixShellService(self.store, self.settings, self.sandboxes,
                                                                     self.clock))
+
+    @property
+    def shared_tools(self) -> "SharedToolService":
+        from app.catalog import curated_servers
+        from app.services.shared_tools import SharedToolService
+
+        def catalog() -> list:
+            return [entry.document for entry in curated_servers()]
+
+        return self._once("shared_tools", lambda: SharedToolService(self.store, self.settings, self.secrets,
+                                                                    self.activity, self.clock, catalog))
 
     @property
     def system(self) -> "SystemService":

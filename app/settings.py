@@ -73,6 +73,19 @@ class Settings(BaseSettings):
     tool_call_timeout_seconds: float = 20.0
     matrixshell_enabled: bool = True
 
+    # The built-in MCP endpoint (/mcp): the Host and Origin header values it answers besides the
+    # public URL's, the API Gateway domain a request arrived on, and (in local mode) loopback;
+    # anything else is refused as DNS rebinding. Names or URLs: `api.example.com`, `https://...`.
+    mcp_allowed_hosts: list[str] = Field(default_factory=list)
+    mcp_allowed_origins: list[str] = Field(default_factory=list)
+
+    # Shared tools: how long a sign-in link (an OAuth state) works.
+    oauth_state_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+
+    # Integrations: named aliases of `/api/integrations/client?instanceId=...`, alias -> instance
+    # id (`/api/integrations/tessaract` answers for the instance `tessaract`). JSON object.
+    integration_aliases: dict[str, str] = Field(default_factory=lambda: {"tessaract": "tessaract"})
+
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"

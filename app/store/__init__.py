@@ -8,6 +8,7 @@ from app.store.credentials import Credentials
 from app.store.jobs import Jobs
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
+from app.store.shared_tools import SharedTools
 from app.store.table import Table
 
 
@@ -20,3 +21,4 @@ class Store:
         self.jobs = Jobs(self.table, cache_seconds)
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
+        self.shared_tools = SharedTools(self.table)

@@ -2,7 +2,8 @@
 
 Everything a workspace owns lives in partition `WS#<workspace id>`; a job's events in a partition
 of their own, `WS#<workspace id>#JOB#<job id>`. The only partitions outside a workspace are the
-lookups that must work before the workspace is known: `CRED#<digest>` and `EMAIL#<address>`.
+lookups that must work before the workspace is known: `CRED#<digest>`, `EMAIL#<address>` and
+`OAUTHSTATE#<digest>` (an OAuth callback carries only its state).
 The sparse `open` index (`open_pk`/`open_sk`) holds unfinished jobs and all runtimes, for the
 system's own work (sweeper, dispatch on register), never a tenant's query.
 """
@@ -12,6 +13,7 @@ Key = tuple[str, str]
 WORKSPACE = "WORKSPACE"
 USER, SESSION, API_KEY, JOB, EVENT, REPLY, RUNTIME, JOIN_TOKEN, AUDIT, USAGE = (
     "USER#", "SESSION#", "KEY#", "JOB#", "EV#", "REPLY#", "RT#", "JOIN#", "AUDIT#", "USAGE#")
+OAUTH_CLIENT, OAUTH_GRANT, INTEGRATION = "OAUTHCLIENT#", "GRANT#", "INTEGRATION#"
 
 # The open index's partitions, and its key attributes (set on an item to list it there).
 OPEN_PK, OPEN_SK = "open_pk", "open_sk"
@@ -94,3 +96,24 @@ def usage_since(first_day: str) -> tuple[str, str]:
 
 def credential(digest: str) -> Key:
     return f"CRED#{digest}", "CRED"
+
+
+def oauth_state(digest: str) -> Key:
+    return f"OAUTHSTATE#{digest}", "OAUTHSTATE"
+
+
+def oauth_client(workspace_id: str, tool_id: str) -> Key:
+    return workspace_pk(workspace_id), f"{OAUTH_CLIENT}{tool_id}"
+
+
+def oauth_grant(workspace_id: str, user_id: str, tool_id: str) -> Key:
+    """A user's grants sort together (user ids and tool ids hold no `#`)."""
+    return workspace_pk(workspace_id), f"{OAUTH_GRANT}{user_id}#{tool_id}"
+
+
+def grants_of(user_id: str) -> str:
+    return f"{OAUTH_GRANT}{user_id}#"
+
+
+def integration(workspace_id: str, instance_id: str) -> Key:
+    return workspace_pk(workspace_id), f"{INTEGRATION}{instance_id}"

@@ -7,7 +7,7 @@ the runtime routes (`CallingRuntime`).
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app import composition
@@ -62,3 +62,12 @@ User = Annotated[Principal, Depends(authenticated_user)]
 AdminUser = Annotated[Principal, Depends(admin_user)]
 SessionUser = Annotated[Principal, Depends(session_user)]
 CallingRuntime = Annotated[Principal, Depends(authenticated_runtime)]
+
+
+def acting_user(principal: User, x_user_id: Annotated[str | None, Header(
+        max_length=128, description="the user a workspace API key acts for (a session acts for its own user)")] = None,
+) -> str:
+    return principal.acting_for(x_user_id)
+
+
+ActingUser = Annotated[str, Depends(acting_user)]
