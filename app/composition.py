@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from app.services.dispatch import Dispatcher
     from app.services.event_feed import EventFeed
     from app.services.event_stream import JobEventStream
+    from app.services.integrations import IntegrationService
     from app.services.jobs import JobService
     from app.services.lifecycle import JobLifecycle
     from app.services.matrixshell import MatrixShellService
@@ -208,6 +209,13 @@ class Services:
 
         return self._once("shared_tools", lambda: SharedToolService(self.store, self.settings, self.secrets,
                                                                     self.activity, self.clock, catalog))
+
+    @property
+    def integrations(self) -> "IntegrationService":
+        from app.services.integrations import IntegrationService
+
+        return self._once("integrations", lambda: IntegrationService(self.store, self.settings, self.activity,
+                                                                     self.clock))
 
     @property
     def system(self) -> "SystemService":

@@ -75,6 +75,7 @@ ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app.routers.api_sandboxes", ("/api/sandboxes", "/api/containers")),
     ("app.routers.api_runtime", ("/api/runtime",)),
     ("app.routers.api_shared_tools", ("/api/shared-tools", "/api/auth/callback")),
+    ("app.routers.api_integrations", ("/api/integrations",)),
     ("app.routers.mcp", ("/mcp",)),
 )
 _EVERY_GROUP = ("/openapi.json", "/api-docs")

@@ -5,6 +5,7 @@ from app.aws import AwsClients
 from app.store.accounts import Accounts
 from app.store.activity import Activity
 from app.store.credentials import Credentials
+from app.store.integrations import Integrations
 from app.store.jobs import Jobs
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
@@ -22,3 +23,4 @@ class Store:
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
         self.shared_tools = SharedTools(self.table)
+        self.integrations = Integrations(self.table)
