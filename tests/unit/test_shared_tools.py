@@ -46,7 +46,8 @@ def workspace(client, clock):
     owner = signup(client)
     keys = {}
     for tier in ("admin", "standard", "read"):
-        minted = client.post("/api/auth/keys/generate", headers=bearer(owner["token"]), json={"name": tier, "tier": tier})
+        minted = client.post("/api/auth/keys/generate", headers=bearer(owner["token"]),
+                             json={"name": tier, "tier": tier})
         keys[tier] = minted.json()["key"]
     return {"owner": owner, "keys": keys}
 
@@ -57,10 +58,10 @@ def as_user(workspace, user: str, tier: str = "standard") -> dict:
 
 def register(client, workspace, provider, **overrides) -> httpx.Response:
     settings = provider.settings(composition.services().shared_tools.redirect_uri)
-    body = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "authorization_endpoint": settings.authorization_endpoint,
-            "token_endpoint": settings.token_endpoint, "userinfo_endpoint": settings.userinfo_endpoint,
-            "revocation_endpoint": settings.revocation_endpoint, "issuer": settings.issuer, "jwks_uri": settings.jwks_uri,
-            "scopes": list(settings.scopes), **overrides}
+    endpoints = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "revocation_endpoint", "issuer",
+                 "jwks_uri")
+    body = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "scopes": list(settings.scopes),
+            **{name: getattr(settings, name) for name in endpoints}, **overrides}
     return client.put(f"{TOOL}/oauth/client", headers={"X-API-Key": workspace["keys"]["admin"]},
                       json={name: value for name, value in body.items() if value is not None})
 
@@ -225,8 +226,8 @@ def test_the_client_registration_is_the_admins_and_its_secret_is_never_shown(cli
     assert view["provider"]["token_endpoint_auth_method"] == "client_secret_post"  # the catalog's
     insecure = register(client, workspace, provider, token_endpoint="http://provider.example.com/token")
     assert insecure.status_code == 422 and "must be an https URL" in insecure.json()["error"]
-    unknown = client.put("/api/shared-tools/io.github.nobody/nothing/oauth/client",
-                         headers={"X-API-Key": workspace["keys"]["admin"]}, json={"client_id": "x", "client_secret": "y"})
+    unknown = client.put("/api/shared-tools/io.github.nobody/nothing/oauth/client", json={"client_id": "x",
+                         "client_secret": "y"}, headers={"X-API-Key": workspace["keys"]["admin"]})
     assert unknown.status_code == 404
     removed = client.delete(f"{TOOL}/oauth/client", headers={"X-API-Key": workspace["keys"]["admin"]})
     assert removed.status_code == 204
