@@ -11,8 +11,10 @@ import httpx
 
 from berth_cli.client.accounts import AccountsApi
 from berth_cli.client.http import Http
+from berth_cli.client.integrations import IntegrationsApi
 from berth_cli.client.jobs import JobsApi
 from berth_cli.client.sandboxes import SandboxesApi
+from berth_cli.client.shared_tools import SharedToolsApi
 
 
 class BerthClient:
@@ -23,6 +25,8 @@ class BerthClient:
         self.accounts = AccountsApi(self.http)
         self.jobs = JobsApi(self.http)
         self.sandboxes = SandboxesApi(self.http)
+        self.integrations = IntegrationsApi(self.http)
+        self.shared_tools = SharedToolsApi(self.http)
 
     def close(self) -> None:
         self.http.close()
