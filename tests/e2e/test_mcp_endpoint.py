@@ -55,7 +55,7 @@ def workspace(stack, hub, tmp_path_factory):
         keys[tier] = minted.json()["key"]
     worker = WorkerProcess(stack, hub, tmp_path_factory.mktemp("mcp-worker") / "worker", account.join_token(),
                            "--max-concurrent-jobs", "8", "--sandbox-tool-dir", str(ECHO_SERVER.parent))
-    worker.runtime_id  # registered
+    assert worker.runtime_id  # waits for registration
     yield {"account": account, "keys": keys, "url": f"{stack.api_url}/mcp"}
     worker.stop()
     client.close()
@@ -69,7 +69,8 @@ def _http(key: str, **headers: str) -> httpx2.AsyncClient:
 async def test_the_python_client_lists_by_tier_and_runs_a_sandboxed_servers_tool(workspace):
     for tier, expected in (("read", READ_TOOLS), ("standard", STANDARD_TOOLS), ("admin", ADMIN_TOOLS)):
         async with _http(workspace["keys"][tier]) as http, \
-                streamable_http_client(workspace["url"], http_client=http) as streams, ClientSession(*streams) as session:
+                streamable_http_client(workspace["url"], http_client=http) as streams, \
+                ClientSession(*streams) as session:
             initialized = await session.initialize()
             assert initialized.server_info.name == "berth"
             assert {tool.name for tool in (await session.list_tools()).tools} == expected
@@ -175,7 +176,8 @@ def provider(stack):
 def test_users_connect_a_shared_tool_with_their_own_accounts_through_the_cli(stack, workspace, provider, tmp_path):
     admin = {"X-API-Key": workspace["keys"]["admin"]}
     registered = httpx.put(f"{stack.api_url}/api/shared-tools/{GITHUB}/oauth/client", headers=admin, json={
-        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "authorization_endpoint": f"{provider.base_url}/authorize",
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "authorization_endpoint": f"{provider.base_url}/authorize",
         "token_endpoint": f"{provider.base_url}/token", "userinfo_endpoint": f"{provider.base_url}/userinfo",
         "revocation_endpoint": f"{provider.base_url}/revoke", "issuer": provider.base_url,
         "jwks_uri": f"{provider.base_url}/jwks", "scopes": ["openid", "email"]})
