@@ -52,7 +52,6 @@ from huggingface_hub import constants, snapshot_download  # noqa: E402
 from tests.support.hub import LocalHub  # noqa: E402
 from tests.support.model_jobs import ModelJob, model_host  # noqa: E402
 from tests.support.model_repos import DEMO_SHARDED, ENGINE_FILES, add_model_repos  # noqa: E402
-from workers.models import host as models_host  # noqa: E402
 from workers.models import pull as model_pull  # noqa: E402
 
 TARGET_RATIO = 0.95
@@ -84,8 +83,8 @@ async def raw(ctx: Context) -> Pull:
 
 
 async def executor(ctx: Context) -> Pull:
-    models_host.use(model_host(ctx.scratch / f"executor-{ctx.round}"))
-    job = ModelJob("model.pull", {"model": DEMO_SHARDED, "revision": ctx.commit}, ctx.scratch / "work")
+    job = ModelJob("model.pull", {"model": DEMO_SHARDED, "revision": ctx.commit}, ctx.scratch / "work",
+                   host=model_host(ctx.scratch / f"executor-{ctx.round}"))
     started, cpu = time.perf_counter(), time.process_time()
     result = await job.start().result(timeout=600)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
@@ -119,18 +118,18 @@ async def resume_after_connection_cut(hub: LocalHub, scratch: Path) -> dict:
     shard = "model-00002-of-00003.safetensors"
     size = len(hub.files(DEMO_SHARDED)[shard])
     hub.interrupt_next_download(DEMO_SHARDED, shard, after_bytes=size // 2)
-    models_host.use(model_host(scratch / "cut"))
+    host = model_host(scratch / "cut")
     before = len(hub.requests)
-    await ModelJob("model.pull", {"model": DEMO_SHARDED}, scratch / "work").start().result(timeout=600)
+    await ModelJob("model.pull", {"model": DEMO_SHARDED}, scratch / "work", host=host).start().result(timeout=600)
     await asyncio.sleep(0.2)  # the hub records a request once its handler returns
     return {"sent": _sent(hub, before), "needed": _engine_bytes(hub)}
 
 
 async def resume_after_stop(hub: LocalHub, scratch: Path) -> dict:
-    models_host.use(host := model_host(scratch / "stopped"))
+    host = model_host(scratch / "stopped")
     needed = _engine_bytes(hub)
     before = len(hub.requests)
-    first = ModelJob("model.pull", {"model": DEMO_SHARDED}, scratch / "work").start()
+    first = ModelJob("model.pull", {"model": DEMO_SHARDED}, scratch / "work", host=host).start()
     while _cached_bytes(host.hub_cache) < needed // 2:
         await asyncio.sleep(0.01)
     await first.cancel()
@@ -138,8 +137,8 @@ async def resume_after_stop(hub: LocalHub, scratch: Path) -> dict:
     snapshot = next((host.hub_cache / "models--berth-demo--sharded-llama" / "snapshots").iterdir())
     finished = sum(path.stat().st_size for path in snapshot.rglob("*") if path.is_file())
     middle = len(hub.requests)
-    second = await ModelJob("model.pull", {"model": DEMO_SHARDED}, scratch / "work2", job_id="job-2").start().result(
-        timeout=600)
+    second = await ModelJob("model.pull", {"model": DEMO_SHARDED}, scratch / "work2", job_id="job-2",
+                            host=host).start().result(timeout=600)
     assert second["cached"] is False
     await asyncio.sleep(0.2)
     return {"first_sent": _sent(hub, before) - _sent(hub, middle), "second_sent": _sent(hub, middle),

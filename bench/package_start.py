@@ -44,7 +44,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
 from app.contract.packages import PYPI, PackageSpec  # noqa: E402
 from app.contract.policy import SandboxPolicy  # noqa: E402
-from tests.support.package_fixtures import EVERYTHING_SPEC, TIME_SPEC, public_cache, sandbox_command  # noqa: E402
+from tests.support.package_fixtures import EVERYTHING_SPEC, TIME_SPEC, public_cache, start_command  # noqa: E402
 from workers.packages import PackageCache  # noqa: E402
 from workers.packages.installers import uv_binary  # noqa: E402
 from workers.sandbox.session import SandboxSession  # noqa: E402
@@ -73,8 +73,8 @@ async def sandbox_start(cache: PackageCache, spec: PackageSpec, scratch: Path) -
     ensured = time.perf_counter()
     session = SandboxSession()
     try:
-        await session.start(sandbox_command(installed), installed.env, tempfile.mkdtemp(dir=scratch),
-                            SandboxPolicy(), readonly_dirs=installed.readonly_dirs)
+        await session.start(start_command(spec), installed.env, tempfile.mkdtemp(dir=scratch), SandboxPolicy(),
+                            readonly_dirs=installed.readonly_dirs, argv=installed.argv)
         listed = time.perf_counter()
         assert session.tools_at_start and session.isolation == "bubblewrap"
     finally:

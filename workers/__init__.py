@@ -9,9 +9,13 @@ A job's journey through it:
 - `worker`: heartbeats, receiving from the job and control queues (`transport`), stopping well.
 - `job_run`: claim, open the job's secrets (`sealed`), execute (`executors`), keep the lease and
   the message's visibility, the final event, release.
+- `executors`: what runs a job (`registry`: job types, control actions and the host's facts;
+  `base.WorkerHost`: the package cache and model host the process builds once and lends to every
+  job as `ctx.host`); `sandbox`, `packages`, `models`, `ssh`: what those executors run.
 - `spool` and `event_sender`: a job's events, durable on disk until the API has them, and their
   delivery, each claim on its own.
-- `control` and `control_server`: control requests from the queue and the endpoint, one answer.
+- `control` and `control_server`: control requests from the queue and the endpoint, one answer
+  (or, on the endpoint's `/control/stream`, an answer streamed as it arrives).
 - `api_client`, `transport`, `mailbox`: the runtime API, the queues, a received message.
 - `retry`, `concurrency`: the one retry helper; small asyncio pieces.
 """

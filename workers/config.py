@@ -95,8 +95,8 @@ class WorkerConfig(BaseSettings):
                                                 "not in use are evicted past it")
     package_registries: dict[PackageRegistry, HttpUrlText] = Field(
         default_factory=_public_registries,
-        description="the registries this runtime installs packages from, by type (JSON object; a type left out "
-                    "is refused)")
+        description="the registries this runtime installs packages from: --package-registries TYPE=URL, "
+                    "repeatable (the variable takes a JSON object); a type left out is refused")
     control_listen: str | None = Field(
         default=None, description="HOST:PORT where the API sends control requests directly (port 0: any free one); "
                                   "unset: they come through the control queue only")
@@ -113,8 +113,8 @@ class WorkerConfig(BaseSettings):
         default="vllm serve", min_length=1, max_length=1000,
         description="the command that starts vLLM; the snapshot and the serving flags follow it")
     model_volume_roots: list[Path] = Field(
-        default_factory=list, description="host directories `mount_volume` model installs may serve from "
-                                          "(JSON list; none: mount_volume is refused)")
+        default_factory=list, description="host directory `mount_volume` model installs may serve from, "
+                                          "repeatable (the variable takes a JSON list); none: mount_volume is refused")
 
     @field_validator("log_level")
     @classmethod
@@ -190,6 +190,6 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
-    # Their per-request lines would drown the worker's own.
-    for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):
+    # Their per-request lines would drown the worker's own (huggingface_hub 2.x talks through httpx2).
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -3,7 +3,9 @@ reads the ControlReply from the response, instead of a queue round trip and a po
 
 The answer comes from `ControlHandling.answer` (workers.control), as for the control queue, so
 both paths behave alike; the queue stays the API's fallback whenever this endpoint cannot be
-reached.
+reached. `/control/stream` takes the same signed request for an action an executor answers as a
+stream (its STREAM_HANDLERS: `model.proxy`), and sends the answer on as it arrives; the
+contract describes both (app.contract.messages, "the direct control endpoint").
 
 Only the API can sign a request (app.contract.signing.sign_control_request, keyed by the runtime's
 signing key: see RuntimeIdentity.signing_key). A request is refused with 401 when it is unsigned,
@@ -28,7 +30,7 @@ from typing import Any
 import uvicorn
 
 from app.contract.logs import log
-from app.contract.messages import ControlMessage, ControlReply
+from app.contract.messages import CONTROL_PATH, CONTROL_STREAM_PATH, ControlMessage, ControlReply
 from app.contract.signing import (
     CONTROL_BODY_MAX_BYTES,
     CONTROL_SIGNATURE_HEADER,
@@ -36,6 +38,7 @@ from app.contract.signing import (
     ControlRequestRejected,
     verify_control_request,
 )
+from workers.executors.registry import StreamHandler
 
 # Longer than the API client's keep-alive expiry (app.services.control), so the API always drops
 # an idle connection before the worker closes it under a request in flight.
@@ -46,6 +49,7 @@ SHUTDOWN_GRACE_SECONDS = 3  # requests in flight when the worker stops get this 
 REPLAY_WINDOW_SECONDS = 2 * CONTROL_SIGNATURE_TOLERANCE_SECONDS
 
 Answer = Callable[[ControlMessage], Awaitable[ControlReply]]
+StreamHandlers = Callable[[str], StreamHandler | None]  # action -> how to stream its answer, if it streams
 logger = logging.getLogger("berth.worker.control")
 
 
@@ -71,59 +75,121 @@ class RecentRequests:
 
 
 class ControlEndpoint:
-    """The ASGI application: `POST /control`. Answers 503 until a registered worker is attached."""
+    """The ASGI application: `POST /control` and `POST /control/stream`. Answers 503 until a
+    registered worker is attached."""
 
     def __init__(self) -> None:
         self._key: str | None = None
         self._answer: Answer | None = None
+        self._streams: StreamHandlers | None = None
         self.recent = RecentRequests()
 
-    def attach(self, key: str, answer: Answer) -> None:
-        self._key, self._answer = key, answer
+    def attach(self, key: str, answer: Answer, streams: StreamHandlers | None = None) -> None:
+        self._key, self._answer, self._streams = key, answer, streams
 
     def detach(self) -> None:
-        self._key, self._answer = None, None
+        self._key, self._answer, self._streams = None, None, None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return
-        if scope["path"] != "/control":
-            return await _respond(send, 404, _error(404, "no such route; the control endpoint is POST /control"))
+        if scope["path"] not in (CONTROL_PATH, CONTROL_STREAM_PATH):
+            return await _respond(send, 404, _error(404, f"no such route; the control endpoint is POST {CONTROL_PATH} "
+                                                         f"(and {CONTROL_STREAM_PATH} for streamed answers)"))
         if scope["method"] != "POST":
             return await _respond(send, 405, _error(405, "use POST"), [(b"allow", b"POST")])
+        message = await self._verified(scope, receive, send)
+        if message is None:
+            return
+        if scope["path"] == CONTROL_STREAM_PATH:
+            return await self._stream(message, send)
+        answer = self._answer
+        if answer is None:  # detached while the request was read
+            return await _respond(send, 503, _error(503, "this runtime is not ready for control requests"))
+        try:
+            reply = await asyncio.wait_for(answer(message), timeout=message.deadline - time.time())
+        except TimeoutError:
+            _log_late(message)
+            return await _respond(send, 504, _error(504, f"{message.action} did not finish before its deadline"))
+        await _respond(send, 200, reply.model_dump_json().encode())
+
+    async def _verified(self, scope: dict, receive: Callable, send: Callable) -> ControlMessage | None:
+        """The request's control message, signed by the API and seen for the first time; None when
+        the request was answered already (refused, or the client went away)."""
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > CONTROL_BODY_MAX_BYTES:
-            return await _respond(send, 413, _error(413, f"body larger than {CONTROL_BODY_MAX_BYTES} bytes"))
+            await _respond(send, 413, _error(413, f"body larger than {CONTROL_BODY_MAX_BYTES} bytes"))
+            return None
         try:
             body = await _read_body(receive, CONTROL_BODY_MAX_BYTES)
         except _Disconnected:
-            return
+            return None
         if body is None:
-            return await _respond(send, 413, _error(413, f"body larger than {CONTROL_BODY_MAX_BYTES} bytes"))
-        key, answer = self._key, self._answer
-        if key is None or answer is None:
-            return await _respond(send, 503, _error(503, "this runtime is not ready for control requests"))
+            await _respond(send, 413, _error(413, f"body larger than {CONTROL_BODY_MAX_BYTES} bytes"))
+            return None
+        key = self._key
+        if key is None:
+            await _respond(send, 503, _error(503, "this runtime is not ready for control requests"))
+            return None
         client = "{}:{}".format(*scope["client"]) if scope.get("client") else "unknown"
         try:
             message = verify_control_request(key, headers.get(CONTROL_SIGNATURE_HEADER.lower()), body, time.time())
         except ControlRequestRejected as exc:
             log(logger, logging.WARNING, "control request refused", reason=str(exc), client=client)
-            return await _respond(send, 401, _error(401, str(exc)))
+            await _respond(send, 401, _error(401, str(exc)))
+            return None
         except ValueError:
             log(logger, logging.WARNING, "signed control request is not a control message", client=client)
-            return await _respond(send, 400, _error(400, "the body is not a control message"))
+            await _respond(send, 400, _error(400, "the body is not a control message"))
+            return None
         if not self.recent.first_time(message.request_id, message.deadline, time.time()):
             log(logger, logging.WARNING, "control request refused", reason="replayed request id", client=client,
                 action=message.action)
-            return await _respond(send, 401, _error(401, "this request was already received"))
+            await _respond(send, 401, _error(401, "this request was already received"))
+            return None
+        return message
+
+    async def _stream(self, message: ControlMessage, send: Callable) -> None:
+        """Answer through the action's stream handler until it ends or the deadline passes: 504
+        if nothing was sent by then, else the body ends where it was."""
+        handler = self._streams(message.action) if self._streams is not None else None
+        if handler is None:
+            return await _respond(send, 400, _error(400, f"{message.action} is not answered as a stream; "
+                                                         f"POST it to {CONTROL_PATH}"))
+        response = _ResponseProgress(send)
         try:
-            reply = await asyncio.wait_for(answer(message), timeout=message.deadline - time.time())
+            await asyncio.wait_for(handler(message, response.send), timeout=message.deadline - time.time())
         except TimeoutError:
-            log(logger, logging.WARNING, "control action outlived its deadline", action=message.action,
-                job_id=message.job_id)
-            return await _respond(send, 504, _error(504, f"{message.action} did not finish before its deadline"))
-        await _respond(send, 200, reply.model_dump_json().encode())
+            _log_late(message)
+            if not response.started:
+                return await _respond(send, 504, _error(504, f"{message.action} did not start answering before "
+                                                             "its deadline"))
+        except Exception:
+            log(logger, logging.ERROR, "streamed control action failed", action=message.action, exc_info=True)
+            if not response.started:
+                return await _respond(send, 502, _error(502, f"{message.action} failed unexpectedly"))
+        if not response.ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class _ResponseProgress:
+    """An ASGI `send` that remembers how far the response got."""
+
+    def __init__(self, send: Callable) -> None:
+        self._send = send
+        self.started = self.ended = False
+
+    async def send(self, event: dict[str, Any]) -> None:
+        if event["type"] == "http.response.start":
+            self.started = True
+        elif event["type"] == "http.response.body" and not event.get("more_body", False):
+            self.ended = True
+        await self._send(event)
+
+
+def _log_late(message: ControlMessage) -> None:
+    log(logger, logging.WARNING, "control action outlived its deadline", action=message.action, job_id=message.job_id)
 
 
 class ControlServer:

@@ -255,6 +255,7 @@ class JobRunner:
             proxy_key=self._proxy_key,
             sandbox_tool_dirs=tuple(str(d) for d in self._config.sandbox_tool_dirs),
             allow_unisolated_sandboxes=self._config.allow_unisolated_sandboxes,
+            host=self._executors.host,
         )
         run = JobRun(received=received, message=message, claim_id=claim.claim_id, slot=slot, ctx=ctx,
                      lease_deadline=time.monotonic() + self._lease_seconds)

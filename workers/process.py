@@ -16,9 +16,9 @@ from workers import ec2_metadata
 from workers.api_client import RuntimeApiClient
 from workers.config import WorkerConfig, configure_logging, split_host_port
 from workers.control_server import ControlServer
-from workers.executors.registry import ExecutorRegistry
+from workers.executors.base import WorkerHost
+from workers.executors.registry import EXECUTOR_MODULES, ExecutorRegistry
 from workers.lifetime import DataDirInUse, DataDirLock, ParentGone, die_with_parent
-from workers.models import host as models_host
 from workers.registration import Registration
 from workers.retry import Retry
 from workers.worker import Outcome, ShutdownSignal, Worker
@@ -49,8 +49,8 @@ async def _main(config: WorkerConfig, parent: int) -> int:
         loop.add_signal_handler(signum, shutdown)
     if config.die_with_parent:
         _die_with_parent(parent, shutdown)
-    models_host.configure(config)
-    executors = await asyncio.to_thread(ExecutorRegistry.load)
+    host = await asyncio.to_thread(WorkerHost.from_config, config)
+    executors = await asyncio.to_thread(ExecutorRegistry.load, EXECUTOR_MODULES, host)
     return await serve(config, executors, shutdown)
 
 
@@ -112,7 +112,7 @@ async def _serve_registrations(
             api.runtime_token = identity.runtime_token
             worker = Worker(config, identity, api, executors, retry, control_url)
             if control is not None:
-                control.endpoint.attach(worker.signing_key, worker.control.answer)
+                control.endpoint.attach(worker.signing_key, worker.control.answer, executors.stream_handler)
             try:
                 outcome = await worker.run(shutdown)
             finally:

@@ -154,7 +154,7 @@ class Registration:
             join_token=join_token,
             name=config.name,
             capabilities=self._executors.job_types,
-            runtimes=registry.detect_runtimes(),
+            runtimes=registry.detect_runtimes(self._executors.host.models),
             # Facts, so they win over given labels: the API's dispatch reads the sandbox driver.
             labels={**config.labels, **registry.sandbox_labels(config.allow_unisolated_sandboxes)},
             gpus=registry.detect_gpus(),

@@ -4,12 +4,14 @@ the bodies of the runtime HTTP protocol (`/v1/cloud/runtimes/*`).
 Workers import `app.contract` and nothing else from `app`; it depends only on pydantic.
 """
 
+import shlex
 from enum import Enum
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.contract.packages import NPM, PYPI, PackageSpec, parse_start_command
 from app.contract.policy import SandboxPolicy
 
 
@@ -130,7 +132,8 @@ def _check_control_url(url: str) -> str:
 
 
 # Where the worker's direct control endpoint answers (workers.control_server); the API POSTs
-# signed control messages to `<control_url>/control`.
+# signed control messages to `<control_url>/control` (CONTROL_PATH), and those whose action is in
+# STREAMED_CONTROL_ACTIONS may go to `<control_url>/control/stream` (CONTROL_STREAM_PATH) instead.
 ControlUrl = Annotated[str, Field(min_length=8, max_length=300), AfterValidator(_check_control_url)]
 
 
@@ -317,6 +320,22 @@ class ControlReply(_Strict):
     code: ControlErrorCode = ""
 
 
+# --- the direct control endpoint ------------------------------------------------------------------
+# `POST {control_url}/control`: a signed ControlMessage in, a ControlReply out (200), or 401 (unsigned,
+# forged, skewed, past its deadline, replayed), 413 (too large), 503 (not registered yet), 504 (the
+# action outlived its deadline). `POST {control_url}/control/stream`: the same request, checked the
+# same way, for an action in STREAMED_CONTROL_ACTIONS (any other: 400). Its answer is either the
+# proxied response itself, streamed as it arrives (the header CONTROL_ANSWER_HEADER says
+# `proxied`; its status and headers are the engine's), or a ControlReply saying why nothing was
+# forwarded (`reply`, with the status the API would give that reply's code). A deadline reached
+# before the response started answers 504; after, the body simply ends.
+CONTROL_PATH = "/control"
+CONTROL_STREAM_PATH = "/control/stream"
+STREAMED_CONTROL_ACTIONS = frozenset({"model.proxy"})
+CONTROL_ANSWER_HEADER = "x-berth-control"
+ControlAnswerKind = Literal["proxied", "reply"]
+
+
 # --- control arguments and results (sandboxes) -------------------------------------------------
 
 
@@ -348,3 +367,55 @@ class ProxyResponse(BaseModel):
     body_b64: str = ""
 
 
+# --- sandbox payloads ------------------------------------------------------------------------------
+
+# How a package's registry type is run by hand: what `start_command` means the same package.
+_PACKAGE_RUNNERS = {NPM: ("npx", "-y", "@"), PYPI: ("uvx", "==")}
+
+
+class SandboxServer(BaseModel):
+    """What an `mcp.test` / `mcp.run` payload says to run; the API's payload carries more fields
+    beside these (ignored here).
+
+    A server is a `package` as the MCP registry describes one (app.contract.packages), which the
+    runtime installs and runs read-only, or a `start_command`. The start commands `npx -y
+    NAME[@VERSION] [ARGS]` and `uvx NAME[==VERSION] [ARGS]` mean that package. A package serving
+    streamable HTTP makes the transport `http`; one serving SSE is refused. Raises ValueError (a
+    ValidationError) saying what is wrong.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    start_command: str = Field(default="", max_length=4000)
+    package: PackageSpec | None = None
+    transport: Literal["stdio", "http"] = "stdio"
+    env: dict[str, str] = Field(default_factory=dict, max_length=100)
+    builtin: Literal["matrixshell"] | None = None  # a server shipped with the worker
+
+    @model_validator(mode="after")
+    def _what_runs(self) -> "SandboxServer":
+        if self.package is None and self.start_command.strip():
+            self.package = parse_start_command(self.start_command)
+        if self.package is None:
+            if not self.start_command.strip():
+                raise ValueError("give start_command or package")
+            return self
+        transport = self.package.transport.type
+        if transport == "sse":
+            raise ValueError("the package serves the SSE transport, which sandboxes do not speak: use its stdio or "
+                             "streamable-http package")
+        if transport == "streamable-http":
+            self.transport = "http"
+        return self
+
+    @property
+    def command(self) -> str:
+        """The command the sandbox policy judges: `start_command`, or for a package given alone
+        the start command that means it (`npx -y NAME@VERSION ARGS`, `uvx NAME==VERSION ARGS`);
+        empty for a package of a type no such command runs. PackageSpecError for a package
+        argument without a value."""
+        if self.start_command.strip() or self.package is None or self.package.registry_type not in _PACKAGE_RUNNERS:
+            return self.start_command
+        runner = _PACKAGE_RUNNERS[self.package.registry_type]
+        name = self.package.identifier + (f"{runner[-1]}{self.package.version}" if self.package.version else "")
+        return shlex.join([*runner[:-1], name, *self.package.command_arguments()])

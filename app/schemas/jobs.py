@@ -2,10 +2,11 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.clock import iso
-from app.contract.messages import JobStatus, JobType
+from app.contract.messages import JobStatus, JobType, SandboxServer
+from app.contract.packages import PackageSpec
 from app.domain.jobs import Job
 from app.errors import Unprocessable
 
@@ -28,13 +29,19 @@ class ModelPullPayload(ModelInspectPayload):
 
 
 class McpServerPayload(_Payload):
-    start_command: str = Field(min_length=1, max_length=4000)
+    start_command: str = Field(default="", max_length=4000)
+    package: PackageSpec | None = None
     runtime: Literal["node", "python"] = "node"
     transport: Literal["stdio", "http"] = "stdio"
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     builtin: Literal["matrixshell"] | None = Field(default=None, description="a server shipped with the worker")
+
+    @model_validator(mode="after")
+    def _names_a_server(self) -> "McpServerPayload":
+        SandboxServer.model_validate(self.model_dump(exclude_none=True, by_alias=True))  # as the worker reads it
+        return self
 
 
 class ToolRunPayload(_Payload):
@@ -61,7 +68,8 @@ PAYLOAD_MODELS: dict[JobType, type[_Payload]] = {
 
 def validate_payload(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
     try:
-        return PAYLOAD_MODELS[job_type].model_validate(payload).model_dump(exclude_none=True)
+        validated = PAYLOAD_MODELS[job_type].model_validate(payload)
+        return validated.model_dump(mode="json", exclude_none=True, by_alias=True)
     except ValidationError as error:
         problems = "; ".join(
             f"payload.{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}" for item in error.errors()

@@ -3,9 +3,11 @@ the runtime proxy and MatrixShell."""
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.clock import iso
+from app.contract.messages import SandboxServer
+from app.contract.packages import PackageSpec
 from app.domain.jobs import Job
 from app.domain.runtimes import Runtime
 from app.domain.sandboxes import Sandbox
@@ -20,7 +22,12 @@ class _Body(BaseModel):
 
 
 class SandboxRequest(_Body):
-    start_command: str = Field(min_length=1, max_length=4000, examples=["npx -y @modelcontextprotocol/server-memory"])
+    start_command: str = Field(default="", max_length=4000,
+                               examples=["npx -y @modelcontextprotocol/server-everything@2026.8.31"],
+                               description="the server's command; `npx -y NAME[@VERSION]` and `uvx NAME[==VERSION]` "
+                                           "mean that package (the runtime installs it once, outside the sandbox)")
+    package: PackageSpec | None = Field(default=None, description="a package as the MCP registry describes one, "
+                                                                   "instead of start_command")
     runtime: Literal["node", "python"] = "node"
     transport: Literal["stdio", "http"] = "stdio"
     env: dict[str, str] = Field(default_factory=dict, max_length=100)
@@ -28,9 +35,14 @@ class SandboxRequest(_Body):
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
 
+    @model_validator(mode="after")
+    def _names_a_server(self) -> "SandboxRequest":
+        SandboxServer.model_validate(self.model_dump(exclude={"ttl_seconds"}, exclude_none=True, by_alias=True))
+        return self
+
     def payload(self) -> dict[str, Any]:
         """The sandbox job's payload (an McpServerPayload)."""
-        return self.model_dump(exclude={"ttl_seconds"}, exclude_none=True)
+        return self.model_dump(mode="json", exclude={"ttl_seconds"}, exclude_none=True, by_alias=True)
 
 
 class SandboxResponse(BaseModel):
@@ -72,7 +84,7 @@ class SandboxView(BaseModel):
         return cls(
             id=job.job_id, session_id=job.job_id, job_id=job.job_id, type=job.type.value, status=job.status.value,
             state=sandbox.state, runtime=payload.get("runtime", "node"), transport=payload.get("transport", "stdio"),
-            start_command=payload.get("start_command", ""), env=sorted(payload.get("env", {})),
+            start_command=_command_of(payload), env=sorted(payload.get("env", {})),
             labels=job.labels or payload.get("labels", {}), entity_id=payload.get("entity_id"),
             runtime_id=job.runtime_id, isolation=sandbox.isolation, created_at=job.created_at,
             expires_at=iso(job.deadline), error=job.error, events_url=session_events_url(job.job_id),
@@ -178,3 +190,10 @@ def shell_status_view(sandbox: Sandbox | None) -> dict[str, Any]:
     job = sandbox.job
     return {"enabled": True, "installed": sandbox.state == "running", "status": sandbox.state, "job_id": job.job_id,
             "runtime_id": job.runtime_id, "isolation": sandbox.isolation, "expires_at": iso(job.deadline)}
+
+
+def _command_of(payload: dict[str, Any]) -> str:
+    try:
+        return SandboxServer.model_validate(payload).command
+    except ValueError:  # a payload stored before packages existed, or unreadable: show what was given
+        return str(payload.get("start_command", ""))

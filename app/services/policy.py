@@ -16,7 +16,8 @@ def sandbox_policy(settings: Settings, ttl_seconds: int | None = None) -> Sandbo
 
 
 def check_start_command(settings: Settings, start_command: str) -> None:
-    """403 for a command the policy refuses, 422 for one that is empty."""
+    """403 for a command the policy refuses, 422 for one that is empty (or a package that no
+    start command runs: its registry type is not one a sandbox installs)."""
     try:
         sandbox_policy(settings).check_command(start_command)
     except SandboxRejected as error:

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.auth.principal import Principal
 from app.clock import Clock
-from app.contract.messages import JobStatus, JobType, ToolCallArguments
+from app.contract.messages import JobStatus, JobType, SandboxServer, ToolCallArguments
 from app.domain.jobs import Job, JobEvent
 from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, SERVER_ACTIONS, Sandbox, sandbox_of, state_of_ended
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
@@ -53,7 +53,7 @@ class SandboxService:
     def create(self, principal: Principal, payload: dict[str, Any], ttl_seconds: int | None,
                job_type: JobType = JobType.mcp_test) -> Job:
         """Start an MCP server (`payload` as McpServerPayload) in a sandbox; 403 when the policy refuses it."""
-        check_start_command(self.settings, payload.get("start_command", ""))
+        check_start_command(self.settings, SandboxServer.model_validate(payload).command)
         return self.jobs.create(principal, job_type, payload, ttl_seconds)
 
     def get(self, principal: Principal, sandbox_id: str) -> Job:

@@ -54,4 +54,4 @@ def worker(context: typer.Context) -> None:
     """Run a runtime worker: `berth worker --api URL --join-token TOKEN` (`berth worker --help` lists every setting)."""
     from workers.__main__ import main as worker_main
 
-    raise typer.Exit(worker_main(context.args))
+    raise typer.Exit(worker_main(context.args, prog="berth worker"))

@@ -1,7 +1,9 @@
 """Sandboxes through both API surfaces, on real workers, bubblewrap and real MCP servers: the
-echo server written with the SDK here, and server-everything as published on npm."""
+echo server written with the SDK here, server-everything as published on npm, and the catalog's
+packages installed by the worker from PyPI and npm."""
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -9,16 +11,28 @@ import time
 import httpx
 import pytest
 
+from app.catalog import curated_servers
+from app.contract.packages import PackageSpec
 from app.local.stack import LocalStack, StackOptions, free_port
 from tests.e2e.conftest import FAST_SETTINGS, WorkerProcess, new_account
-from tests.support.sandbox_fixtures import (ECHO_SERVER, EVERYTHING_ENTRY, NPM_PREFIX, call_directly,
-                                            python_command)
+from tests.support.registry_server import MISSING_PACKAGE
+from tests.support.sandbox_fixtures import ECHO_SERVER, EVERYTHING_ENTRY, NPM_PREFIX, call_directly, python_command
 
 pytestmark = pytest.mark.e2e
 
 ECHO = f"python3 {ECHO_SERVER}"
 EVERYTHING = f"node {NPM_PREFIX / EVERYTHING_ENTRY}"
 TOOL_CALL_TIMEOUT = 4
+INSTALL_TIMEOUT = 300  # a first start downloads the package
+
+
+def _catalog_package(identifier: str) -> PackageSpec:
+    return next(package for entry in curated_servers() for package in entry.document.packages
+                if package.identifier == identifier)
+
+
+TIME = _catalog_package("mcp-server-time")
+EVERYTHING_FROM_NPM = _catalog_package("@modelcontextprotocol/server-everything")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +55,7 @@ def _workspace_with_worker(stack, hub, tmp_path_factory, direct_control: bool):
                            direct_control=direct_control)
     account.worker = worker
     account.worker_data_dir = data_dir
-    worker.runtime_id  # registered
+    assert worker.runtime_id  # registered
     yield account
     worker.stop()
     client.close()
@@ -59,12 +73,12 @@ def queue_owner(stack, tmp_path_factory, hub):
     yield from _workspace_with_worker(stack, hub, tmp_path_factory, direct_control=False)
 
 
-def _start(owner, command=ECHO, **body) -> str:
+def _start(owner, command=ECHO, timeout=60, **body) -> str:
     response = owner.post("/v1/sandbox/sessions", json={"start_command": command, **body})
     assert response.status_code == 202, response.text
     created = response.json()
     assert created["session_id"] == created["job_id"] and created["events_url"].endswith("/events")
-    _wait_state(owner, created["session_id"], "running")
+    _wait_state(owner, created["session_id"], "running", timeout)
     return created["session_id"]
 
 
@@ -80,7 +94,8 @@ def _wait_state(owner, session_id, state, timeout=60) -> dict:
 
 
 def _call(owner, session_id, name, arguments=None):
-    return owner.post(f"/v1/sandbox/sessions/{session_id}/tools/call", json={"name": name, "arguments": arguments or {}})
+    return owner.post(f"/v1/sandbox/sessions/{session_id}/tools/call",
+                      json={"name": name, "arguments": arguments or {}})
 
 
 @pytest.mark.parametrize("path", ["direct", "queue"])
@@ -132,6 +147,45 @@ def test_published_npm_server_through_the_api_matches_a_direct_client(owner, eve
     owner.delete(f"/v1/sandbox/sessions/{session_id}")
 
 
+@pytest.mark.parametrize("command, tool, arguments, expected", [
+    (f"uvx {TIME.identifier}=={TIME.version}", "get_current_time", {"timezone": "Europe/Paris"}, "Europe/Paris"),
+    (f"npx -y {EVERYTHING_FROM_NPM.identifier}@{EVERYTHING_FROM_NPM.version}", "echo", {"message": "from npm"},
+     "from npm"),
+], ids=["uvx-pypi", "npx-npm"])
+def test_a_published_package_starts_from_its_start_command_and_a_second_start_installs_nothing(
+        owner, command, tool, arguments, expected):
+    first = _start(owner, command, timeout=INSTALL_TIMEOUT)
+    listed = owner.get(f"/v1/sandbox/sessions/{first}/tools").json()["tools"]
+    called = _call(owner, first, tool, arguments).json()
+    owner.delete(f"/v1/sandbox/sessions/{first}")
+    second = _start(owner, command)
+    again = _call(owner, second, tool, arguments).json()
+    owner.delete(f"/v1/sandbox/sessions/{second}")
+
+    assert tool in {listed_tool["name"] for listed_tool in listed}
+    assert called["ok"] is True and expected in json.dumps(called["result"])
+    assert again["ok"] is True
+    installed = [event["data"] for event in owner.events(first) if event["step"] == "package"]
+    reused = [event["data"] for event in owner.events(second) if event["step"] == "package"]
+    assert installed[-1]["stage"] == "done" and installed[-1]["cached"] is False
+    assert [stage["stage"] for stage in installed][-2:] == ["installing", "done"]
+    assert [(event["stage"], event["cached"]) for event in reused] == [("done", True)]
+    steps = [event["step"] for event in owner.events(second)]
+    assert steps.index("package") < steps.index("sandbox")  # installed before the server ran
+
+
+def test_a_package_that_does_not_exist_ends_the_session_with_the_installers_message(owner):
+    response = owner.post("/v1/sandbox/sessions", json={"start_command": f"npx -y {MISSING_PACKAGE}@1.0.0"})
+    assert response.status_code == 202, response.text
+    session_id = response.json()["session_id"]
+
+    job = owner.wait_for_status(session_id, "error", timeout=INSTALL_TIMEOUT)
+
+    assert job["error"].startswith("the package did not install: ") and "npm error 404" in job["error"]
+    session = owner.get(f"/v1/sandbox/sessions/{session_id}").json()
+    assert session["state"] == "failed" and session["error"] == job["error"]
+
+
 def test_tool_failures_are_results_not_server_errors(owner):
     session_id = _start(owner)
     failed = _call(owner, session_id, "fail")
@@ -148,7 +202,7 @@ def test_tool_failures_are_results_not_server_errors(owner):
 
 
 @pytest.mark.parametrize("command, status, message", [
-    ("   ", 422, "empty"),
+    ("   ", 422, "give start_command or package"),
     ("curl http://example.com", 403, "curl"),
     ("ruby server.rb", 403, "not allowed"),
     ("/usr/bin/python3 x.py", 403, "by name"),
@@ -245,7 +299,8 @@ def test_tool_run_job_calls_one_tool_on_a_running_sandbox(owner):
     job = owner.wait_for_status(job_id, "complete", timeout=30)
     assert job["result"]["structuredContent"]["result"] == 42 or "42" in str(job["result"])
     owner.delete(f"/v1/sandbox/sessions/{session_id}")
-    not_running = owner.post("/v1/jobs", json={"type": "tool.run", "payload": {"session_id": session_id, "name": "add"}})
+    not_running = owner.post("/v1/jobs", json={"type": "tool.run",
+                                                "payload": {"session_id": session_id, "name": "add"}})
     assert not_running.status_code == 409
 
 

@@ -1,6 +1,7 @@
 """A worker's life across processes, on the real local stack with real sandboxes: killed, it leaves
-no sandbox behind; a second process for its data directory is refused; stopped, it releases a
-running sandbox at once instead of waiting out its grace."""
+no sandbox behind (with bubblewrap, and without it where the owner accepts unisolated sandboxes);
+a second process for its data directory is refused; stopped, it releases a running sandbox at once
+instead of waiting out its grace."""
 
 import signal
 import subprocess
@@ -10,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import parse_sse
-from tests.support.sandbox_fixtures import ECHO_SERVER
+from tests.support.sandbox_fixtures import (  # noqa: F401 (a fixture)
+    ECHO_SERVER,
+    EVERYTHING_ENTRY,
+    NPM_PREFIX,
+    without_bubblewrap,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -84,6 +90,26 @@ def test_a_worker_killed_with_sigkill_leaves_no_sandbox_behind(account, workers)
     assert sandbox, "the sandbox runs as the worker's children"
 
     worker.process.send_signal(signal.SIGKILL)  # the worker alone, as the OOM killer would
+    worker.process.wait()
+
+    assert _wait(lambda: not _alive(sandbox) or None), f"left behind: {_alive(sandbox)}"
+
+
+@pytest.mark.usefixtures("without_bubblewrap", "everything_server")
+def test_without_bubblewrap_a_worker_killed_with_sigkill_leaves_no_server_behind(account, workers):
+    worker = workers(account.join_token(), "--allow-unisolated-sandboxes", "--sandbox-tool-dir", str(NPM_PREFIX))
+    # A server that outlives its client: node exits when its stdin closes, the shell it runs under
+    # would then sleep on. Only the sandbox's own means can end it.
+    command = f"sh -c 'node {NPM_PREFIX / EVERYTHING_ENTRY}; exec sleep 600'"
+    response = account.post("/v1/sandbox/sessions", json={"start_command": command})
+    assert response.status_code == 202, response.text
+    session_id = response.json()["session_id"]
+    _wait(lambda: account.get(f"/v1/sandbox/sessions/{session_id}").json()["state"] == "running", 60)
+    assert account.get(f"/v1/sandbox/sessions/{session_id}").json()["isolation"] == "rlimits"
+    sandbox = _descendants(worker.process.pid)
+    assert sandbox, "the server runs as the worker's children"
+
+    worker.process.send_signal(signal.SIGKILL)
     worker.process.wait()
 
     assert _wait(lambda: not _alive(sandbox) or None), f"left behind: {_alive(sandbox)}"

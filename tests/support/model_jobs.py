@@ -13,7 +13,7 @@ from typing import Any
 
 from app.contract.messages import ControlMessage
 from workers.executors import models as model_executors
-from workers.executors.base import JobContext
+from workers.executors.base import JobContext, WorkerHost
 from workers.models.host import GpuPool, ModelHost
 
 FAKE_ENGINE = Path(__file__).resolve().parent / "fake_engine.py"
@@ -57,6 +57,7 @@ class ModelJob:
     work_dir: Path
     job_id: str = "job-1"
     workspace_id: str = "ws-1"
+    host: ModelHost | None = None  # the worker's model host; None: a worker without one
     events: list[Event] = field(default_factory=list)
     task: asyncio.Task | None = None
     ctx: JobContext = field(init=False)
@@ -67,7 +68,7 @@ class ModelJob:
 
         self.ctx = JobContext(job_id=self.job_id, workspace_id=self.workspace_id, job_type=self.job_type,
                               payload=self.payload, expires_at=time.time() + 3600, emit=emit,
-                              work_dir=str(self.work_dir))
+                              work_dir=str(self.work_dir), host=WorkerHost(models=self.host))
 
     def start(self) -> "ModelJob":
         self.task = asyncio.ensure_future(model_executors.EXECUTORS[self.job_type](self.ctx))

@@ -1,12 +1,10 @@
 """Helpers for the package cache tests: caches on the real registries, the published servers
-they install, and a start command that runs an installed package under today's SandboxSession.
+they install, and the start command that means a package.
 
-`SandboxSession.start` takes a start command and checks it against the policy, which refuses
-an executable given by path; an installed entry point is a path. `sandbox_command` passes the
-exact argv through `sh -c 'exec "$0" "$@"' ARGV…` — sh is allowed, the argv travels as sh's
-positional parameters (never parsed as shell), and exec leaves the entry point as the process
-the sandbox runs. The worker's executor is meant to hand the argv over directly (see
-docs/packages.md); this is what lets the tests prove the argv runs today.
+`SandboxSession.start` checks the user's start command against the policy and runs the argv the
+worker gives in its place: an installed entry point, which is a path (the policy would refuse a
+path from a user). `start_command(spec)` is what a user would have typed for the package
+(`npx -y NAME@VERSION`, `uvx NAME==VERSION`), as the sandbox executor has it.
 
 Run as a script (`python -m tests.support.package_fixtures ROOT SPEC_JSON`) it ensures one
 package in the cache at ROOT and prints what it got: the cross-process test runs two at once.
@@ -14,10 +12,10 @@ package in the cache at ROOT and prints what it got: the cross-process test runs
 
 import asyncio
 import json
-import shlex
 import sys
 from pathlib import Path
 
+from app.contract.messages import SandboxServer
 from app.contract.packages import PackageSpec
 from tests.support.registry_server import (
     EVERYTHING_PACKAGE,
@@ -27,7 +25,7 @@ from tests.support.registry_server import (
     TIME_PACKAGE,
     TIME_VERSIONS,
 )
-from workers.packages import InstalledPackage, InstallProgress, PackageCache
+from workers.packages import InstallProgress, PackageCache
 from workers.packages.installers import DEFAULT_REGISTRY_URLS
 
 TIME_SPEC = PackageSpec(registry_type="pypi", identifier=TIME_PACKAGE, version=TIME_VERSIONS[-1])
@@ -49,8 +47,9 @@ def public_cache(root: Path, max_bytes: int = GIGABYTE) -> PackageCache:
     return PackageCache(root, max_bytes, dict(DEFAULT_REGISTRY_URLS))
 
 
-def sandbox_command(installed: InstalledPackage, *more_arguments: str) -> str:
-    return shlex.join(["sh", "-c", 'exec "$0" "$@"', *installed.argv, *more_arguments])
+def start_command(spec: PackageSpec) -> str:
+    """The start command a user would give for `spec`; the policy judges it."""
+    return SandboxServer(package=spec).command
 
 
 class ProgressLog:

@@ -28,7 +28,6 @@ from tests.support.model_repos import ENGINE_FILES, sharded_llama_files
 from workers.config import WorkerConfig
 from workers.executors import registry
 from workers.models import engines
-from workers.models import host as models_host
 from workers.models.files import RepoFile, select_engine_files
 from workers.models.host import GpuPool, ModelHost, NotEnoughGpus
 from workers.models.progress import ProgressThrottle
@@ -156,16 +155,15 @@ def test_the_workers_own_cuda_visible_devices_are_the_gpus_it_hands_out(monkeypa
 # --- engines -----------------------------------------------------------------------------------
 
 
-def test_a_runtime_advertises_only_the_engines_it_can_start(tmp_path, monkeypatch):
+def test_a_runtime_advertises_only_the_engines_it_can_start(tmp_path):
     fake = [sys.executable, str(FAKE_ENGINE)]
 
     assert engines.available({"vllm": fake}) == {"vllm": True, "sglang": False}
     assert engines.available({"vllm": ["/nonexistent/vllm", "serve"]}) == {"vllm": False, "sglang": False}
     assert engines.available({"vllm": ["no-such-command-here", "serve"]})["vllm"] is False
-    monkeypatch.setattr(models_host, "_current", ModelHost(tmp_path, {"vllm": fake}))
-    assert registry.detect_runtimes()["vllm"] is True
-    monkeypatch.setattr(models_host, "_current", None)
-    assert registry.detect_runtimes()["vllm"] is False
+    assert registry.detect_runtimes(ModelHost(tmp_path, {"vllm": fake}))["vllm"] is True
+    assert registry.detect_runtimes(ModelHost(tmp_path, {"vllm": ["/nonexistent/vllm", "serve"]}))["vllm"] is False
+    assert registry.detect_runtimes(None)["vllm"] is False
 
 
 @pytest.mark.parametrize("exit_how", ["killed", "exits"])

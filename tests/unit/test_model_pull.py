@@ -14,9 +14,10 @@ from tests.support.hub import DEMO_GATED, DEMO_LLAMA, GRANTED_TOKEN, make_demo_h
 from tests.support.model_jobs import ModelJob, model_host
 from tests.support.model_repos import DEMO_OVERSIZED, DEMO_PRIVATE, DEMO_SHARDED, ENGINE_FILES
 from workers.executors import models as model_executors
-from workers.executors.base import ExecutorError
-from workers.models import host as models_host
+from workers.executors.base import ExecutorError, WorkerHost
+from workers.executors.registry import ExecutorRegistry
 from workers.models.files import VerifiedSnapshot
+from workers.models.host import ModelHost
 
 pytestmark = pytest.mark.anyio
 
@@ -50,14 +51,12 @@ def hub_environment(hub, monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def host(tmp_path, monkeypatch):
-    host = model_host(tmp_path, volume_roots=((tmp_path / "volumes").resolve(),))
-    monkeypatch.setattr(models_host, "_current", host)
-    return host
+def host(tmp_path) -> ModelHost:
+    return model_host(tmp_path, volume_roots=((tmp_path / "volumes").resolve(),))
 
 
-def pull_job(tmp_path: Path, payload: dict, job_id: str = "job-1") -> ModelJob:
-    return ModelJob("model.pull", payload, tmp_path / job_id, job_id=job_id)
+def pull_job(host: ModelHost, tmp_path: Path, payload: dict, job_id: str = "job-1") -> ModelJob:
+    return ModelJob("model.pull", payload, tmp_path / job_id, job_id=job_id, host=host)
 
 
 def downloads(hub, since: int, repo: str) -> list:
@@ -71,7 +70,7 @@ def file_of(request) -> str:
 
 async def test_a_pull_fetches_only_what_the_engine_needs_at_the_pinned_commit_and_verifies_it(hub, host, tmp_path):
     before = len(hub.requests)
-    job = pull_job(tmp_path, {"model": DEMO_SHARDED, "installation_id": "inst-1"}).start()
+    job = pull_job(host, tmp_path, {"model": DEMO_SHARDED, "installation_id": "inst-1"}).start()
 
     result = await job.result()
 
@@ -98,7 +97,7 @@ async def test_download_progress_reports_bytes_done_of_total_at_most_twice_a_sec
                                                                                      monkeypatch):
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)  # so that bytes arrive in many pieces
     hub.set_bandwidth(DEMO_SHARDED, 16 * 1024)  # per request: about three seconds for the shards
-    job = pull_job(tmp_path, {"model": DEMO_SHARDED}).start()
+    job = pull_job(host, tmp_path, {"model": DEMO_SHARDED}).start()
 
     await job.result()
 
@@ -112,7 +111,7 @@ async def test_download_progress_reports_bytes_done_of_total_at_most_twice_a_sec
 
 async def test_a_model_too_big_for_the_disk_is_refused_before_anything_is_downloaded(hub, host, tmp_path):
     before = len(hub.requests)
-    job = pull_job(tmp_path, {"model": DEMO_OVERSIZED}).start()
+    job = pull_job(host, tmp_path, {"model": DEMO_OVERSIZED}).start()
 
     with pytest.raises(ExecutorError, match="not enough disk"):
         await job.result()
@@ -130,7 +129,7 @@ async def test_a_connection_cut_mid_file_resumes_where_it_broke(hub, host, tmp_p
     hub.interrupt_next_download(DEMO_SHARDED, shard, after_bytes=8192)
     before = len(hub.requests)
 
-    result = await pull_job(tmp_path, {"model": DEMO_SHARDED}).start().result()
+    result = await pull_job(host, tmp_path, {"model": DEMO_SHARDED}).start().result()
 
     gets = [(r.range, r.status, r.bytes_sent) for r in downloads(hub, before, DEMO_SHARDED) if file_of(r) == shard]
     size = len(hub.files(DEMO_SHARDED)[shard])
@@ -146,7 +145,7 @@ async def test_a_resumed_download_that_the_server_starts_over_is_verified_from_i
     hub.honour_ranges = False
     before = len(hub.requests)
 
-    result = await pull_job(tmp_path, {"model": DEMO_SHARDED}).start().result()
+    result = await pull_job(host, tmp_path, {"model": DEMO_SHARDED}).start().result()
 
     gets = [(r.range, r.status) for r in downloads(hub, before, DEMO_SHARDED) if file_of(r) == shard]
     assert gets == [(None, 200), ("bytes=16384-", 200)]  # the resume was answered with the whole file
@@ -158,7 +157,7 @@ async def test_a_hub_that_goes_away_mid_download_fails_clearly_and_the_next_pull
     hub.interrupt_next_download(DEMO_SHARDED, "model-00003-of-00003.safetensors", after_bytes=4096,
                                 then_unreachable=True)
     before = len(hub.requests)
-    first = pull_job(tmp_path, {"model": DEMO_SHARDED}).start()
+    first = pull_job(host, tmp_path, {"model": DEMO_SHARDED}).start()
 
     with pytest.raises(ExecutorError, match="could not be reached"):
         await first.result(timeout=120)
@@ -169,7 +168,7 @@ async def test_a_hub_that_goes_away_mid_download_fails_clearly_and_the_next_pull
 
     hub.unreachable = False
     middle = len(hub.requests)
-    result = await pull_job(tmp_path, {"model": DEMO_SHARDED}, job_id="job-2").start().result()
+    result = await pull_job(host, tmp_path, {"model": DEMO_SHARDED}, job_id="job-2").start().result()
 
     refetched = {file_of(r) for r in downloads(hub, middle, DEMO_SHARDED)}
     assert refetched == ENGINE_FILES - finished and "model-00003-of-00003.safetensors" in refetched
@@ -179,7 +178,7 @@ async def test_a_hub_that_goes_away_mid_download_fails_clearly_and_the_next_pull
 async def test_a_corrupted_file_fails_verification_and_is_fetched_anew_by_the_next_pull(hub, host, tmp_path):
     shard = "model-00001-of-00003.safetensors"
     hub.corrupt(DEMO_SHARDED, shard)
-    job = pull_job(tmp_path, {"model": DEMO_SHARDED}).start()
+    job = pull_job(host, tmp_path, {"model": DEMO_SHARDED}).start()
 
     with pytest.raises(ExecutorError, match="verification failed"):
         await job.result()
@@ -193,7 +192,7 @@ async def test_a_corrupted_file_fails_verification_and_is_fetched_anew_by_the_ne
 
     hub.corrupt(DEMO_SHARDED, shard, False)
     before = len(hub.requests)
-    result = await pull_job(tmp_path, {"model": DEMO_SHARDED}, job_id="job-2").start().result()
+    result = await pull_job(host, tmp_path, {"model": DEMO_SHARDED}, job_id="job-2").start().result()
 
     assert shard in {file_of(r) for r in downloads(hub, before, DEMO_SHARDED)}
     assert (Path(result["local_path"]) / shard).read_bytes() == hub.files(DEMO_SHARDED)[shard]
@@ -201,8 +200,8 @@ async def test_a_corrupted_file_fails_verification_and_is_fetched_anew_by_the_ne
 
 async def test_two_pulls_of_the_same_revision_download_it_once(hub, host, tmp_path):
     before = len(hub.requests)
-    first = pull_job(tmp_path, {"model": DEMO_SHARDED}, job_id="job-1").start()
-    second = pull_job(tmp_path, {"model": DEMO_SHARDED}, job_id="job-2").start()
+    first = pull_job(host, tmp_path, {"model": DEMO_SHARDED}, job_id="job-1").start()
+    second = pull_job(host, tmp_path, {"model": DEMO_SHARDED}, job_id="job-2").start()
 
     results = await asyncio.gather(first.result(), second.result())
 
@@ -212,7 +211,7 @@ async def test_two_pulls_of_the_same_revision_download_it_once(hub, host, tmp_pa
     assert sorted(per_file) == sorted(ENGINE_FILES)  # each once
 
     again = len(hub.requests)
-    third = await pull_job(tmp_path, {"model": DEMO_SHARDED}, job_id="job-3").start().result()
+    third = await pull_job(host, tmp_path, {"model": DEMO_SHARDED}, job_id="job-3").start().result()
     assert third["cached"] is True and third["bytes_downloaded"] == 0
     assert downloads(hub, again, DEMO_SHARDED) == []
 
@@ -227,7 +226,7 @@ async def test_a_gated_repo_is_pulled_only_with_a_token_that_was_granted_access(
     caplog.set_level(logging.DEBUG)
     before = len(hub.requests)
     payload = {"model": DEMO_GATED, **({"token": token} if token else {})}
-    job = pull_job(tmp_path, payload).start()
+    job = pull_job(host, tmp_path, payload).start()
 
     if expected is None:
         result = await job.result()
@@ -246,7 +245,7 @@ async def test_a_gated_repo_is_pulled_only_with_a_token_that_was_granted_access(
 @pytest.mark.parametrize(("token", "failure"), [(None, "not_found"), ("hf_wrong_token", "not_found"),
                                                 (GRANTED_TOKEN, None)])
 async def test_a_private_repo_is_invisible_without_its_token(hub, host, tmp_path, token, failure):
-    job = pull_job(tmp_path, {"model": DEMO_PRIVATE, **({"token": token} if token else {})}).start()
+    job = pull_job(host, tmp_path, {"model": DEMO_PRIVATE, **({"token": token} if token else {})}).start()
 
     if failure is None:
         assert (await job.result())["commit"] == hub.head_sha(DEMO_PRIVATE)
@@ -257,15 +256,15 @@ async def test_a_private_repo_is_invisible_without_its_token(hub, host, tmp_path
 
 
 async def test_the_cache_of_a_gated_repo_is_not_a_way_around_its_gate(hub, host, tmp_path):
-    await pull_job(tmp_path, {"model": DEMO_GATED, "token": GRANTED_TOKEN}).start().result()
-    job = pull_job(tmp_path, {"model": DEMO_GATED}, job_id="job-2").start()
+    await pull_job(host, tmp_path, {"model": DEMO_GATED, "token": GRANTED_TOKEN}).start().result()
+    job = pull_job(host, tmp_path, {"model": DEMO_GATED}, job_id="job-2").start()
 
     with pytest.raises(ExecutorError, match="gated"):
         await job.result()
 
 
 async def test_a_missing_revision_fails_clearly(hub, host, tmp_path):
-    job = pull_job(tmp_path, {"model": DEMO_SHARDED, "revision": "v9-does-not-exist"}).start()
+    job = pull_job(host, tmp_path, {"model": DEMO_SHARDED, "revision": "v9-does-not-exist"}).start()
 
     with pytest.raises(ExecutorError, match="revision 'v9-does-not-exist' not found"):
         await job.result()
@@ -275,7 +274,7 @@ async def test_a_missing_revision_fails_clearly(hub, host, tmp_path):
 async def test_cancelling_a_pull_mid_download_stops_it_and_records_nothing(hub, host, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
     hub.set_bandwidth(DEMO_SHARDED, 16 * 1024)
-    job = pull_job(tmp_path, {"model": DEMO_SHARDED}).start()
+    job = pull_job(host, tmp_path, {"model": DEMO_SHARDED}).start()
     await job.until(lambda e: e.step == "downloading" and e.data.get("bytes_done", 0) > 0)
 
     assert await job.cancel() == {"cancelled": True}
@@ -289,7 +288,7 @@ async def test_cancelling_a_pull_mid_download_stops_it_and_records_nothing(hub, 
         await asyncio.sleep(0.05)
     assert list(blobs.glob("*.incomplete")) == []
     hub.set_bandwidth(DEMO_SHARDED, None)
-    assert (await pull_job(tmp_path, {"model": DEMO_SHARDED}, job_id="job-2").start().result())["cached"] is False
+    assert (await pull_job(host, tmp_path, {"model": DEMO_SHARDED}, job_id="job-2").start().result())["cached"] is False
 
 
 async def test_a_mounted_volume_under_an_allowed_root_is_checked_not_downloaded(hub, host, tmp_path):
@@ -298,7 +297,8 @@ async def test_a_mounted_volume_under_an_allowed_root_is_checked_not_downloaded(
     for path, content in hub.files(DEMO_LLAMA).items():
         (volume / path).write_bytes(content)
 
-    result = await pull_job(tmp_path, {"install_mode": "mount_volume", "local_path": str(volume)}).start().result()
+    job = pull_job(host, tmp_path, {"install_mode": "mount_volume", "local_path": str(volume)})
+    result = await job.start().result()
 
     assert result["local_path"] == str(volume.resolve()) and result["bytes_downloaded"] == 0
 
@@ -313,7 +313,7 @@ async def test_a_mounted_volume_that_is_not_an_allowed_model_is_refused(host, tm
     (tmp_path / "elsewhere" / "config.json").write_text("{}")
     (tmp_path / "volumes" / "no-weights").mkdir(parents=True)
     (tmp_path / "volumes" / "no-weights" / "config.json").write_text("{}")
-    job = pull_job(tmp_path, {"install_mode": "mount_volume", "local_path": str(make(tmp_path))}).start()
+    job = pull_job(host, tmp_path, {"install_mode": "mount_volume", "local_path": str(make(tmp_path))}).start()
 
     with pytest.raises(ExecutorError, match=reason):
         await job.result()
@@ -321,7 +321,7 @@ async def test_a_mounted_volume_that_is_not_an_allowed_model_is_refused(host, tm
 
 
 async def test_external_endpoints_are_not_worker_jobs(host, tmp_path):
-    job = pull_job(tmp_path, {"install_mode": "external_endpoint", "model": DEMO_LLAMA}).start()
+    job = pull_job(host, tmp_path, {"install_mode": "external_endpoint", "model": DEMO_LLAMA}).start()
 
     with pytest.raises(ExecutorError, match="served by the API itself") as refused:
         await job.result()
@@ -329,10 +329,13 @@ async def test_external_endpoints_are_not_worker_jobs(host, tmp_path):
 
 
 async def test_evicting_a_revision_frees_its_files_unless_a_running_job_uses_it(hub, host, tmp_path):
-    result = await pull_job(tmp_path, {"model": DEMO_SHARDED}).start().result()
+    result = await pull_job(host, tmp_path, {"model": DEMO_SHARDED}).start().result()
     commit, snapshot = result["commit"], Path(result["local_path"])
-    holder = pull_job(tmp_path, {"model": DEMO_SHARDED}, job_id="job-live")
+    holder = pull_job(host, tmp_path, {"model": DEMO_SHARDED}, job_id="job-live")
     evict = holder.control("model.evict", {"model": DEMO_SHARDED, "commit": commit})
+    # As the worker answers it: the registry gives the handler the worker's host.
+    registry = ExecutorRegistry.load(("workers.executors.models",), WorkerHost(models=host))
+    answer = registry.control_handlers["model.evict"]
 
     from app.contract.models import ModelPullPayload
     from workers.models.installation import LIVE, Installation
@@ -340,11 +343,11 @@ async def test_evicting_a_revision_frees_its_files_unless_a_running_job_uses_it(
     live.facts["commit"] = commit
     LIVE["job-live"] = live
     try:
-        refused = await model_executors.evict(evict)
+        refused = await answer(evict)
     finally:
         LIVE.pop("job-live")
-    evicted = await model_executors.evict(evict)
-    again = await model_executors.evict(evict)
+    evicted = await answer(evict)
+    again = await answer(evict)
 
     assert refused == {"evicted": False, "freed_bytes": 0, "reason": "in use by model job job-live on this runtime"}
     assert evicted["evicted"] is True and evicted["freed_bytes"] >= result["bytes_total"]
@@ -355,7 +358,7 @@ async def test_evicting_a_revision_frees_its_files_unless_a_running_job_uses_it(
 async def test_status_answers_for_a_running_pull_of_this_workspace_only(hub, host, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
     hub.set_bandwidth(DEMO_SHARDED, 32 * 1024)
-    job = pull_job(tmp_path, {"model": DEMO_SHARDED, "installation_id": "inst-7"}).start()
+    job = pull_job(host, tmp_path, {"model": DEMO_SHARDED, "installation_id": "inst-7"}).start()
     await job.until_status(InstallationStatus.downloading.value)
 
     state = await model_executors.status(job.control("model.status"))

@@ -18,7 +18,6 @@ from tests.support.hub import DEMO_LLAMA, make_demo_hub
 from tests.support.model_jobs import FAKE_ENGINE, ModelJob, engine_pids, model_host
 from workers.executors import models as model_executors
 from workers.executors.base import ExecutorError
-from workers.models import host as models_host
 from workers.models.host import GpuPool, ModelHost
 
 pytestmark = pytest.mark.anyio
@@ -43,11 +42,6 @@ def hub_environment(hub, monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
 
 
-def use_host(monkeypatch, host: ModelHost) -> ModelHost:
-    monkeypatch.setattr(models_host, "_current", host)
-    return host
-
-
 def serve_payload(name: str = "tiny", **engine) -> dict:
     return {"model": DEMO_LLAMA, "installation_id": "inst-1", "engine": {"served_model_name": name, **engine}}
 
@@ -66,8 +60,9 @@ async def stop_jobs_left_running():
     _started.clear()
 
 
-def attach(tmp_path: Path, payload: dict, job_id: str = "job-1", job_type: str = "model.attach") -> ModelJob:
-    job = ModelJob(job_type, payload, tmp_path / job_id, job_id=job_id).start()
+def attach(host: ModelHost, tmp_path: Path, payload: dict, job_id: str = "job-1",
+           job_type: str = "model.attach") -> ModelJob:
+    job = ModelJob(job_type, payload, tmp_path / job_id, job_id=job_id, host=host).start()
     _started.append(job)
     return job
 
@@ -78,11 +73,11 @@ def port_of(event) -> int:
 
 async def test_attach_serves_the_pulled_snapshot_with_vllms_arguments_until_it_is_cancelled(hub, tmp_path,
                                                                                           monkeypatch):
-    use_host(monkeypatch, model_host(tmp_path))
+    host = model_host(tmp_path)
     for name, value in {"BERTH_WORKER_JOIN_TOKEN": "bjt_secret", "AWS_SECRET_ACCESS_KEY": "aws-secret",
                         "HF_TOKEN": "hf_host_secret"}.items():
         monkeypatch.setenv(name, value)
-    job = attach(tmp_path, serve_payload(max_model_len=4096, gpu_memory_utilization=0.5))
+    job = attach(host, tmp_path, serve_payload(max_model_len=4096, gpu_memory_utilization=0.5))
 
     ready = await job.until_status("ready")
 
@@ -146,9 +141,9 @@ class ControlTransport(httpx.AsyncBaseTransport):
         return httpx.Response(start["status"], headers=headers, content=body())
 
 
-async def test_the_openai_client_works_through_model_proxy_buffered_and_streamed(hub, tmp_path, monkeypatch):
-    use_host(monkeypatch, model_host(tmp_path))
-    job = attach(tmp_path, serve_payload("tiny-chat"))
+async def test_the_openai_client_works_through_model_proxy_buffered_and_streamed(hub, tmp_path):
+    host = model_host(tmp_path)
+    job = attach(host, tmp_path, serve_payload("tiny-chat"))
     await job.until_status("ready")
     buffered = AsyncOpenAI(base_url="http://berth.test/openai/v1", api_key="bak_caller_key",
                            http_client=httpx.AsyncClient(transport=ControlTransport(job, streamed=False)))
@@ -178,10 +173,9 @@ async def test_the_openai_client_works_through_model_proxy_buffered_and_streamed
     assert "authorization" not in seen  # the caller's berth key never reaches the engine
 
 
-async def test_model_proxy_reaches_only_the_openai_routes_of_a_ready_engine_of_the_callers_workspace(
-        hub, tmp_path, monkeypatch):
-    use_host(monkeypatch, model_host(tmp_path, "--fake-startup-delay", "1.5"))
-    job = attach(tmp_path, serve_payload())
+async def test_model_proxy_reaches_only_the_openai_routes_of_a_ready_engine_of_the_callers_workspace(hub, tmp_path):
+    host = model_host(tmp_path, "--fake-startup-delay", "1.5")
+    job = attach(host, tmp_path, serve_payload())
     await job.until(lambda e: e.step == "engine" and e.status == "running")
     request = {"method": "GET", "path": "v1/models"}
 
@@ -209,10 +203,9 @@ async def test_model_proxy_reaches_only_the_openai_routes_of_a_ready_engine_of_t
     assert answer["status"] == 200 and json.loads(base64.b64decode(answer["body_b64"]))["data"][0]["id"] == "tiny"
 
 
-async def test_an_engine_that_never_becomes_healthy_fails_the_job_with_the_end_of_its_log(hub, tmp_path,
-                                                                                         monkeypatch):
-    use_host(monkeypatch, model_host(tmp_path, "--fake-never-healthy"))
-    job = attach(tmp_path, serve_payload(startup_timeout_seconds=2))
+async def test_an_engine_that_never_becomes_healthy_fails_the_job_with_the_end_of_its_log(hub, tmp_path):
+    host = model_host(tmp_path, "--fake-never-healthy")
+    job = attach(host, tmp_path, serve_payload(startup_timeout_seconds=2))
 
     with pytest.raises(ExecutorError, match="did not become healthy within 2 s"):
         await job.result()
@@ -223,9 +216,9 @@ async def test_an_engine_that_never_becomes_healthy_fails_the_job_with_the_end_o
     assert engine_pids(tmp_path) == []
 
 
-async def test_an_engine_that_exits_while_loading_fails_the_job_at_once(hub, tmp_path, monkeypatch):
-    use_host(monkeypatch, model_host(tmp_path, "--fake-fail-to-load"))
-    job = attach(tmp_path, serve_payload())
+async def test_an_engine_that_exits_while_loading_fails_the_job_at_once(hub, tmp_path):
+    host = model_host(tmp_path, "--fake-fail-to-load")
+    job = attach(host, tmp_path, serve_payload())
 
     with pytest.raises(ExecutorError, match="exited with code 1 before it became healthy") as failed:
         await job.result()
@@ -234,9 +227,9 @@ async def test_an_engine_that_exits_while_loading_fails_the_job_at_once(hub, tmp
     assert [e.step for e in job.events if e.step == "engine"] == ["engine"]  # started once, not restarted
 
 
-async def test_an_engine_that_keeps_crashing_after_ready_is_restarted_up_to_its_limit(hub, tmp_path, monkeypatch):
-    use_host(monkeypatch, model_host(tmp_path, "--fake-crash-after-ready", "0.3"))
-    job = attach(tmp_path, serve_payload(max_restarts=1))
+async def test_an_engine_that_keeps_crashing_after_ready_is_restarted_up_to_its_limit(hub, tmp_path):
+    host = model_host(tmp_path, "--fake-crash-after-ready", "0.3")
+    job = attach(host, tmp_path, serve_payload(max_restarts=1))
 
     with pytest.raises(ExecutorError, match=r"gave up after 1 restart\(s\)"):
         await job.result(timeout=60)
@@ -251,11 +244,10 @@ async def test_an_engine_that_keeps_crashing_after_ready_is_restarted_up_to_its_
     assert engine_pids(tmp_path) == []
 
 
-async def test_an_engine_that_crashes_once_is_serving_again_after_its_restart(hub, tmp_path, monkeypatch):
+async def test_an_engine_that_crashes_once_is_serving_again_after_its_restart(hub, tmp_path):
     crashed = tmp_path / "crashed-once"
-    use_host(monkeypatch, model_host(tmp_path, "--fake-crash-after-ready", "0.3", "--fake-crash-once-file",
-                                     str(crashed)))
-    job = attach(tmp_path, serve_payload())
+    host = model_host(tmp_path, "--fake-crash-after-ready", "0.3", "--fake-crash-once-file", str(crashed))
+    job = attach(host, tmp_path, serve_payload())
 
     back = await job.until(lambda e: e.installation_status == "ready" and e.data.get("restarts") == 1)
     answer = await model_executors.proxy_request(job.control("model.proxy", {"method": "GET", "path": "v1/models"}))
@@ -264,28 +256,27 @@ async def test_an_engine_that_crashes_once_is_serving_again_after_its_restart(hu
     assert crashed.exists() and back.data["endpoint"] and answer["status"] == 200
 
 
-async def test_preload_proves_the_engine_serves_the_model_then_stops_it(hub, tmp_path, monkeypatch):
-    use_host(monkeypatch, model_host(tmp_path))
+async def test_preload_proves_the_engine_serves_the_model_then_stops_it(hub, tmp_path):
+    host = model_host(tmp_path)
 
-    result = await attach(tmp_path, serve_payload(), job_type="model.preload").result()
+    result = await attach(host, tmp_path, serve_payload(), job_type="model.preload").result()
 
     assert result["state"] == "healthy" and result["healthy_after_seconds"] > 0
     assert result["commit"] == hub.head_sha(DEMO_LLAMA) and engine_pids(tmp_path) == []
 
 
-async def test_engines_get_their_own_gpus_and_give_them_back(hub, tmp_path, monkeypatch):
-    use_host(monkeypatch, ModelHost(tmp_path / "models", {"vllm": [sys.executable, str(FAKE_ENGINE)]},
-                                    gpus=GpuPool(["0", "1", "2"])))
-    first = attach(tmp_path, serve_payload("first", tensor_parallel_size=2), job_id="job-1")
+async def test_engines_get_their_own_gpus_and_give_them_back(hub, tmp_path):
+    host = ModelHost(tmp_path / "models", {"vllm": [sys.executable, str(FAKE_ENGINE)]}, gpus=GpuPool(["0", "1", "2"]))
+    first = attach(host, tmp_path, serve_payload("first", tensor_parallel_size=2), job_id="job-1")
     ready = await first.until_status("ready")
-    second = attach(tmp_path, serve_payload("second", tensor_parallel_size=2), job_id="job-2")
+    second = attach(host, tmp_path, serve_payload("second", tensor_parallel_size=2), job_id="job-2")
 
     with pytest.raises(ExecutorError, match=r"needs 2 GPU\(s\); 1 of this runtime's 3 are free"):
         await second.result()
     async with httpx.AsyncClient() as client:
         launch = (await client.get(f"http://127.0.0.1:{port_of(ready)}/fake/launch")).json()
     await first.cancel()
-    third = attach(tmp_path, serve_payload("third", tensor_parallel_size=2), job_id="job-3")
+    third = attach(host, tmp_path, serve_payload("third", tensor_parallel_size=2), job_id="job-3")
     third_ready = await third.until_status("ready")
     await third.cancel()
 
@@ -295,10 +286,10 @@ async def test_engines_get_their_own_gpus_and_give_them_back(hub, tmp_path, monk
     assert "on GPU 0,1" in next(e.message for e in third.events if e.step == "engine") and third_ready
 
 
-async def test_attach_fails_before_pulling_when_the_runtime_cannot_start_the_engine(hub, tmp_path, monkeypatch):
-    use_host(monkeypatch, ModelHost(tmp_path / "models", {"vllm": ["/nonexistent/vllm", "serve"]}))
+async def test_attach_fails_before_pulling_when_the_runtime_cannot_start_the_engine(hub, tmp_path):
+    host = ModelHost(tmp_path / "models", {"vllm": ["/nonexistent/vllm", "serve"]})
     before = len(hub.requests)
-    job = attach(tmp_path, serve_payload())
+    job = attach(host, tmp_path, serve_payload())
 
     with pytest.raises(ExecutorError, match="cannot start vllm"):
         await job.result()

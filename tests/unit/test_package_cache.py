@@ -23,14 +23,14 @@ from tests.support.package_fixtures import (
     TIME_SPEC,
     ProgressLog,
     public_cache,
-    sandbox_command,
     small_spec,
+    start_command,
 )
 from tests.support.registry_server import MISSING_PACKAGE
 from tests.support.sandbox_fixtures import anyio_backend, require_bubblewrap  # noqa: F401 (fixtures)
 from workers.packages import PackageCache, PackageInstallFailed, PackageRefused
 from workers.packages.installers import DEFAULT_REGISTRY_URLS
-from workers.sandbox.session import SandboxSession
+from workers.sandbox.session import ARGUMENT_CHECKS, SandboxSession
 
 pytestmark = pytest.mark.anyio
 
@@ -52,23 +52,30 @@ def staged_files(root: Path) -> list[Path]:
     return [path for path in (root / "staging").rglob("*") if path.is_file()] if (root / "staging").exists() else []
 
 
-async def start_in_sandbox(installed, workdir: Path, env: dict[str, str] | None = None,
+@pytest.fixture
+async def argument_checks_closed():
+    yield
+    await ARGUMENT_CHECKS.close()  # its checker processes belong to this test's event loop
+
+
+async def start_in_sandbox(spec: PackageSpec, installed, workdir: Path, env: dict[str, str] | None = None,
                            more_arguments: tuple[str, ...] = ()) -> SandboxSession:
+    """As the sandbox executor starts it: the user's command checked, the installed argv run."""
     session = SandboxSession()
-    await session.start(sandbox_command(installed, *more_arguments), installed.env | (env or {}), str(workdir),
-                        SandboxPolicy(), readonly_dirs=installed.readonly_dirs)
+    await session.start(start_command(spec), installed.env | (env or {}), str(workdir), SandboxPolicy(),
+                        readonly_dirs=installed.readonly_dirs, argv=[*installed.argv, *more_arguments])
     return session
 
 
 # --- from the registries into the sandbox ---------------------------------------------------------
 
 
-@pytest.mark.usefixtures("require_bubblewrap")
+@pytest.mark.usefixtures("require_bubblewrap", "argument_checks_closed")
 async def test_mcp_server_time_from_pypi_runs_in_the_sandbox_with_the_cache_read_only_and_no_network(
         shared_root, tmp_path):
     installed = await public_cache(shared_root).ensure(TIME_SPEC)
     try:
-        session = await start_in_sandbox(installed, tmp_path / "work")
+        session = await start_in_sandbox(TIME_SPEC, installed, tmp_path / "work")
         try:
             answer = await session.call_tool("get_current_time", {"timezone": "Europe/Paris"})
         finally:
@@ -85,12 +92,13 @@ async def test_mcp_server_time_from_pypi_runs_in_the_sandbox_with_the_cache_read
                                   str(files_dir / "venv" / "bin" / "mcp-server-time")]
 
 
-@pytest.mark.usefixtures("require_bubblewrap")
+@pytest.mark.usefixtures("require_bubblewrap", "argument_checks_closed")
 async def test_server_everything_from_npm_runs_in_the_sandbox_with_its_arguments_and_environment(
         shared_root, tmp_path):
     installed = await public_cache(shared_root).ensure(EVERYTHING_SPEC)
     try:
-        session = await start_in_sandbox(installed, tmp_path / "work", env={"BERTH_TEST_SECRET": "s3cret"})
+        session = await start_in_sandbox(EVERYTHING_SPEC, installed, tmp_path / "work",
+                                         env={"BERTH_TEST_SECRET": "s3cret"})
         try:
             echoed = await session.call_tool("echo", {"message": "from the cache"})
             environment = await session.call_tool("get-env", {})
@@ -106,13 +114,13 @@ async def test_server_everything_from_npm_runs_in_the_sandbox_with_its_arguments
     assert "s3cret" in json.dumps(environment["result"])
 
 
-@pytest.mark.usefixtures("require_bubblewrap")
+@pytest.mark.usefixtures("require_bubblewrap", "argument_checks_closed")
 async def test_inside_the_sandbox_the_installed_package_can_be_read_but_not_changed(shared_root, tmp_path):
     installed = await public_cache(shared_root).ensure(FILESYSTEM_SPEC)
     files_dir = installed.readonly_dirs[0]
     try:
         # The filesystem server, allowed into its own installed files.
-        session = await start_in_sandbox(installed, tmp_path / "work", more_arguments=(files_dir,))
+        session = await start_in_sandbox(FILESYSTEM_SPEC, installed, tmp_path / "work", more_arguments=(files_dir,))
         try:
             read = await session.call_tool("read_text_file", {"path": f"{files_dir}/package.json"})
             written = await session.call_tool("write_file", {"path": f"{files_dir}/planted.txt", "content": "x"})
@@ -134,7 +142,7 @@ async def test_an_install_made_under_a_private_umask_still_runs_as_the_sandbox_s
     finally:
         os.umask(previous)
     try:
-        session = await start_in_sandbox(installed, tmp_path / "work")
+        session = await start_in_sandbox(TIME_SPEC, installed, tmp_path / "work")
         await session.stop()
     finally:
         installed.release()

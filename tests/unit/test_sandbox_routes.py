@@ -86,3 +86,24 @@ def test_a_running_report_answers_a_readiness_wait_only_with_full_tool_definitio
     assert tools_reported_at_start(unreadable) is None
     assert tools_reported_at_start(failed) is None
     assert tools_reported_at_start(None) is None
+
+
+def test_a_sandbox_from_a_package_is_stored_as_the_package_and_shown_as_its_command(client, token):
+    package = {"registryType": "pypi", "identifier": "mcp-server-time", "version": "2026.10.19",
+               "transport": {"type": "stdio"}}
+    created = client.post("/v1/sandbox/sessions", headers=bearer(token), json={"package": package})
+    assert created.status_code == 202, created.text
+    view = client.get(f"/v1/sandbox/sessions/{created.json()['session_id']}", headers=bearer(token)).json()
+    assert view["start_command"] == "uvx mcp-server-time==2026.10.19"
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({}, "give start_command or package"),
+    ({"package": {"registryType": "oci", "identifier": "ghcr.io/x/y", "version": "1.0.0",
+                  "transport": {"type": "stdio"}}}, "start_command"),
+    ({"start_command": "npx --registry=https://evil.example foo"}, "registry"),
+])
+def test_a_sandbox_that_names_no_runnable_server_is_refused_before_anything_runs(client, token, body, says):
+    refused = client.post("/v1/sandbox/sessions", headers=bearer(token), json=body)
+    assert refused.status_code in (403, 422), refused.text
+    assert says in refused.json()["error"]

@@ -3,6 +3,7 @@ listed by `--help` with its help, flags over variables over defaults, and a bad 
 with exit 2 without being quoted back (it may be the join token)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from berth_cli.app import cli
-from workers.__main__ import main, settings
+from workers.__main__ import PLACEHOLDERS, command_line, main, settings
 from workers.config import WorkerConfig
 
 SECRET = "bjt_s3cret-join-token-0123456789"
@@ -129,13 +130,41 @@ def test_help_lists_every_setting_with_its_help_and_its_variable(capsys):
         assert squeezed(info.description) in shown, field
 
 
-def test_berth_worker_help_is_the_workers_own():
+def test_berth_worker_help_is_the_workers_own_under_the_name_it_was_run_by():
     berth = CliRunner().invoke(cli, ["worker", "--help"])
     assert berth.exit_code == 0
+    assert berth.output.startswith("usage: berth worker ")
     assert all(flag(field) in squeezed(berth.output) for field in WorkerConfig.model_fields)
     module = subprocess.run([sys.executable, "-m", "workers", "--help"], capture_output=True, text=True,
                             timeout=60, check=True)
-    assert squeezed(module.stdout) == squeezed(berth.output)
+    assert module.stdout.startswith("usage: python -m workers ")
+    assert squeezed(module.stdout.replace("python -m workers", "berth worker")) == squeezed(berth.output)
+
+
+def test_a_mistake_points_at_the_help_of_the_command_that_was_run():
+    berth = CliRunner().invoke(cli, ["worker", "--api-urll", "http://x.test"])
+    assert berth.exit_code == 2 and "unknown option --api-urll (see berth worker --help)" in berth.output
+
+
+def test_every_flag_that_takes_a_value_shows_what_the_value_is_not_its_type(capsys):
+    assert main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--api-url URL" in shown and "--join-token TOKEN" in shown and "--data-dir DIR" in shown
+    assert "--control-listen HOST:PORT" in shown and "--label KEY=VALUE" in shown
+    assert "--queue-mode {sqs,lease}" in shown  # choices say it best
+    placeholders = {action.dest: action.metavar for action in command_line().root_parser._actions
+                    if action.dest in WorkerConfig.model_fields and action.nargs != 0}
+    assert placeholders == {**PLACEHOLDERS, "queue_mode": "{sqs,lease}"}
+    usage = shown.split("\n\n")[0]
+    assert not re.search(r"\b(str|SecretStr|Path|int|float|dict|list)\b", usage), usage
+
+
+def test_repeatable_flags_take_one_value_each():
+    config = settings(["--package-registries", "pypi=https://pypi.internal/simple",
+                       "--package-registries", "npm=https://npm.internal/",
+                       "--model-volume-roots", "/models/a", "--model-volume-roots", "/models/b"])
+    assert config.package_registries == {"pypi": "https://pypi.internal/simple", "npm": "https://npm.internal/"}
+    assert config.model_volume_roots == [Path("/models/a"), Path("/models/b")]
 
 
 @pytest.mark.parametrize("arguments, names", [

@@ -3,7 +3,8 @@
 An executor reports progress with `ctx.emit(step, status, message, data)`; the worker adds the
 per-job sequence number, batches, spools and delivers. It returns the job's result (stored on
 the job) or raises `ExecutorError` with a message a user can act on. It must return promptly
-once `ctx.cancelled` is set.
+once `ctx.cancelled` is set. What outlives any one job (the package cache, the model cache and
+GPUs) is the worker's `WorkerHost`, lent to every job as `ctx.host`.
 """
 
 import asyncio
@@ -13,6 +14,9 @@ from typing import Any, Protocol
 
 from app.contract.messages import ControlErrorCode
 from app.contract.policy import SandboxPolicy
+from workers.config import WorkerConfig
+from workers.models.host import ModelHost
+from workers.packages import PackageCache
 
 
 class ExecutorError(Exception):
@@ -28,6 +32,24 @@ class ExecutorError(Exception):
 
 class Emit(Protocol):
     def __call__(self, step: str, status: str, message: str = "", data: dict | None = None) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True)
+class WorkerHost:
+    """What one worker process keeps for all its jobs, built once from its settings: the package
+    cache sandboxes install into and the model host (model cache, engines, GPUs). None: this
+    worker offers no such thing (a test's context, say)."""
+
+    packages: PackageCache | None = None
+    models: ModelHost | None = None
+
+    @classmethod
+    def from_config(cls, config: WorkerConfig) -> "WorkerHost":
+        return cls(
+            packages=PackageCache(config.package_cache_root, config.package_cache_max_bytes,
+                                  {registry: url for registry, url in config.package_registries.items()}),
+            models=ModelHost.from_config(config),
+        )
 
 
 @dataclass
@@ -47,6 +69,7 @@ class JobContext:
     secrets: dict[str, Any] = field(default_factory=dict)
     sandbox_tool_dirs: tuple[str, ...] = ()  # host directories sandboxes see read-only
     allow_unisolated_sandboxes: bool = False  # the owner accepts sandboxes without bubblewrap
+    host: WorkerHost = field(default_factory=WorkerHost)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     deadline_changed: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -23,10 +23,10 @@ from app.contract.models import (
     ModelPullPayload,
     ModelServePayload,
 )
-from workers.executors.base import ExecutorError, JobContext
+from workers.executors.base import ExecutorError, JobContext, WorkerHost
 from workers.models import cache, engines, proxy
-from workers.models import host as models_host
 from workers.models.files import VolumeRefused, check_volume
+from workers.models.host import ModelHost
 from workers.models.hub import PullFailed
 from workers.models.installation import LIVE, Installation, live
 from workers.models.progress import PullAborted
@@ -52,7 +52,7 @@ LONG_LIVED = frozenset({"model.attach"})  # serves until stopped: a stopping wor
 
 async def _run(ctx: JobContext, kind: type[ModelPullPayload], keep_serving: bool | None) -> dict[str, Any]:
     payload = _validated(kind, ctx.payload, f"{ctx.job_type} payload")
-    host = models_host.current()
+    host = ctx.host.models
     if host is None:
         raise ExecutorError("this worker has no model cache configured")
     if ctx.cancelled.is_set():
@@ -87,7 +87,7 @@ async def _run(ctx: JobContext, kind: type[ModelPullPayload], keep_serving: bool
 
 
 async def _obtain(installation: Installation, payload: ModelPullPayload,
-                  host: models_host.ModelHost) -> dict[str, Any] | None:
+                  host: ModelHost) -> dict[str, Any] | None:
     """Put the model on this runtime and report it `attached`: the job's result so far, or None
     when the job was cancelled first."""
     if payload.install_mode is InstallMode.mount_volume:
@@ -112,7 +112,7 @@ async def _obtain(installation: Installation, payload: ModelPullPayload,
             "installation_id": payload.installation_id}
 
 
-async def _mount(installation: Installation, local_path: str, host: models_host.ModelHost) -> dict[str, Any]:
+async def _mount(installation: Installation, local_path: str, host: ModelHost) -> dict[str, Any]:
     await installation.report("checking", "running", f"checking {local_path}", status=InstallationStatus.checking)
     try:
         directory, files, total = await asyncio.to_thread(check_volume, local_path, host.volume_roots)
@@ -156,19 +156,20 @@ async def stream_request(message: ControlMessage, send: proxy.Send) -> None:
         await proxy.send_reply(send, error)
 
 
-async def evict(message: ControlMessage) -> dict[str, Any]:
+async def evict(message: ControlMessage, host: WorkerHost) -> dict[str, Any]:
     target = _validated(CacheEviction, message.arguments, "model.evict arguments")
-    host = models_host.current()
-    if host is None:
+    if host.models is None:
         raise ExecutorError("this worker has no model cache configured", code="not_found")
     users = [job_id for job_id, installation in LIVE.items()
              if installation.payload.model == target.model and installation.facts.get("commit") == target.commit]
     if users:
         return {"evicted": False, "freed_bytes": 0, "reason": f"in use by model job {users[0]} on this runtime"}
-    result = await asyncio.to_thread(cache.evict, host, target.model, target.commit)
+    result = await asyncio.to_thread(cache.evict, host.models, target.model, target.commit)
     return result.model_dump()
 
 
-CONTROL_HANDLERS = {"model.status": status, "model.proxy": proxy_request, "model.evict": evict}
+CONTROL_HANDLERS = {"model.status": status, "model.proxy": proxy_request}
+# About the runtime's model cache, not one running job: answered with the worker's host.
+HOST_CONTROL_HANDLERS = {"model.evict": evict}
 # Actions the direct control endpoint may answer as a stream (POST /control/stream); see proxy.py.
 STREAM_HANDLERS = {"model.proxy": stream_request}

@@ -5,6 +5,13 @@ A sandbox job runs one MCP server (a `SandboxSession`) until the job ends: cance
 (the job then fails with the end of the server's stderr). While it runs, control messages reach
 it through `LIVE`: list and call tools, stop/start/restart the server, change its TTL or env,
 inspect its processes, and forward HTTP to a streamable-HTTP server.
+
+A server given as a package (or as `npx …`/`uvx …`, which mean one: `app.contract.messages.
+SandboxServer`) is installed first, outside the sandbox, by the worker's package cache
+(`ctx.host.packages`), reporting `package` events; the sandbox then runs the installed entry point
+with the version's files read-only. Its lease on the version is held until the server stops, so
+the cache never evicts a version a server runs. The environment is the payload's `env` with the
+job's sealed `env` (`ctx.secrets["env"]`) laid over it, read again at each (re)start.
 """
 
 import asyncio
@@ -16,19 +23,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.contract.messages import (
     ControlErrorCode,
     ControlMessage,
     ProxyRequest,
     ProxyResponse,
+    SandboxServer,
     SandboxUpdate,
     ToolCallArguments,
 )
+from app.contract.packages import PackageSpecError
 from app.contract.policy import SandboxPolicy, SandboxRejected
 from app.contract.signing import verify_proxy_request
+from workers.concurrency import wait_first
 from workers.executors.base import ExecutorError, JobContext
+from workers.packages import InstalledPackage, InstallProgress, PackageInstallFailed, PackageRefused
 from workers.sandbox import proxy as proxy_headers
 from workers.sandbox.session import SandboxRefused, SandboxSession, SandboxStartFailed
 
@@ -43,23 +54,25 @@ TOOL_DEFINITIONS_IN_EVENT_MAX_BYTES = 16_384
 PROXY_NONCES = proxy_headers.SeenNonces()  # proxy tokens this worker has honoured
 
 
-class ServerSpec(BaseModel):
-    """The parts of an mcp.test / mcp.run payload the worker needs (the API validated the rest)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    start_command: str
-    transport: str = "stdio"
-    env: dict[str, str] = Field(default_factory=dict)
-    builtin: str | None = None
+# Why a server did not start, as the user is told, and the code a control action answers with.
+_START_FAILURES: tuple[tuple[type[Exception], str, ControlErrorCode], ...] = (
+    (SandboxRejected, "sandbox refused: {}", "forbidden"),
+    (SandboxRefused, "sandbox refused by this runtime: {}", "failed"),
+    (PackageRefused, "package refused: {}", "forbidden"),
+    (PackageInstallFailed, "the package did not install: {}", "failed"),
+    (PackageSpecError, "the package cannot start: {}", "bad_request"),
+    (SandboxStartFailed, "the MCP server did not start: {}", "failed"),
+)
+_START_ERRORS = tuple(kind for kind, _, _ in _START_FAILURES)
 
 
 @dataclass
 class LiveSandbox:
     ctx: JobContext
-    spec: ServerSpec
+    spec: SandboxServer
     policy: SandboxPolicy
     session: SandboxSession | None = None
+    installed: InstalledPackage | None = None  # the package version the server runs, leased
     state: str = "starting"  # starting, running, stopping, stopped, failed
     started_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -79,29 +92,61 @@ class LiveSandbox:
         self.state = "starting"
         session = SandboxSession()
         try:
-            await session.start(self.spec.start_command, self._environment(), self.workdir, self.policy,
-                                transport=self.spec.transport, readonly_dirs=self.ctx.sandbox_tool_dirs,
-                                allow_unisolated=self.ctx.allow_unisolated_sandboxes)
-        except (SandboxRejected, SandboxRefused, SandboxStartFailed) as error:
+            argv, env, readonly = None, self._environment(), self.ctx.sandbox_tool_dirs
+            package = self.spec.package
+            if package is not None:
+                if self.spec.command:  # before any download (a type no command runs is the cache's to refuse)
+                    self.policy.check_command(self.spec.command)
+                self.installed = await self._install()
+                if self.installed is None:  # the job was stopped while the package installed
+                    self.state = "stopped"
+                    return
+                argv, readonly = self.installed.argv, readonly + self.installed.readonly_dirs
+                env = self.installed.env | package.environment(env)
+            await session.start(self.spec.command, env, self.workdir, self.policy, transport=self.spec.transport,
+                                readonly_dirs=readonly, allow_unisolated=self.ctx.allow_unisolated_sandboxes,
+                                argv=argv)
+        except _START_ERRORS as error:
             self.state = "failed"
-            code: ControlErrorCode
-            if isinstance(error, SandboxRejected):
-                message, code = f"sandbox refused: {error}", "forbidden"
-            elif isinstance(error, SandboxRefused):
-                message, code = f"sandbox refused by this runtime: {error}", "failed"
-            else:
-                message, code = f"the MCP server did not start: {error}", "failed"
+            self._release_package()
+            message, code = next((template.format(error), code) for kind, template, code in _START_FAILURES
+                                 if isinstance(error, kind))
             # The failure says how the sandbox was (or would have been) confined, as `running` does.
             await self.ctx.emit("sandbox", "error", message, {"state": "failed", "isolation": session.isolation,
                                                                "limits": session.limits})
             raise ExecutorError(message, code=code) from error
+        except BaseException:
+            self._release_package()
+            raise
         self.session, self.state, self.started_at = session, "running", time.time()
         tools = session.tools_at_start
         report = {"state": "running", "isolation": session.isolation, "limits": session.limits, "pid": session.pid,
                   "tools": [tool["name"] for tool in tools]}
+        if self.installed is not None:
+            report["package"] = str(self.installed.key)
         if len(json.dumps(tools)) <= TOOL_DEFINITIONS_IN_EVENT_MAX_BYTES:
             report["tool_definitions"] = tools  # lets a readiness wait answer without asking the server again
         await self.ctx.emit("sandbox", "running", f"server started with {len(tools)} tools", report)
+
+    async def _install(self) -> InstalledPackage | None:
+        """The package, installed outside the sandbox (or found cached) and leased; None when the
+        job was stopped first."""
+        packages, package = self.ctx.host.packages, self.spec.package
+        assert package is not None
+        if packages is None:
+            raise PackageRefused("this runtime does not install packages")
+
+        async def report(progress: InstallProgress) -> None:
+            await self.ctx.emit("package", "ok" if progress.stage == "done" else "running", progress.message,
+                                progress.as_event_data())
+
+        install = asyncio.ensure_future(packages.ensure(package, report))
+        await wait_first(install, self.ctx.cancelled.wait())
+        if not install.done():  # stopped: the install goes on only for others waiting on it
+            install.cancel()
+            await asyncio.gather(install, return_exceptions=True)
+            return None
+        return install.result()
 
     async def stop(self, reason: str) -> None:
         was_running = self.state == "running"
@@ -110,14 +155,26 @@ class LiveSandbox:
         if self.session is not None:
             await self.session.stop()
             self.session = None
+        self._release_package()
         if was_running:
             self.state = "stopped"
             await self.ctx.emit("sandbox", "ok", f"server stopped: {reason}", {"state": "stopped"})
 
+    def _release_package(self) -> None:
+        if self.installed is not None:
+            self.installed.release()
+            self.installed = None
+
     def _environment(self) -> dict[str, str]:
+        """The payload's env with the job's sealed env over it, as they are now (a control
+        message may have replaced either)."""
+        sealed = self.ctx.secrets.get("env", {})
+        if not isinstance(sealed, dict) or not all(isinstance(v, str) for v in sealed.values()):
+            raise SandboxRejected("the job's sealed env is not an object of strings")
+        env = {**self.spec.env, **sealed}
         if self.spec.builtin == "matrixshell":
-            return {**self.spec.env, "BERTH_SHELL_DENYLIST": json.dumps(self.policy.command_denylist)}
-        return dict(self.spec.env)
+            env["BERTH_SHELL_DENYLIST"] = json.dumps(self.policy.command_denylist)
+        return env
 
     def server_died(self) -> bool:
         return self.state == "running" and self.session is not None and not self.session.alive
@@ -133,9 +190,9 @@ def _policy(ctx: JobContext) -> SandboxPolicy:
 
 async def run_server(ctx: JobContext) -> dict:
     try:
-        spec = ServerSpec.model_validate(ctx.payload)
+        spec = SandboxServer.model_validate(ctx.payload)
     except ValidationError as error:
-        raise ExecutorError(f"invalid sandbox payload: {error.errors()[0]['msg']}") from error
+        raise ExecutorError(f"invalid sandbox payload: {_first_problem(error)}", code="bad_request") from error
     live = LiveSandbox(ctx, spec, _policy(ctx))
     Path(live.workdir).mkdir(parents=True, exist_ok=True)
     if spec.builtin == "matrixshell":
@@ -189,6 +246,12 @@ def _live(message: ControlMessage, *, running: bool = True) -> LiveSandbox:
     if running and (live.state != "running" or live.session is None):
         raise ExecutorError(f"sandbox {message.job_id} is {live.state}, not running", code="not_running")
     return live
+
+
+def _first_problem(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
 
 
 def _arguments(model: type[BaseModel], message: ControlMessage):

@@ -2,9 +2,10 @@
 start (with the command for each), the host directories a `mount_volume` install may use, and its
 GPUs, handed out to engines one job at a time.
 
-There is one per worker process, configured from the worker's settings when it starts
-(`configure`); model executors and control actions find it with `current()`, because the cache
-outlives any one job (evicting a revision is a control action no running job owns).
+There is one per worker process, built from the worker's settings when it starts (`from_config`)
+and kept in its `WorkerHost`: model jobs find it as `ctx.host.models`, and the control actions
+that no running job owns (evicting a revision) are given it by the executor registry, because the
+cache outlives any one job.
 """
 
 import os
@@ -82,22 +83,3 @@ class ModelHost:
     def state_dir(self) -> Path:
         """The worker's own records about the cache: which snapshots were verified complete."""
         return self.model_dir / "state"
-
-
-_current: ModelHost | None = None
-
-
-def configure(config: WorkerConfig) -> ModelHost:
-    """Make the host described by the worker's settings this process's host."""
-    host = ModelHost.from_config(config)
-    use(host)
-    return host
-
-
-def use(host: ModelHost | None) -> None:
-    global _current
-    _current = host
-
-
-def current() -> ModelHost | None:
-    return _current

@@ -4,7 +4,7 @@ Buffered (`forward`): the answer travels back in a ControlReply, as over the con
 Streamed (`stream`): the engine's status, headers and body are sent on as they arrive (a chat
 completion with `stream: true` answers Server-Sent Events), for the worker's direct control
 endpoint, which hands this an ASGI `send`. A request that cannot be forwarded is answered there
-with a ControlReply instead; the `x-berth-control` header tells the two apart (`proxied`/`reply`).
+with a ControlReply instead; the CONTROL_ANSWER_HEADER tells the two apart (`proxied`/`reply`).
 """
 
 import base64
@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from app.contract.messages import ControlReply, ProxyResponse
+from app.contract.messages import CONTROL_ANSWER_HEADER, ControlReply, ProxyResponse
 from app.contract.models import EngineRequest
 from workers.executors.base import ExecutorError
 from workers.models.engines import LOOPBACK
@@ -25,7 +25,6 @@ from workers.models.installation import Installation
 _DROPPED_REQUEST_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive",
                                       "authorization", "cookie", "x-api-key"})
 _DROPPED_RESPONSE_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
-CONTROL_HEADER = "x-berth-control"
 _REPLY_STATUS = {"not_running": 409, "not_found": 404, "bad_request": 400, "forbidden": 403, "failed": 502, "": 502}
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -78,7 +77,7 @@ async def stream(installation: Installation, request: EngineRequest, deadline: f
         headers = [(name.encode("latin-1"), value.encode("latin-1"))
                    for name, value in _kept(answer.headers, _DROPPED_RESPONSE_HEADERS).items()]
         await send({"type": "http.response.start", "status": answer.status_code,
-                    "headers": [*headers, (CONTROL_HEADER.encode(), b"proxied")]})
+                    "headers": [*headers, (CONTROL_ANSWER_HEADER.encode(), b"proxied")]})
         try:
             async for chunk in answer.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -97,5 +96,5 @@ async def send_reply(send: Send, error: ExecutorError) -> None:
     body = reply.model_dump_json().encode()
     await send({"type": "http.response.start", "status": _REPLY_STATUS[reply.code],
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (CONTROL_HEADER.encode(), b"reply")]})
+                            (CONTROL_ANSWER_HEADER.encode(), b"reply")]})
     await send({"type": "http.response.body", "body": body})

@@ -30,6 +30,10 @@ Why these choices:
   which run with the worker's privileges.
 - Stopping: bwrap runs the server as the init of a PID namespace, with --die-with-parent, so
   killing the bwrap process the SDK holds takes down everything inside.
+- Dying with the worker: bwrap's --die-with-parent, and, for the launcher's own process (the
+  server itself without bubblewrap), a parent-death SIGKILL the launcher asks for after it
+  switched uid (a uid change clears it); it then checks that the worker it was started by is
+  still its parent, as the worker may have died before the request was made.
 
 Inside bubblewrap the server sees /usr (and the /bin, /lib… links), a few files of /etc, this
 Python's and node's installation, and private /proc, /dev, /tmp: not the worker's data
@@ -79,6 +83,7 @@ ETC_ENTRIES = (
     "ssl", "ca-certificates", "ca-certificates.conf", "alternatives",
     "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
 )
+PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 
 # A claimed uid is held by an flock on a file named after it, so that workers (or other
@@ -174,8 +179,10 @@ def build_launch(
     visible_dirs += [os.path.abspath(directory) for directory in readonly_dirs]
     home = SANDBOX_HOME if bwrap else workdir
     sandbox_env = {**env, "PATH": ":".join(search_path), "HOME": home, "LANG": "C.UTF-8"}
-    # Without bwrap the process is spawned in the work directory already.
-    spec = json.dumps({"rlimits": _rlimits(policy), "uid": uid, "cwd": SANDBOX_HOME if bwrap else None})
+    # Without bwrap the process is spawned in the work directory already, by this process; inside
+    # bwrap its parent is bwrap's own init, whichever pid that has there.
+    spec = json.dumps({"rlimits": _rlimits(policy), "uid": uid, "cwd": SANDBOX_HOME if bwrap else None,
+                       "parent": None if bwrap else os.getpid()})
     launcher = LAUNCHER_IN_SANDBOX if bwrap else os.path.abspath(__file__)
     command = [sys.executable, "-I", "-S", launcher, spec, "--", *argv]
     spawn_env = {ENV_PREFIX + name: value for name, value in sandbox_env.items()}
@@ -312,6 +319,7 @@ def _uids_of_live_processes() -> set[int]:
 
 def _launch(spec: dict, command: list[str]) -> None:
     """Inside the sandbox: apply limits and identity, then become the server."""
+    parent = spec.get("parent") or os.getppid()
     env = {name[len(ENV_PREFIX):]: value for name, value in os.environ.items() if name.startswith(ENV_PREFIX)}
     for name, limit in spec["rlimits"].items():
         resource.setrlimit(getattr(resource, name), (limit, limit))
@@ -320,13 +328,21 @@ def _launch(spec: dict, command: list[str]) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Only now: changing uid clears a parent-death signal. Exec keeps it (NO_NEW_PRIVS below
+    # rules out the set-uid exec that would clear it too).
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the worker died before the signal was asked for: nobody would send it
+        print("sandbox: the worker that started this sandbox is gone", file=sys.stderr)
+        os._exit(1)
     if spec["cwd"]:
         os.chdir(spec["cwd"])  # only now: the work directory is private to the sandbox uid
     # Python ignores these; exec would pass that on to the server.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     # No setuid binary may give the server back what it just lost.
-    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
     try:
         os.execvpe(command[0], command, env)

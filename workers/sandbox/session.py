@@ -93,8 +93,14 @@ class SandboxSession:
         start_timeout: float = 60.0,
         readonly_dirs: tuple[str, ...] = (),
         allow_unisolated: bool = False,
+        argv: list[str] | None = None,
     ) -> None:
         """Launch the server confined by `policy` and initialize an MCP session with it.
+
+        `start_command` is the user's, always checked against the policy's command lists; the
+        server it names runs, unless the worker gives the `argv` to run in its place: an installed
+        package's entry point, which the worker built from a validated package (`npx …` in the
+        user's words), is not a user's command line and is run as given, by path.
 
         Raises SandboxRejected for a command or transport the policy does not allow,
         SandboxRefused when this host cannot confine it as required (no bubblewrap, unless
@@ -103,7 +109,8 @@ class SandboxSession:
         """
         if self._runner is not None:
             raise RuntimeError("a SandboxSession starts once; make a new one")
-        argv = policy.check_command(start_command)
+        command_argv = policy.check_command(start_command)
+        argv = list(argv) if argv is not None else command_argv
         if transport not in ("stdio", "http"):
             raise SandboxRejected(f"unknown transport {transport!r}: use stdio or http")
         if transport == "http" and not policy.network:
