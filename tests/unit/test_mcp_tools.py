@@ -97,9 +97,9 @@ def test_input_schemas_are_precise(handler, keys):
 def test_create_sandbox_takes_what_the_rest_body_takes_with_the_same_bounds(handler, keys):
     tool_schema = listed(handler, keys["standard"])["create_sandbox"]["inputSchema"]
     rest_schema = SandboxRequest.model_json_schema()
-    assert tool_schema["required"] == rest_schema["required"] == ["start_command"]
+    assert "required" not in tool_schema and "required" not in rest_schema  # a command or a package
     bounds = ("type", "minLength", "maxLength", "minimum", "maximum", "maxProperties", "enum")
-    for name in ("start_command", "runtime", "transport", "env", "ttl_seconds", "labels"):
+    for name in ("start_command", "package", "runtime", "transport", "env", "ttl_seconds", "labels"):
         ours, theirs = tool_schema["properties"][name], rest_schema["properties"][name]
         assert {k: ours.get(k) for k in bounds} == {k: theirs.get(k) for k in bounds}, name
         assert _any_of_bounds(ours) == _any_of_bounds(theirs), name
@@ -143,7 +143,8 @@ def test_a_sandbox_made_over_mcp_is_the_one_rest_sees_and_the_tiers_hold(handler
 @pytest.mark.parametrize(("name", "arguments", "expected"), [
     ("inspect_container", {"container_id": "job_00000000000000000000000"}, "no sandbox job_00000000000000000000000"),
     ("inspect_container", {"container_id": "../etc"}, "String should match pattern"),
-    ("create_sandbox", {"start_command": ""}, "at least 1 character"),
+    ("create_sandbox", {"start_command": ""}, "invalid sandbox: Value error, give start_command or package"),
+    ("create_sandbox", {"package": {"registryType": "npm", "identifier": "../x"}}, "not a valid"),
     ("create_sandbox", {"start_command": "x", "runtime": "ruby"}, "Input should be 'node' or 'python'"),
     ("create_sandbox", {"start_command": "x", "wait_seconds": 60}, "less than or equal to 25"),
     ("create_sandbox", {"start_command": "python3 x.py", "ttl_seconds": 999999}, "max_ttl_seconds"),

@@ -9,11 +9,13 @@ from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from app import composition
 from app.auth.principal import Tier
 from app.contract.messages import JobStatus
+from app.contract.packages import PackageSpec
+from app.errors import Unprocessable
 from app.mcp.families import SandboxId, WaitSeconds
 from app.mcp.tools import TieredTool, caller_of, changes, reads, tool
 from app.schemas.sandboxes import ActionResponse, SandboxRequest, SandboxView, ToolCallResponse, ToolView
@@ -47,9 +49,12 @@ def list_sandboxes(
 
 async def create_sandbox(
     ctx: Context,
-    start_command: Annotated[str, Field(min_length=1, max_length=4000, description=(
-        "the server's start command, e.g. `npx -y @modelcontextprotocol/server-memory`; the policy's "
-        "command rules apply"))],
+    start_command: Annotated[str, Field(max_length=4000, description=(
+        "the server's command, e.g. `npx -y @modelcontextprotocol/server-everything@2026.8.31`; `npx -y "
+        "NAME[@VERSION]` and `uvx NAME[==VERSION]` mean that package (installed once, outside the sandbox); the "
+        "policy's command rules apply"))] = "",
+    package: Annotated[PackageSpec | None, Field(description=(
+        "instead of start_command: a package as the MCP registry's server.json describes one"))] = None,
     runtime: Literal["node", "python"] = "node",
     transport: Literal["stdio", "http"] = "stdio",
     env: Annotated[dict[str, str], Field(max_length=100, description="environment variables for the server; "
@@ -59,12 +64,15 @@ async def create_sandbox(
     labels: Annotated[dict[str, str], Field(max_length=50, description="metadata")] = {},  # noqa: B006
     wait_seconds: WaitSeconds = 0,
 ) -> SandboxStarted:
-    """Start an MCP server in a sandbox on a runtime. Answers at once with the sandbox (state
-    `starting`) unless `wait_seconds` is given: then it first waits, at most that long, for the
-    server to come up and answers its tools too."""
-    # The REST body, so the payload is made one way (a test keeps the two schemas alike).
-    request = SandboxRequest(start_command=start_command, runtime=runtime, transport=transport, env=env,
-                             ttl_seconds=ttl_seconds, labels=labels)
+    """Start an MCP server (a start command or a package) in a sandbox on a runtime. Answers at
+    once with the sandbox (state `starting`) unless `wait_seconds` is given: then it first waits, at
+    most that long, for the server to come up and answers its tools too."""
+    # The REST body, so the payload is made and checked one way (a test keeps the schemas alike).
+    try:
+        request = SandboxRequest(start_command=start_command, package=package, runtime=runtime, transport=transport,
+                                 env=env, ttl_seconds=ttl_seconds, labels=labels)
+    except ValidationError as invalid:  # what runs, as a whole: one of command and package, a runnable one
+        raise Unprocessable("invalid sandbox: " + "; ".join(error["msg"] for error in invalid.errors())) from invalid
     caller = caller_of(ctx)
     sandboxes = composition.services().sandboxes
     job = await to_thread.run_sync(lambda: sandboxes.create(caller, request.payload(), request.ttl_seconds))
