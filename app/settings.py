@@ -8,7 +8,7 @@ environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the local stack and AWS 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.contract.policy import DEFAULT_TTL_SECONDS, SandboxPolicy
@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     # Integrations: named aliases of `/api/integrations/client?instanceId=...`, alias -> instance
     # id (`/api/integrations/tessaract` answers for the instance `tessaract`). JSON object.
     integration_aliases: dict[str, str] = Field(default_factory=lambda: {"tessaract": "tessaract"})
+
+    @field_validator("mcp_allowed_origins")
+    @classmethod
+    def _origins_are_urls(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not origin.startswith(("http://", "https://")):
+                raise ValueError(f"an origin is an http(s) URL, like https://console.example.com: {origin!r}")
+        return origins
 
     @property
     def base_url(self) -> str:

@@ -19,7 +19,6 @@ from app.errors import Unprocessable
 from app.mcp.families import SandboxId, WaitSeconds
 from app.mcp.tools import TieredTool, caller_of, changes, reads, tool
 from app.schemas.sandboxes import ActionResponse, SandboxRequest, SandboxView, ToolCallResponse, ToolView
-from app.services.sandboxes import tools_reported_at_start
 
 
 class SandboxPage(BaseModel):
@@ -78,6 +77,8 @@ async def create_sandbox(
     job = await to_thread.run_sync(lambda: sandboxes.create(caller, request.payload(), request.ttl_seconds))
     tools = None
     if wait_seconds:
+        from app.services.sandboxes import tools_reported_at_start  # loaded with the service, when one is used
+
         tools = tools_reported_at_start(await sandboxes.wait_until_started(caller, job.job_id, wait_seconds))
     sandbox = await to_thread.run_sync(lambda: SandboxView.of(sandboxes.sandbox(sandboxes.get(caller, job.job_id))))
     return SandboxStarted(sandbox=sandbox, tools=tools, next=_next_step(sandbox))
