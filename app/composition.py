@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from app.services.installation_files import InstallationFiles
     from app.services.installation_servers import InstallationServers
     from app.services.installations import InstallationService
+    from app.services.integrations import IntegrationService
     from app.services.jobs import JobService
     from app.services.keyring import JobSecrets, RuntimeKeyring
     from app.services.lifecycle import JobLifecycle
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from app.services.runtimes import RuntimeService
     from app.services.sandboxes import SandboxService
     from app.services.secrets import SecretBox
+    from app.services.shared_tools import SharedToolService
     from app.services.sweeper import Sweeper
     from app.services.system import SystemService
     from app.services.trust import TrustPolicy
@@ -323,6 +325,24 @@ class Services:
         return self._once("installations", lambda: InstallationService(
             self.store, self.marketplace, self.secrets, self.installation_servers, self.installation_files,
             self.activity, self.clock))
+
+    @property
+    def shared_tools(self) -> "SharedToolService":
+        from app.catalog import curated_servers
+        from app.services.shared_tools import SharedToolService
+
+        def catalog() -> list:
+            return [entry.document for entry in curated_servers()]
+
+        return self._once("shared_tools", lambda: SharedToolService(self.store, self.settings, self.secrets,
+                                                                    self.activity, self.clock, catalog))
+
+    @property
+    def integrations(self) -> "IntegrationService":
+        from app.services.integrations import IntegrationService
+
+        return self._once("integrations", lambda: IntegrationService(self.store, self.settings, self.activity,
+                                                                     self.clock))
 
     @property
     def system(self) -> "SystemService":

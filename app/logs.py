@@ -53,6 +53,12 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonLineFormatter) for h in root.handlers):
         return
+    # A JSON line names no source line, thread or process: skip collecting them for every record
+    # (the settings of the logging HOWTO's "Optimization" section; docs/benchmarks.md).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = _StderrHandler()
     handler.setFormatter(JsonLineFormatter(_request_context))
     root.addHandler(handler)

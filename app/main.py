@@ -1,6 +1,7 @@
 """The FastAPI application: routers for both surfaces over the same domain services."""
 
 import importlib
+import re
 import threading
 from collections.abc import Mapping
 
@@ -100,6 +101,9 @@ ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app.routers.openai_compat", (OPENAI_PREFIX,)),
     ("app.routers.api_marketplace", ("/api/marketplace", "/api/registry")),
     ("app.routers.api_installations", ("/api/installations",)),
+    ("app.routers.api_shared_tools", ("/api/shared-tools", "/api/auth/callback")),
+    ("app.routers.api_integrations", ("/api/integrations",)),
+    ("app.routers.mcp", ("/mcp",)),
 )
 _EVERY_GROUP = ("/openapi.json", "/api-docs")
 
@@ -111,11 +115,15 @@ class RouteGroups:
         self.app = app
         self.loaded: set[str] = set()
         self._lock = threading.Lock()
+        self._unloaded = self._prefixes_to_load()
 
     def load_all(self) -> None:
         self.ensure_for(_EVERY_GROUP[0])
 
     def ensure_for(self, path: str) -> None:
+        # Every request asks, so the answer for a path whose groups are in is one regex match.
+        if self._unloaded is None or not self._unloaded.match(path):
+            return
         every = any(_under(path, prefix) for prefix in _EVERY_GROUP)
         for module, prefixes in ROUTE_GROUPS:
             if module not in self.loaded and (every or any(_under(path, p) for p in prefixes)):
@@ -126,6 +134,14 @@ class RouteGroups:
             if module not in self.loaded:
                 self.app.include_router(importlib.import_module(module).router)
                 self.loaded.add(module)
+                self._unloaded = self._prefixes_to_load()
+
+    def _prefixes_to_load(self) -> re.Pattern[str] | None:
+        """Paths under a group not yet included (or under the document that includes them all)."""
+        prefixes = [prefix for module, owned in ROUTE_GROUPS if module not in self.loaded for prefix in owned]
+        if not prefixes:
+            return None
+        return re.compile("(?:" + "|".join(map(re.escape, [*prefixes, *_EVERY_GROUP])) + ")(?:/|$)")
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.contract.policy import DEFAULT_TTL_SECONDS, SandboxPolicy
@@ -104,6 +104,19 @@ class Settings(BaseSettings):
     tool_call_timeout_seconds: float = 20.0
     matrixshell_enabled: bool = True
 
+    # The built-in MCP endpoint (/mcp): the Host and Origin header values it answers besides the
+    # public URL's, the API Gateway domain a request arrived on, and (in local mode) loopback;
+    # anything else is refused as DNS rebinding. Names or URLs: `api.example.com`, `https://...`.
+    mcp_allowed_hosts: StringList = Field(default_factory=list)
+    mcp_allowed_origins: StringList = Field(default_factory=list)
+
+    # Shared tools: how long a sign-in link (an OAuth state) works.
+    oauth_state_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+
+    # Integrations: named aliases of `/api/integrations/client?instanceId=...`, alias -> instance
+    # id (`/api/integrations/tessaract` answers for the instance `tessaract`). JSON object.
+    integration_aliases: dict[str, str] = Field(default_factory=lambda: {"tessaract": "tessaract"})
+
     # Models. The model hub the API resolves and searches with (the runtimes' HF_ENDPOINT should name the same).
     hf_endpoint: str = Field(default="https://huggingface.co",
                              validation_alias=AliasChoices("BERTH_HF_ENDPOINT", "HF_ENDPOINT"))
@@ -114,7 +127,7 @@ class Settings(BaseSettings):
     # 29 s cut, as tool calls are. Raise it where the API is not behind API Gateway (`berth up`).
     openai_request_timeout_seconds: float = 25.0
     # The marketplace: the MCP registries it refreshes from (the official registry API, JSON list).
-    mcp_registry_urls: list[str] = Field(default_factory=lambda: ["https://registry.modelcontextprotocol.io"])
+    mcp_registry_urls: StringList = Field(default_factory=lambda: ["https://registry.modelcontextprotocol.io"])
     registry_timeout_seconds: float = 10.0  # one registry request
     registry_page_size: int = Field(default=100, ge=1, le=100)  # servers asked for per page (the API's most: 100)
     marketplace_refresh_seconds: float = 20.0  # a refresh through the API (under API Gateway's 29 s cut)
@@ -126,6 +139,14 @@ class Settings(BaseSettings):
     installation_max_files: int = 20
     # Remote MCP servers at private, loopback or link-local addresses (only for local servers).
     remote_mcp_allow_private_addresses: bool = False
+
+    @field_validator("mcp_allowed_origins")
+    @classmethod
+    def _origins_are_urls(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not origin.startswith(("http://", "https://")):
+                raise ValueError(f"an origin is an http(s) URL, like https://console.example.com: {origin!r}")
+        return origins
 
     @model_validator(mode="after")
     def _verification_holds_in_aws(self) -> "Settings":

@@ -1,16 +1,23 @@
-"""`/mcp` `tools/call` through the Lambda handler, beside a minimal stateless MCPServer (issue 14).
+"""`/mcp` `tools/call` of `service_status` through the Lambda handler, beside a minimal stateless
+MCPServer doing the same (issue 14).
 
-Two Lambda handlers answer the same `tools/call` of a trivial tool (`ping`, a typed result), each
-through Mangum from an API Gateway HTTP API (v2) event:
+Two Lambda handlers answer the same `tools/call` of `service_status` (a typed result naming the
+service and the caller), each through Mangum from an API Gateway HTTP API (v2) event:
 
   minimal  the SDK's own app: `MCPServer.streamable_http_app(stateless_http=True,
            json_response=True)` under `Mangum(lifespan="off")`, its session manager entered once
-           for the process on the loop Mangum runs every invocation on. That is the cheapest
-           arrangement the SDK allows; it holds only while the loop never changes.
-  berth    berth's app with the `/mcp` foundation: `create_app()` plus `StatelessMCPEndpoint`
-           over `build_server(...)`, a session manager per request, an API key checked per
-           request. Once `/mcp` is wired, `BERTH` below names `functions.api.handler` and berth's
-           `service_status` tool instead, and `_berth_handler` goes.
+           for the process on the loop Mangum runs every invocation on, and a `service_status` tool
+           answering the same fields without asking who calls. That is the cheapest arrangement the
+           SDK allows; it holds only while the loop never changes.
+  berth    `functions.api.handler`, the deployed entry point: berth's app with its request
+           middleware and access log, the route group loaded on the first /mcp request, a session
+           manager per request, the caller's API key checked against the table (moto in-process;
+           cached for BERTH_READ_CACHE_SECONDS as in production), the tier gate, `service_status`.
+
+The table for berth is seeded once (a signup and a read-tier key made through the handler) and
+restored into moto in each child before any timer starts; so moto, and with it boto3, is imported
+before the timer: a real Lambda's first /mcp request also pays boto3's import (about 0.1 s) and a
+network round trip to DynamoDB.
 
 Warm: a process per handler (the two must not share a process: the SDK installs a root log handler
 when it finds none, berth adds its JSON one, and each would then format the other's records)
@@ -18,7 +25,8 @@ serves `--rounds` rounds of `--calls` invocations; the figure is the median over
 one's median time per invocation, processes alternating (goal: berth ≤ 1.2× minimal).
 Cold: each sample is a fresh process that builds a handler (its imports included) and serves its
 first request, a `tools/call`; the order rotates every round and one warm-up run per variant fills
-a scratch bytecode cache (goal: ≤ 1.3×). Processes write their logs to /dev/null: berth's access
+a scratch bytecode cache (goal: ≤ 1.3×). Children run without `rich`, as the Lambda package does
+(the SDK imports it, if it can, for a log handler). Processes write their logs to /dev/null: berth's access
 log line per request is part of what an invocation costs, a terminal is not.
 
 Usage: python bench/mcp_endpoint.py [--runs 10] [--warm-runs 5] [--rounds 9] [--calls 200] [--json]
@@ -31,29 +39,31 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "abc123.execute-api.us-east-1.amazonaws.com"
 WARM_TARGET, COLD_TARGET = 1.2, 1.3
-# name -> (label, builder of the Lambda handler, headers the request carries)
-MINIMAL = ("minimal stateless MCPServer", "_minimal_handler", {})
-BERTH = ("berth /mcp (foundation)", "_berth_handler", {"x-api-key": "bench-key"})
-VARIANTS = {"minimal": MINIMAL, "berth": BERTH}
-CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ping", "arguments": {"echo": "hi"}}}
+# name -> (label, builder of the Lambda handler)
+VARIANTS = {"minimal": ("minimal stateless MCPServer", "_minimal_handler"),
+            "berth": ("berth /mcp (functions.api)", "_berth_handler")}
+CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "service_status", "arguments": {}}}
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1"}
+SIGNUP = {"name": "Ada", "email": "ada@example.com", "password": "correct-horse"}
 
 
-def mcp_event(message: dict, headers: dict) -> dict:
-    """An API Gateway HTTP API (payload 2.0) event carrying one JSON-RPC message to /mcp."""
+def mcp_event(method: str, path: str, body: dict, headers: dict) -> dict:
+    """An API Gateway HTTP API (payload 2.0) event carrying a JSON body."""
     import json
 
     return {
-        "version": "2.0", "routeKey": "$default", "rawPath": "/mcp", "rawQueryString": "",
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
         "headers": {"host": HOST, "content-type": "application/json",
                     "accept": "application/json, text/event-stream", **headers},
         "requestContext": {
             "accountId": "123456789012", "apiId": "abc123", "domainName": HOST, "domainPrefix": "abc123",
-            "http": {"method": "POST", "path": "/mcp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1",
                      "userAgent": "bench"},
             "requestId": "bench-1", "routeKey": "$default", "stage": "$default",
             "time": "22/Nov/2026:07:00:00 +0000", "timeEpoch": 1795330000000,
         },
-        "body": json.dumps(message), "isBase64Encoded": False,
+        "body": json.dumps(body), "isBase64Encoded": False,
     }
 
 
@@ -68,15 +78,31 @@ def _minimal_handler():
     from mcp.server.transport_security import TransportSecuritySettings
     from pydantic import BaseModel
 
-    class Pong(BaseModel):
-        echo: str
+    class Service(BaseModel):
+        name: str
+        version: str
+        mode: str
+        status: str
+
+    class Caller(BaseModel):
+        workspace_id: str
+        kind: str
+        tier: str
+        user_id: str
+
+    class ServiceStatus(BaseModel):
+        service: Service
+        caller: Caller
+        checks: dict | None
 
     server = MCPServer("minimal", log_level="WARNING")
 
     @server.tool()
-    def ping(echo: str) -> Pong:
-        """Answer at once."""
-        return Pong(echo=echo)
+    async def service_status(include_checks: bool = False) -> ServiceStatus:
+        """The service and who is calling."""
+        return ServiceStatus(service=Service(name="berth", version="bench", mode="local", status="ok"),
+                             caller=Caller(workspace_id="ws_bench", kind="api_key", tier="read", user_id="usr_bench"),
+                             checks=None)
 
     app = server.streamable_http_app(stateless_http=True, json_response=True,
                                      transport_security=TransportSecuritySettings(allowed_hosts=[HOST]))
@@ -95,52 +121,76 @@ def _minimal_handler():
 
 
 def _berth_handler():
-    from mangum import Mangum
-    from pydantic import BaseModel
+    from functions.api import handler
 
-    from app.auth.principal import Principal, Tier
-    from app.errors import Unauthorized
-    from app.main import create_app
-    from app.mcp.endpoint import StatelessMCPEndpoint, mcp_router
-    from app.mcp.tools import build_server, reads, tool
-
-    class Pong(BaseModel):
-        echo: str
-
-    def ping(echo: str) -> Pong:
-        """Answer at once."""
-        return Pong(echo=echo)
-
-    caller = Principal(kind="api_key", workspace_id="ws_bench", subject_id="key_bench", tier=Tier.read,
-                       credential_digest="")
-
-    async def authenticate(request):
-        if request.headers.get("x-api-key") != "bench-key":
-            raise Unauthorized("unknown API key")
-        return caller
-
-    app = create_app()
-    server = build_server("berth", "bench", [tool(ping, tier=Tier.read, annotations=reads("Ping"))])
-    app.include_router(mcp_router(StatelessMCPEndpoint(server, authenticate=authenticate, allowed_hosts=[HOST])))
-    return Mangum(app, lifespan="off")
+    return handler
 
 
 def _answered(response: dict) -> None:
     import json
 
     body = json.loads(response["body"]) if response["statusCode"] == 200 else {}
-    if body.get("result", {}).get("structuredContent") != {"echo": "hi"}:
+    content = body.get("result", {}).get("structuredContent") or {}
+    if content.get("service", {}).get("status") != "ok" or content.get("caller", {}).get("tier") != "read":
         raise SystemExit(f"unexpected answer: {response}")
+
+
+# --- the table berth's child needs ------------------------------------------------------------
+
+
+def _seed(seed_file: str) -> None:
+    """Sign up and mint a read-tier key once through berth's handler under moto; save the items."""
+    import json
+
+    from moto import mock_aws
+
+    with mock_aws():
+        from app.composition import services
+        from app.store.schema import ensure_table, table_definition
+        from functions.api import handler
+
+        table = services().settings.table_name
+        ensure_table(services().aws, table)
+        signed_up = handler(mcp_event("POST", "/v1/auth/signup", SIGNUP, {}), None)
+        token = json.loads(signed_up["body"])["token"]
+        minted = handler(mcp_event("POST", "/api/auth/keys/generate", {"name": "bench", "tier": "read"},
+                                   {"authorization": f"Bearer {token}"}), None)
+        if minted["statusCode"] != 201:
+            raise SystemExit(f"seeding failed: {minted}")
+        items = services().aws.client("dynamodb").scan(TableName=table)["Items"]
+    with open(seed_file, "w") as f:
+        json.dump({"table": table_definition(table), "items": items, "key": json.loads(minted["body"])["key"]}, f)
+
+
+def _restore(seed_file: str) -> dict:
+    """moto in-process with the seeded table; the headers berth's requests carry."""
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    mock_aws().start()  # stays on until the process exits
+    with open(seed_file) as f:
+        seed = json.load(f)
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(**seed["table"])
+    for item in seed["items"]:
+        dynamodb.put_item(TableName=seed["table"]["TableName"], Item=item)
+    return {"x-api-key": seed["key"]}
+
+
+def _headers(variant: str, seed_file: str) -> dict:
+    return _restore(seed_file) if variant == "berth" else {}
 
 
 # --- children ----------------------------------------------------------------------------------
 
 
-def _cold_child(variant: str) -> None:
+def _cold_child(variant: str, seed_file: str) -> None:
     import json
 
-    _, builder, headers = VARIANTS[variant]
-    event = mcp_event(CALL, headers)
+    _, builder = VARIANTS[variant]
+    event = mcp_event("POST", "/mcp", CALL, _headers(variant, seed_file))
     cpu_started, started = time.process_time(), time.perf_counter()
     handler = globals()[builder]()
     built = time.perf_counter()
@@ -151,12 +201,13 @@ def _cold_child(variant: str) -> None:
                       "total_ms": (answered - started) * 1000, "cpu_ms": (cpu_answered - cpu_started) * 1000}))
 
 
-def _warm_child(variant: str, rounds: int, calls: int) -> None:
+def _warm_child(variant: str, seed_file: str, rounds: int, calls: int) -> None:
     import json
     from statistics import median
 
-    _, builder, headers = VARIANTS[variant]
-    handler, event = globals()[builder](), mcp_event(CALL, headers)
+    _, builder = VARIANTS[variant]
+    event = mcp_event("POST", "/mcp", CALL, _headers(variant, seed_file))
+    handler = globals()[builder]()
     for _ in range(50):  # warm-up: first-use imports and caches
         _answered(handler(event, None))
     wall, cpu = [], []
@@ -172,7 +223,7 @@ def _warm_child(variant: str, rounds: int, calls: int) -> None:
 # --- the parent --------------------------------------------------------------------------------
 
 
-def _run_child(args: list[str], env: dict) -> dict:
+def _run_child(args: list[str], env: dict, expect_json: bool = True) -> dict:
     import json
     import subprocess
 
@@ -180,11 +231,12 @@ def _run_child(args: list[str], env: dict) -> dict:
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     if done.returncode != 0:
         raise SystemExit(f"child {args} failed (rerun it by hand to see why)")
-    return json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1]) if expect_json else {}
 
 
 def measure(kind: str, runs: int, args: list[str], env: dict) -> dict[str, list[dict]]:
-    """`runs` child processes per variant, alternating which goes first; one discarded warm-up each."""
+    """`runs` child processes per variant, alternating which goes first; one discarded warm-up each.
+    `args` start with the seed file."""
     names = list(VARIANTS)
     for name in names:
         _run_child([f"--{kind}-child", name, *args], env)  # fills the bytecode cache (and the page cache)
@@ -209,7 +261,7 @@ def summarize(warm: dict[str, list[dict]], cold: dict[str, list[dict]]) -> dict:
                       for part in ("total", "build", "request", "cpu")} for name, samples in cold.items()}
     warm_ratio = r(warm_ms["berth"] / warm_ms["minimal"])
     cold_ratio = r(cold_ms["berth"]["total"] / cold_ms["minimal"]["total"])
-    return {"labels": {name: label for name, (label, _, _) in VARIANTS.items()},
+    return {"labels": {name: label for name, (label, _) in VARIANTS.items()},
             "warm_ms_per_call": warm_ms, "warm_cpu_ms_per_call": warm_cpu_ms, "warm_ratio": warm_ratio,
             "warm_cpu_ratio": r(warm_cpu_ms["berth"] / warm_cpu_ms["minimal"]), "warm_target": WARM_TARGET,
             "cold_ms": cold_ms, "cold_ratio": cold_ratio, "cold_target": COLD_TARGET,
@@ -259,10 +311,14 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="berth-bench-mcp-") as scratch:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("BERTH_") and k != "PYTHONDONTWRITEBYTECODE"},
-               "BERTH_DATA_DIR": os.path.join(scratch, "data"), "PYTHONPYCACHEPREFIX": os.path.join(scratch, "pyc")}
-        warm = measure("warm", options.warm_runs, [str(options.rounds), str(options.calls)], env)
-        summary = summarize(warm, measure("cold", options.runs, [], env))
+        env = {**{k: v for k, v in os.environ.items()
+                  if not k.startswith(("AWS_", "BERTH_")) and k != "PYTHONDONTWRITEBYTECODE"},
+               **FAKE_AWS, "BERTH_DATA_DIR": os.path.join(scratch, "data"),
+               "PYTHONPYCACHEPREFIX": os.path.join(scratch, "pyc")}
+        seed_file = os.path.join(scratch, "seed.json")
+        _run_child(["--seed", seed_file], env, expect_json=False)
+        warm = measure("warm", options.warm_runs, [seed_file, str(options.rounds), str(options.calls)], env)
+        summary = summarize(warm, measure("cold", options.runs, [seed_file], env))
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(),
                "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     if options.json:
@@ -275,9 +331,14 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.path[0] = ROOT  # children see the project root first, as Lambda puts the function's code root
-    if sys.argv[1:2] == ["--cold-child"]:
-        _cold_child(sys.argv[2])
+    # The Lambda package has no `rich` (a CLI dependency); the SDK would import it to build a log
+    # handler no one uses (about 0.1 s), so the children run without it too.
+    sys.modules["rich"] = None  # type: ignore[assignment]
+    if sys.argv[1:2] == ["--seed"]:
+        _seed(sys.argv[2])
+    elif sys.argv[1:2] == ["--cold-child"]:
+        _cold_child(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["--warm-child"]:
-        _warm_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        _warm_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:
         main()

@@ -7,7 +7,20 @@ from typer.core import TyperGroup
 
 from berth_cli import output
 from berth_cli.client.http import cli_version
-from berth_cli.commands import admin, auth, installations, jobs, local, marketplace, models, runtimes, sandboxes, tools
+from berth_cli.commands import (
+    admin,
+    auth,
+    installations,
+    jobs,
+    local,
+    marketplace,
+    mcp,
+    models,
+    runtimes,
+    sandboxes,
+    shared_tools,
+    tools,
+)
 from berth_cli.errors import CliError, ExitCode
 
 
@@ -56,3 +69,5 @@ cli.add_typer(admin.app, name="admin")
 cli.add_typer(marketplace.app, name="marketplace")
 cli.add_typer(installations.app, name="installations")
 cli.add_typer(tools.app, name="tools")
+cli.add_typer(mcp.app, name="mcp")
+cli.add_typer(shared_tools.app, name="shared-tools")

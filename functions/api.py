@@ -7,6 +7,7 @@ If an import fails here the function cannot start at all, so nothing needs the G
 """
 
 import gc
+import logging
 
 gc.disable()
 
@@ -16,6 +17,8 @@ from app.main import create_app  # noqa: E402
 
 app = create_app()
 handler = Mangum(app, lifespan="off")
+# Mangum logs a line per request; berth's access log already has one, with more in it.
+logging.getLogger("mangum.http").setLevel(logging.WARNING)
 
 gc.enable()
 gc.freeze()

@@ -43,10 +43,30 @@ class Remote(_ServerJsonModel):
     variables: dict[str, Input] = Field(default_factory=dict)
 
 
+class OAuthProvider(_ServerJsonModel):
+    """How a per-user server's users sign in: the provider's public side, the same for every
+    workspace. A workspace registers its own OAuth client (id and secret) with the provider and
+    gives it to berth (`PUT /api/shared-tools/:id/oauth/client`), possibly with other endpoints
+    (a self-hosted provider); app/oauth/provider.py checks the whole."""
+
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    issuer: str | None = None
+    jwks_uri: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    extra_authorize_params: dict[str, str] = Field(default_factory=dict)
+    token_input: str = Field(min_length=1, description="the server input the user's access token fills "
+                                                       "(a header variable or an environment variable)")
+
+
 class BerthCatalogMeta(_ServerJsonModel):
     tags: list[str] = Field(default_factory=list)
     needs_network: bool = False  # its sandbox needs egress to work
     per_user: bool = False  # each user connects their own account
+    oauth: OAuthProvider | None = None  # how they do, for a per-user server signed into with OAuth
 
 
 class ServerDocument(_ServerJsonModel):

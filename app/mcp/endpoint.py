@@ -3,22 +3,29 @@
 The SDK's `StreamableHTTPSessionManager` owns the task group its per-request server tasks run in,
 and its `run()` may be entered once per instance. The SDK expects that to happen in the host
 app's lifespan, but berth's Lambda handler runs with `Mangum(app, lifespan="off")` (Mangum would
-enter the lifespan on every invocation, and the second entry raises). So each request gets a
-manager of its own, entered and left around that one request: a stateless manager holds nothing
-between requests anyway, and entering one costs a task group and the server's no-op lifespan,
-about 0.1 ms of CPU. Nothing outlives the request, so it is correct on any event loop: uvicorn's,
-Mangum's, or a fresh one per invocation (docs/decisions.md, "The /mcp endpoint needs no lifespan").
+enter the lifespan on every invocation, and the second entry raises). So the endpoint enters a
+manager itself, on first use, in a task of its own on the event loop the request runs on, and
+keeps it for that loop: under uvicorn one loop serves every request; under Mangum every warm
+invocation runs on the same loop (the task waits, suspended, between invocations); a fresh loop
+gets a fresh manager (a manager per request, the first design, cost 0.2 ms of CPU per request:
+docs/decisions.md, "The /mcp endpoint needs no lifespan").
 
 Before the SDK sees a request the endpoint checks the Host/Origin allowlist (DNS-rebinding
-protection, with the SDK's own check, which its transport repeats), answers anything but POST
+protection, with the SDK's own check, which its transport repeats) — the names configured, plus
+the domain API Gateway reports it received the request on (under Lambda: the gateway routes by
+that very name, so it is the deployment's own, whatever its id) —, answers anything but POST
 with 405 (a stateless server has no stream to GET: the SDK would hold such a GET open until the
 client or the platform gave up), and authenticates the caller, whom tools find with
 `app.mcp.caller.caller_in`. Its refusals are JSON-RPC errors at the HTTP status they stand for,
 which is what MCP clients read and show.
 """
 
+import asyncio
 import logging
+import re
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter
@@ -38,6 +45,8 @@ from app.mcp.caller import remember_caller
 Authenticate = Callable[[Request], Awaitable[Principal]]
 """Resolves the caller of one request, or raises a BerthError (Unauthorized, ...). It runs on the
 event loop: a blocking lookup belongs in a worker thread (`starlette.concurrency.run_in_threadpool`)."""
+
+_Guard = tuple[TransportSecuritySettings, TransportSecurityMiddleware]
 
 # A per-request manager logs its start and stop, and the transport its termination, at INFO on
 # every request; berth's access log already has one line per request.
@@ -62,15 +71,31 @@ class StatelessMCPEndpoint:
             allowed_hosts=list(allowed_hosts),
             allowed_origins=list(allowed_origins),
         )
-        self._rebinding_guard = TransportSecurityMiddleware(self._security)
+        self._guards: dict[str | None, _Guard] = {None: (self._security, TransportSecurityMiddleware(self._security))}
         # The low-level server behind an MCPServer is public only as the `app` of the session
         # manager that `streamable_http_app()` builds; that manager itself is never run.
         server.streamable_http_app(stateless_http=True, json_response=True, transport_security=self._security)
-        self._lowlevel = server.session_manager.app
+        self._managers = _RunningManagers(server.session_manager.app)
+
+    def _guard(self, scope: Scope) -> _Guard:
+        """The allowlist for this request: the configured one, with the gateway's domain if any."""
+        domain = _gateway_domain(scope)
+        found = self._guards.get(domain)
+        if found is None:
+            if len(self._guards) > _GATEWAY_DOMAINS_KEPT:  # a function serves a handful of domains
+                self._guards = {None: self._guards[None]}
+            security = TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=[*self._security.allowed_hosts, *allowed_hosts_for([str(domain)])],
+                allowed_origins=[*self._security.allowed_origins, *allowed_origins_for([f"https://{domain}"])],
+            )
+            found = self._guards[domain] = (security, TransportSecurityMiddleware(security))
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        refused = await self._rebinding_guard.validate_request(request)
+        security, rebinding_guard = self._guard(scope)
+        refused = await rebinding_guard.validate_request(request)
         if refused is not None:
             await refused(scope, receive, send)
             return
@@ -83,11 +108,67 @@ class StatelessMCPEndpoint:
             await _json_rpc_error(request, refused_caller)(scope, receive, send)
             return
         remember_caller(scope, caller)
-        manager = StreamableHTTPSessionManager(
-            app=self._lowlevel, json_response=True, stateless=True, security_settings=self._security
-        )
-        async with manager.run():
-            await manager.handle_request(scope, receive, send)
+        manager = await self._managers.running(security)
+        await manager.handle_request(scope, receive, send)
+
+
+class _RunningManagers:
+    """Session managers entered and held open by tasks of their own: one per event loop (and
+    allowlist: the SDK's transport checks the request's Host and Origin again, with its manager's).
+    A loop that is gone takes its managers with it."""
+
+    def __init__(self, lowlevel: Any):
+        self._lowlevel = lowlevel
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _Held]] = (
+            weakref.WeakKeyDictionary())
+
+    async def running(self, security: TransportSecuritySettings) -> StreamableHTTPSessionManager:
+        loop = asyncio.get_running_loop()
+        held = self._by_loop.setdefault(loop, {})
+        found = held.get(id(security))
+        if found is None or found.holder.done():
+            if len(held) > _GATEWAY_DOMAINS_KEPT:
+                for stale in held.values():
+                    stale.holder.cancel()
+                held.clear()
+            manager = StreamableHTTPSessionManager(app=self._lowlevel, json_response=True, stateless=True,
+                                                   security_settings=security)
+            found = held[id(security)] = _Held(manager, loop)
+        await found.entered
+        return found.manager
+
+
+class _Held:
+    """A manager and the task holding it entered; `entered` resolves once it is (or with why not)."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager, loop: asyncio.AbstractEventLoop):
+        self.manager = manager
+        self.entered: asyncio.Future[None] = loop.create_future()
+        self.holder = loop.create_task(self._hold(), name="mcp-session-manager")
+
+    async def _hold(self) -> None:
+        try:
+            async with self.manager.run():
+                self.entered.set_result(None)
+                await asyncio.Event().wait()  # until the loop ends (or the task is cancelled)
+        except BaseException as failed:
+            if not self.entered.done():
+                self.entered.set_exception(failed if isinstance(failed, Exception) else RuntimeError(str(failed)))
+            raise
+
+
+_GATEWAY_DOMAINS_KEPT = 16
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+
+
+def _gateway_domain(scope: Scope) -> str | None:
+    """The domain API Gateway received this request on, from the Lambda event (Mangum puts it in
+    the scope; a request over a socket has none, and no client can add one)."""
+    event = scope.get("aws.event")
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    domain = context.get("domainName") if isinstance(context, dict) else None
+    return domain.lower() if isinstance(domain, str) and _DOMAIN_NAME.match(domain) else None
 
 
 def _post_only(method: str) -> JSONResponse:

@@ -11,6 +11,7 @@
   else is a crash: the caller sees only "Error executing tool NAME" and the server logs it.
 """
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,13 @@ from app.mcp.caller import caller_in, refusal
 def caller_of(ctx: Context[Any, Any]) -> Principal:
     """The caller of the tool call `ctx` belongs to (a tool declares a `ctx: Context` parameter)."""
     return caller_in(ctx.request_context.request)
+
+
+def acting_user_of(ctx: Context[Any, Any]) -> str:
+    """The user a tool call acts for: the caller's own, or the one its `X-User-Id` header names
+    (`Principal.acting_for`, the REST routes' rule)."""
+    request = ctx.request_context.request
+    return caller_of(ctx).acting_for(request.headers.get("x-user-id") if request is not None else None)
 
 
 class TieredTool(Tool):
@@ -65,9 +73,15 @@ def tool(
         raise ValueError(f"tool {name or fn.__name__}: a read-only tool cannot be destructive")
     # structured_output=True: the SDK refuses a function without a return annotation.
     made = Tool.from_function(
-        fn, name=name, title=title, description=description, annotations=annotations, structured_output=True
+        fn, name=name, title=title, description=description or _described(fn), annotations=annotations,
+        structured_output=True,
     )
     return TieredTool(tier=tier, **{field: getattr(made, field) for field in Tool.model_fields})
+
+
+def _described(fn: Callable[..., Any]) -> str:
+    """A docstring as one line of prose (the SDK would send its indentation along)."""
+    return " ".join(inspect.cleandoc(fn.__doc__ or "").split())
 
 
 def reads(title: str) -> ToolAnnotations:

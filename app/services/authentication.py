@@ -16,10 +16,17 @@ class Authenticator:
 
     def resolve(self, secret: str | None, *, kinds: tuple[CredentialKind, ...]) -> Principal:
         """The principal behind a secret of one of `kinds`, or Unauthorized."""
-        if not secret:
-            raise Unauthorized("missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key'")
-        digest = hash_secret(secret)
-        credential = self.store.credentials.bearer(digest)
+        digest = _digest(secret)
+        return self._principal(digest, self.store.credentials.bearer(digest), kinds)
+
+    def resolve_cached(self, secret: str | None, *, kinds: tuple[CredentialKind, ...]) -> Principal | None:
+        """`resolve` when the answer is in the read cache, without I/O (so an event loop may call
+        it); None when it would read the table."""
+        digest = _digest(secret)
+        credential = self.store.credentials.cached_bearer(digest)
+        return None if credential is None else self._principal(digest, credential, kinds)
+
+    def _principal(self, digest: str, credential: Credential | None, kinds: tuple[CredentialKind, ...]) -> Principal:
         if credential is None or credential.kind not in kinds:
             raise Unauthorized("invalid, expired or revoked credentials")
         if credential.expired(self.clock.now()):
@@ -47,3 +54,9 @@ def _tier(credential: Credential) -> Tier:
         return Tier(credential.tier)
     except ValueError:
         raise Unauthorized("these credentials carry no valid tier; sign in again or mint a new key") from None
+
+
+def _digest(secret: str | None) -> str:
+    if not secret:
+        raise Unauthorized("missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key'")
+    return hash_secret(secret)

@@ -22,7 +22,7 @@ from app.domain.installations import (
     resolve_config,
     secret_hint,
 )
-from app.errors import ConditionFailed, Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import ConditionFailed, Conflict, NotFound, Unprocessable
 from app.ids import new_id
 from app.schemas.sandboxes import ToolView
 from app.services.activity import ActivityLog
@@ -35,13 +35,11 @@ from app.store.table import Page
 
 
 def acting_user(principal: Principal, named: str | None) -> str | None:
-    """Whom a request acts for: the signed-in user (X-User-Id, if sent, must name them), or the
-    user an API key names by X-User-Id, else the key's own user."""
-    if principal.kind == "session":
-        if named and named != principal.user_id:
-            raise Forbidden("X-User-Id names another user than the one signed in")
-        return principal.user_id or None
-    return named or principal.user_id or None
+    """Whom a request acts for (Principal.acting_for), or None for a key that names no user and
+    has none of its own: it may install entries that are not per user."""
+    if principal.kind != "session" and not (named or principal.user_id):
+        return None
+    return principal.acting_for(named)
 
 
 class InstallationService:

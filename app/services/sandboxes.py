@@ -204,6 +204,12 @@ class SandboxService:
         with ThreadPoolExecutor(max_workers=8) as pool:
             return list(zip(running, pool.map(self._inspect, running), strict=True))
 
+    def container(self, principal: Principal, container_id: str) -> tuple[Job, dict[str, Any] | Exception | None]:
+        """One managed sandbox and, while it runs, what its runtime reports on its processes (or why
+        it could not); None for one that does not run."""
+        job = self.get(principal, container_id)
+        return job, self._inspect(job) if job.status == JobStatus.running else None
+
     def _inspect(self, job: Job) -> dict[str, Any] | Exception:
         try:
             return self.control.call(job, "sandbox.inspect", {}, timeout=INSPECT_TIMEOUT_SECONDS)

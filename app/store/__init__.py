@@ -6,12 +6,14 @@ from app.store.accounts import Accounts
 from app.store.activity import Activity
 from app.store.credentials import Credentials
 from app.store.installations import Installations
+from app.store.integrations import Integrations
 from app.store.jobs import Jobs
 from app.store.limits import RateCounters
 from app.store.marketplace import Marketplace
 from app.store.models import Models
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
+from app.store.shared_tools import SharedTools
 from app.store.table import Table
 
 
@@ -28,3 +30,5 @@ class Store:
         self.models = Models(self.table, cache_seconds)
         self.marketplace = Marketplace(self.table, cache_seconds)
         self.installations = Installations(self.table, cache_seconds)
+        self.shared_tools = SharedTools(self.table)
+        self.integrations = Integrations(self.table)

@@ -44,6 +44,10 @@ class Credentials:
                 self._bearers.put(digest, credential)
         return credential
 
+    def cached_bearer(self, digest: str) -> Credential | None:
+        """`bearer` from the in-process cache only (None when it would read the table)."""
+        return self._bearers.get(digest)
+
     def forget(self, digest: str) -> None:
         """Drop a cached lookup; call after any write that revokes the credential."""
         self._bearers.forget(digest)

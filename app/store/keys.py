@@ -2,10 +2,11 @@
 
 Everything a workspace owns lives in partition `WS#<workspace id>`; a job's events in a partition
 of their own, `WS#<workspace id>#JOB#<job id>`. The partitions outside a workspace are the
-lookups that must work before the workspace is known, `CRED#<digest>` and `EMAIL#<address>`, the
-rate counters of the routes that come before any workspace (`RATE#<name>`), and `MARKET`: the
-marketplace's entries from MCP registries (public definitions every workspace reads), each
-registry's last refresh, and the lease one refresh holds while it runs.
+lookups that must work before the workspace is known, `CRED#<digest>`, `EMAIL#<address>` and
+`OAUTHSTATE#<digest>` (an OAuth callback carries only its state), the rate counters of the routes
+that come before any workspace (`RATE#<name>`), and `MARKET`: the marketplace's entries from MCP
+registries (public definitions every workspace reads), each registry's last refresh, and the
+lease one refresh holds while it runs.
 The sparse `open` index (`open_pk`/`open_sk`) holds unfinished jobs and all runtimes, for the
 system's own work (sweeper, dispatch, heartbeats), never a tenant's query. Waiting jobs sort by
 workspace, then age (so dispatch can read each workspace's oldest, and take turns); jobs on a
@@ -20,6 +21,7 @@ USER, SESSION, API_KEY, JOB, EVENT, REPLY, RUNTIME, JOIN_TOKEN, AUDIT, USAGE, IN
 MODEL_PROFILE, MODEL_INSTALLATION, PROVIDER_CREDENTIAL = "MPROF#", "MINST#", "PROVIDER#"
 MARKET = "MARKET"
 MARKET_ENTRY, MARKET_REGISTRY = "ENTRY#", "REGISTRY#"
+OAUTH_CLIENT, OAUTH_GRANT, INTEGRATION = "OAUTHCLIENT#", "GRANT#", "INTEGRATION#"
 
 # The open index's partitions, and its key attributes (set on an item to list it there).
 OPEN_PK, OPEN_SK = "open_pk", "open_sk"
@@ -151,3 +153,24 @@ def registry_state(url: str) -> Key:
 
 def refresh_lease() -> Key:
     return MARKET, "REFRESH"
+
+
+def oauth_state(digest: str) -> Key:
+    return f"OAUTHSTATE#{digest}", "OAUTHSTATE"
+
+
+def oauth_client(workspace_id: str, tool_id: str) -> Key:
+    return workspace_pk(workspace_id), f"{OAUTH_CLIENT}{tool_id}"
+
+
+def oauth_grant(workspace_id: str, user_id: str, tool_id: str) -> Key:
+    """A user's grants sort together (user ids and tool ids hold no `#`)."""
+    return workspace_pk(workspace_id), f"{OAUTH_GRANT}{user_id}#{tool_id}"
+
+
+def grants_of(user_id: str) -> str:
+    return f"{OAUTH_GRANT}{user_id}#"
+
+
+def integration(workspace_id: str, instance_id: str) -> Key:
+    return workspace_pk(workspace_id), f"{INTEGRATION}{instance_id}"

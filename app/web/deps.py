@@ -8,7 +8,7 @@ the runtime routes (`CallingRuntime`).
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Query, Request, Security
+from fastapi import Depends, Header, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app import composition
@@ -85,3 +85,12 @@ def page_request(
 
 
 Paging = Annotated[PageRequest, Depends(page_request)]
+
+
+def acting_user(principal: User, x_user_id: Annotated[str | None, Header(
+        max_length=128, description="the user a workspace API key acts for (a session acts for its own user)")] = None,
+) -> str:
+    return principal.acting_for(x_user_id)
+
+
+ActingUser = Annotated[str, Depends(acting_user)]

@@ -12,11 +12,13 @@ import httpx
 from berth_cli.client.accounts import AccountsApi
 from berth_cli.client.http import Http
 from berth_cli.client.installations import InstallationsApi
+from berth_cli.client.integrations import IntegrationsApi
 from berth_cli.client.jobs import JobsApi
 from berth_cli.client.marketplace import MarketplaceApi
 from berth_cli.client.models import ModelsApi
 from berth_cli.client.runtimes import RuntimesApi
 from berth_cli.client.sandboxes import SandboxesApi
+from berth_cli.client.shared_tools import SharedToolsApi
 
 
 class BerthClient:
@@ -31,6 +33,8 @@ class BerthClient:
         self.sandboxes = SandboxesApi(self.http)
         self.marketplace = MarketplaceApi(self.http)
         self.installations = InstallationsApi(self.http)
+        self.integrations = IntegrationsApi(self.http)
+        self.shared_tools = SharedToolsApi(self.http)
 
     def close(self) -> None:
         self.http.close()

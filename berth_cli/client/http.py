@@ -47,14 +47,15 @@ class Http:
         self._client.close()
 
     def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
-                files: Any = None, timeout: float | None = None) -> Any:
+                files: Any = None, timeout: float | None = None, headers: Mapping[str, str] | None = None) -> Any:
         """The decoded JSON of a 2xx answer; `ApiError` for any other status. `files` sends a
         multipart form (httpx's `files`) instead of JSON."""
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         if files is not None:
             extra["files"] = files
         try:
-            response = self._client.request(method, path, json=json, params=_present(params), **extra)
+            response = self._client.request(method, path, json=json, params=_present(params), headers=headers,
+                                            **extra)
         except httpx.TransportError as error:
             raise self._unreachable(error) from error
         _raise_for_status(response)

@@ -30,7 +30,8 @@ def _event(message: dict | None, *, key: str | None = "key-admin", method: str =
     return {
         "version": "2.0", "routeKey": "$default", "rawPath": "/mcp", "rawQueryString": "", "headers": all_headers,
         "requestContext": {
-            "accountId": "123456789012", "apiId": "abc123", "domainName": host, "domainPrefix": "abc123",
+            # API Gateway routes by its own domain name, whatever Host header a client sends.
+            "accountId": "123456789012", "apiId": "abc123", "domainName": LAMBDA_HOST, "domainPrefix": "abc123",
             "http": {"method": method, "path": "/mcp", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1",
                      "userAgent": "pytest"},
             "requestId": "apigw-req-1", "routeKey": "$default", "stage": "$default",

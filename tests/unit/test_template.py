@@ -159,17 +159,22 @@ def test_literal_values_parse_as_settings(template, monkeypatch):
     assert str(settings.data_dir) == "/tmp/berth"
 
 
-def test_operator_emails_render_as_json_lists(template, monkeypatch):
-    value = _environment(template)["BERTH_OPERATOR_EMAILS"]
-    condition, when_set, otherwise = value["Fn::If"]
+@pytest.mark.parametrize(("variable", "condition", "name", "values"), [
+    ("BERTH_OPERATOR_EMAILS", "HasOperatorEmails", "Emails", ["a@example.com", "b@example.com"]),
+    ("BERTH_MCP_ALLOWED_HOSTS", "HasMcpAllowedHosts", "Hosts", ["api.example.com", "cdn.example.net"]),
+    ("BERTH_MCP_ALLOWED_ORIGINS", "HasMcpAllowedOrigins", "Origins", ["https://console.example.com"]),
+])
+def test_list_parameters_render_as_json_lists(template, monkeypatch, variable, condition, name, values):
+    value = _environment(template)[variable]
+    used, when_set, otherwise = value["Fn::If"]
     pattern, substitutions = when_set["Fn::Sub"]
-    assert condition == "HasOperatorEmails"
-    separator = substitutions["Emails"]["Fn::Join"][0]
-    rendered = pattern.replace("${Emails}", separator.join(["a@example.com", "b@example.com"]))
-    monkeypatch.setenv("BERTH_OPERATOR_EMAILS", rendered)
-    assert Settings().operator_emails == ["a@example.com", "b@example.com"]
-    monkeypatch.setenv("BERTH_OPERATOR_EMAILS", otherwise)
-    assert Settings().operator_emails == []
+    assert used == condition
+    separator = substitutions[name]["Fn::Join"][0]
+    field = variable.removeprefix("BERTH_").lower()
+    monkeypatch.setenv(variable, pattern.replace("${" + name + "}", separator.join(values)))
+    assert getattr(Settings(), field) == values
+    monkeypatch.setenv(variable, otherwise)
+    assert getattr(Settings(), field) == []
 
 
 # --- queues and IAM --------------------------------------------------------------------------
