@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     tool_call_timeout_seconds: float = 20.0
     matrixshell_enabled: bool = True
 
+    # Infra SSH (app.services.infra_ssh): where the inventory is (a YAML file; `s3://bucket/key`;
+    # `ssm:/parameter/name`; empty: no inventory, the SSH routes answer 503), how often it is read
+    # again, and the approval lease's bounds.
+    ssh_inventory: str = ""
+    ssh_inventory_refresh_seconds: float = 60.0
+    ssh_lease_max_seconds: int = 3600
+    ssh_lease_request_seconds: int = 900  # how long a requested lease waits for a person to approve it
+    ssh_connect_timeout_seconds: float = 10.0
+
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"

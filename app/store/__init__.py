@@ -5,6 +5,7 @@ from app.aws import AwsClients
 from app.store.accounts import Accounts
 from app.store.activity import Activity
 from app.store.credentials import Credentials
+from app.store.infra_ssh import SshLeases
 from app.store.jobs import Jobs
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
@@ -20,3 +21,4 @@ class Store:
         self.jobs = Jobs(self.table, cache_seconds)
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
+        self.ssh_leases = SshLeases(self.table)

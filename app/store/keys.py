@@ -10,6 +10,7 @@ system's own work (sweeper, dispatch on register), never a tenant's query.
 Key = tuple[str, str]
 
 WORKSPACE = "WORKSPACE"
+SSH_LEASE = "SSHLEASE"
 USER, SESSION, API_KEY, JOB, EVENT, REPLY, RUNTIME, JOIN_TOKEN, AUDIT, USAGE = (
     "USER#", "SESSION#", "KEY#", "JOB#", "EV#", "REPLY#", "RT#", "JOIN#", "AUDIT#", "USAGE#")
 
@@ -90,6 +91,20 @@ def usage(workspace_id: str, day: str, kind: str, subkind: str) -> Key:
 def usage_since(first_day: str) -> tuple[str, str]:
     """The inclusive sort-key range of usage counts from `first_day` on."""
     return f"{USAGE}{first_day}", f"{USAGE}~"
+
+
+def ssh_lease(workspace_id: str) -> Key:
+    """The workspace's infra SSH approval lease (one at a time)."""
+    return workspace_pk(workspace_id), SSH_LEASE
+
+
+def ssh_lease_jobs(lease_id: str) -> str:
+    return f"{SSH_LEASE}#{lease_id}#{JOB}"
+
+
+def ssh_lease_job(workspace_id: str, lease_id: str, job_id: str) -> Key:
+    """A run or forward started under a lease, so that ending the lease finds it."""
+    return workspace_pk(workspace_id), f"{ssh_lease_jobs(lease_id)}{job_id}"
 
 
 def credential(digest: str) -> Key:

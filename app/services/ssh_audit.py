@@ -1,0 +1,139 @@
+"""Who operates infra SSH, and the audit record of every attempt.
+
+Every attempt to run an action, open a forward or change the approval lease is one audit record
+with its outcome (app.contract.ssh.jobs.SshOutcome): refusals (`denied`, `approval_required`,
+`validation_failed`) are written as they are answered; an accepted run or forward is written when
+its job ends (`ok` or `failed`, or what the runtime's refusal maps to), in the transaction that
+ends it (`closing_writes`, which the job lifecycle calls), so none is lost and none is doubled.
+A record says who (the credential, and the person: `X-User-Id` or the signed-in user), what (host,
+action or forward, parameters with secrets redacted), and how it went (exit status, duration,
+output sizes and SHA-256 digests; never the output itself).
+"""
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from app.auth.principal import Principal, Tier
+from app.contract.messages import JobStatus, JobType
+from app.contract.ssh.jobs import FORWARD_EVENT_STEP, SSH_EVENT_STEP, SshOutcome
+from app.domain.infra_ssh import AUDIT_FORWARD, AUDIT_RUN, Credential
+from app.domain.jobs import Job
+from app.domain.ssh_attempts import AttemptOutcome, forward_outcome, run_outcome
+from app.errors import BerthError, Forbidden
+from app.services.activity import ActivityLog
+from app.store import Store
+from app.store.table import Write
+
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+|-]{0,127}$")
+# The job labels that say who started a run or forward, and under which lease.
+LABEL_USER, LABEL_VIA, LABEL_LEASE = "ssh.user_id", "ssh.via", "ssh.lease_id"
+
+
+@dataclass(frozen=True)
+class SshCaller:
+    """A caller of the infra SSH surface: its credential, and the person it acts for (the
+    `X-User-Id` an API key sends, or the signed-in user of a session; "" when an API key sent none)."""
+
+    principal: Principal
+    user_id: str
+
+    @classmethod
+    def of(cls, principal: Principal, x_user_id: str | None) -> "SshCaller":
+        if principal.kind == "session":
+            return cls(principal, principal.user_id)
+        return cls(principal, (x_user_id or "").strip())
+
+    @property
+    def via(self) -> Credential:
+        return "session" if self.principal.kind == "session" else "api_key"
+
+    @property
+    def workspace_id(self) -> str:
+        return self.principal.workspace_id
+
+    def who(self) -> dict[str, str]:
+        """Who, as audit records and views say it."""
+        key_id = self.principal.subject_id if self.via == "api_key" else ""
+        return {"via": self.via, "key_id": key_id, "user_id": self.user_id}
+
+    def why_not_admin(self) -> str | None:
+        if self.principal.tier != Tier.admin:
+            return (f"infra SSH needs an admin-tier key or a signed-in admin; this {self.via.replace('_', ' ')} is "
+                    f"{self.principal.tier.value}-tier")
+        return None
+
+    def why_not_operator(self) -> str | None:
+        """Why this caller may not change anything (None: it may): admin tier, and a named person."""
+        refused = self.why_not_admin()
+        if refused is None and not self.user_id:
+            refused = "an API key operating infra SSH must say for whom: send the X-User-Id header"
+        elif refused is None and not USER_ID_PATTERN.match(self.user_id):
+            refused = "X-User-Id must be 1 to 128 letters, digits and . _ @ : + | -, starting with a letter or digit"
+        return refused
+
+
+def denied(message: str, status: type[BerthError] = Forbidden) -> BerthError:
+    return status(message, kind=SshOutcome.denied.value)
+
+
+class SshAudit:
+    def __init__(self, store: Store, activity: ActivityLog):
+        self.store = store
+        self.activity = activity
+
+    def record(self, caller: SshCaller, action: str, outcome: SshOutcome, *, target: str = "",
+               detail: dict[str, Any] | None = None) -> None:
+        """An attempt answered now (a refusal, or a change of the lease)."""
+        self.activity.audit(caller.workspace_id, action, actor=caller.principal.subject_id, target=target,
+                            outcome=outcome.value, detail={**caller.who(), **(detail or {})})
+
+    def refuse(self, caller: SshCaller, action: str, error: BerthError, *, target: str = "",
+               detail: dict[str, Any] | None = None) -> BerthError:
+        """Record a refused attempt and return the error to answer it with (its kind is the outcome)."""
+        outcome = SshOutcome(error.kind) if error.kind in SshOutcome._value2member_map_ else SshOutcome.failed
+        if error.kind is None:
+            error.kind = outcome.value
+        self.record(caller, action, outcome, target=target, detail={**(detail or {}), "error": error.message})
+        return error
+
+    # --- accepted attempts, as their jobs end -------------------------------------------------------
+
+    def outcome_of(self, job: Job) -> AttemptOutcome:
+        """How an ended (or ending) `ssh.run` / `ssh.forward` job came out."""
+        ssh_event = self.store.jobs.latest_event(job.workspace_id, job.job_id, step=SSH_EVENT_STEP)
+        if job.type == JobType.ssh_forward:
+            opened = self.store.jobs.latest_event(job.workspace_id, job.job_id, step=FORWARD_EVENT_STEP)
+            opened = opened if opened is not None and opened.status.value == "running" else None
+            return forward_outcome(job, opened, ssh_event)
+        return run_outcome(job, ssh_event)
+
+    def closing_writes(self, job: Job, status: JobStatus, result: Any, error: str | None) -> list[Write]:
+        """The audit record of a run or forward, for the transaction that ends its job."""
+        ended = replace(job, status=status, result=result, error=error)
+        outcome = self.outcome_of(ended)
+        labels = job.labels or {}
+        payload = job.payload
+        host = str((payload.get("host") or {}).get("name", ""))
+        if job.type == JobType.ssh_forward:
+            action, what = AUDIT_FORWARD, str((payload.get("forward") or {}).get("name", ""))
+            detail: dict[str, Any] = {"forward": what}
+        else:
+            action, what = AUDIT_RUN, str((payload.get("action") or {}).get("name", ""))
+            detail = {"action": what, "parameters": shown_parameters(payload)}
+        detail = {"via": labels.get(LABEL_VIA, ""), "key_id": job.created_by if labels.get(LABEL_VIA) == "api_key"
+                  else "", "user_id": labels.get(LABEL_USER, ""), "host": host, **detail,
+                  "job_id": job.job_id, "lease_id": labels.get(LABEL_LEASE, ""), **outcome.detail}
+        return [self.activity.audit_write(job.workspace_id, action, actor=job.created_by, target=f"{host}/{what}",
+                                          outcome=outcome.outcome.value, detail=detail)]
+
+
+def shown_parameters(payload: dict[str, Any]) -> dict[str, Any]:
+    """A run's parameters as records and views show them (app.contract.ssh.actions.audit_view): the
+    values the payload carries, never a secret one (those travel sealed), which shows as
+    `[redacted]` (a secret parameter has no default, so every accepted run gave one)."""
+    from app.contract.ssh.actions import REDACTED, SshAction, audit_view
+
+    action = SshAction.model_validate(payload["action"])
+    secret = {name: REDACTED for name, spec in action.parameters.items() if spec.secret}
+    return audit_view(action, {**dict(payload.get("parameters") or {}), **secret})
