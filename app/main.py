@@ -74,6 +74,7 @@ ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app.routers.api_keys", ("/api/auth/keys",)),
     ("app.routers.api_sandboxes", ("/api/sandboxes", "/api/containers")),
     ("app.routers.api_runtime", ("/api/runtime",)),
+    ("app.routers.api_infra_ssh", ("/api/infra/ssh",)),
 )
 _EVERY_GROUP = ("/openapi.json", "/api-docs")
 

@@ -21,6 +21,8 @@ Credential = Literal["api_key", "session"]
 
 # What an audit record of infra SSH is filed under (AuditRecord.action).
 AUDIT_LEASE, AUDIT_RUN, AUDIT_FORWARD = "infra_ssh.lease", "infra_ssh.run", "infra_ssh.forward"
+# The labels of a run's or forward's job that say who started it, and under which lease.
+LABEL_USER, LABEL_VIA, LABEL_LEASE = "ssh.user_id", "ssh.via", "ssh.lease_id"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

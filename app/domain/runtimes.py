@@ -59,8 +59,10 @@ class Runtime:
         return self.active_jobs / max(self.max_concurrent_jobs, 1)
 
     def runs(self, job: Job) -> bool:
-        """Whether it may run jobs like `job`: of a workspace it serves, of a type it advertises."""
-        return serves_workspace(self.workspace_id, job.workspace_id) and job.type.value in self.capabilities
+        """Whether it may run jobs like `job`: of a workspace it serves, of a type it advertises,
+        with the labels the job asks for."""
+        return (serves_workspace(self.workspace_id, job.workspace_id) and job.type.value in self.capabilities
+                and all(self.labels.get(name) == value for name, value in (job.runtime_labels or {}).items()))
 
     def can_serve(self, job: Job, now: float, heartbeat_interval: float) -> bool:
         """Whether to offer it `job` now: online, running such jobs, the one a job is pinned to (if

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.contract.messages import JobStatus
+from app.contract.ssh.actions import REDACTED, SshAction, audit_view
 from app.contract.ssh.jobs import SshFailureReport, SshOutcome, SshRunResult
 from app.domain.jobs import Job, JobEvent
 
@@ -65,3 +66,12 @@ def _ended_early(job: Job) -> str:
             JobStatus.expired: "stopped at its deadline (the lease's end, or its own limit)"}.get(
         job.status, job.error or job.status.value)
 
+
+
+def shown_parameters(payload: dict[str, Any]) -> dict[str, Any]:
+    """A run's parameters as records and views show them (app.contract.ssh.actions.audit_view): the
+    values its payload carries, never a secret one (those travel sealed), which shows as
+    `[redacted]` (a secret parameter has no default, so every accepted run gave one)."""
+    action = SshAction.model_validate(payload["action"])
+    secret = {name: REDACTED for name, spec in action.parameters.items() if spec.secret}
+    return audit_view(action, {**dict(payload.get("parameters") or {}), **secret})

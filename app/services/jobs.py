@@ -33,9 +33,11 @@ class JobService:
         self.clock = clock
 
     def create(self, principal: Principal, job_type: JobType, payload: dict[str, Any],
-               ttl_seconds: int | None = None) -> Job:
-        """Store the job and, in the same transaction, take a slot on the best runtime that has one;
-        then send it there. With no runtime free it waits for one."""
+               ttl_seconds: int | None = None, *, labels: dict[str, str] | None = None,
+               runtime_labels: dict[str, str] | None = None) -> Job:
+        """Store the job and, in the same transaction, take a slot on the best runtime that has one
+        (and, with `runtime_labels`, those labels); then send it there. With no runtime free it
+        waits for one."""
         settings = self.settings
         payload = validate_payload(job_type, payload)
         ttl = ttl_seconds or settings.default_ttl_seconds
@@ -48,7 +50,7 @@ class JobService:
         job = Job(job_id=new_id("job"), workspace_id=principal.workspace_id, type=job_type, status=JobStatus.queued,
                   payload=payload, ttl_seconds=ttl, created_at=self.clock.iso(now), created_epoch=now,
                   deadline=now + ttl, dispatch=0, event_seq=1, created_by=principal.subject_id,
-                  pinned_runtime_id=pinned)
+                  pinned_runtime_id=pinned, labels=labels or None, runtime_labels=runtime_labels or None)
         queued = JobEvent(seq=1, step=JOB_STEP, status=EventStatus.queued, message="job accepted",
                           at=self.clock.iso(now))
         limit = settings.max_concurrent_jobs

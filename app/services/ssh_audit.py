@@ -1,4 +1,4 @@
-"""Who operates infra SSH, and the audit record of every attempt.
+"""The audit record of every infra SSH attempt.
 
 Every attempt to run an action, open a forward or change the approval lease is one audit record
 with its outcome (app.contract.ssh.jobs.SshOutcome): refusals (`denied`, `approval_required`,
@@ -10,71 +10,19 @@ action or forward, parameters with secrets redacted), and how it went (exit stat
 output sizes and SHA-256 digests; never the output itself).
 """
 
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from app.auth.principal import Principal, Tier
 from app.contract.messages import JobStatus, JobType
 from app.contract.ssh.jobs import FORWARD_EVENT_STEP, SSH_EVENT_STEP, SshOutcome
-from app.domain.infra_ssh import AUDIT_FORWARD, AUDIT_RUN, Credential
+from app.domain.infra_ssh import AUDIT_FORWARD, AUDIT_RUN, LABEL_LEASE, LABEL_USER, LABEL_VIA
 from app.domain.jobs import Job
-from app.domain.ssh_attempts import AttemptOutcome, forward_outcome, run_outcome
-from app.errors import BerthError, Forbidden
+from app.domain.ssh_attempts import AttemptOutcome, forward_outcome, run_outcome, shown_parameters
+from app.errors import BerthError
 from app.services.activity import ActivityLog
+from app.services.ssh_caller import SshCaller
 from app.store import Store
 from app.store.table import Write
-
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+|-]{0,127}$")
-# The job labels that say who started a run or forward, and under which lease.
-LABEL_USER, LABEL_VIA, LABEL_LEASE = "ssh.user_id", "ssh.via", "ssh.lease_id"
-
-
-@dataclass(frozen=True)
-class SshCaller:
-    """A caller of the infra SSH surface: its credential, and the person it acts for (the
-    `X-User-Id` an API key sends, or the signed-in user of a session; "" when an API key sent none)."""
-
-    principal: Principal
-    user_id: str
-
-    @classmethod
-    def of(cls, principal: Principal, x_user_id: str | None) -> "SshCaller":
-        if principal.kind == "session":
-            return cls(principal, principal.user_id)
-        return cls(principal, (x_user_id or "").strip())
-
-    @property
-    def via(self) -> Credential:
-        return "session" if self.principal.kind == "session" else "api_key"
-
-    @property
-    def workspace_id(self) -> str:
-        return self.principal.workspace_id
-
-    def who(self) -> dict[str, str]:
-        """Who, as audit records and views say it."""
-        key_id = self.principal.subject_id if self.via == "api_key" else ""
-        return {"via": self.via, "key_id": key_id, "user_id": self.user_id}
-
-    def why_not_admin(self) -> str | None:
-        if self.principal.tier != Tier.admin:
-            return (f"infra SSH needs an admin-tier key or a signed-in admin; this {self.via.replace('_', ' ')} is "
-                    f"{self.principal.tier.value}-tier")
-        return None
-
-    def why_not_operator(self) -> str | None:
-        """Why this caller may not change anything (None: it may): admin tier, and a named person."""
-        refused = self.why_not_admin()
-        if refused is None and not self.user_id:
-            refused = "an API key operating infra SSH must say for whom: send the X-User-Id header"
-        elif refused is None and not USER_ID_PATTERN.match(self.user_id):
-            refused = "X-User-Id must be 1 to 128 letters, digits and . _ @ : + | -, starting with a letter or digit"
-        return refused
-
-
-def denied(message: str, status: type[BerthError] = Forbidden) -> BerthError:
-    return status(message, kind=SshOutcome.denied.value)
 
 
 class SshAudit:
@@ -127,13 +75,3 @@ class SshAudit:
         return [self.activity.audit_write(job.workspace_id, action, actor=job.created_by, target=f"{host}/{what}",
                                           outcome=outcome.outcome.value, detail=detail)]
 
-
-def shown_parameters(payload: dict[str, Any]) -> dict[str, Any]:
-    """A run's parameters as records and views show them (app.contract.ssh.actions.audit_view): the
-    values the payload carries, never a secret one (those travel sealed), which shows as
-    `[redacted]` (a secret parameter has no default, so every accepted run gave one)."""
-    from app.contract.ssh.actions import REDACTED, SshAction, audit_view
-
-    action = SshAction.model_validate(payload["action"])
-    secret = {name: REDACTED for name, spec in action.parameters.items() if spec.secret}
-    return audit_view(action, {**dict(payload.get("parameters") or {}), **secret})

@@ -17,7 +17,8 @@ from app.domain.infra_ssh import AUDIT_LEASE, SshLease
 from app.errors import ConditionFailed, Conflict, Forbidden, NotFound, Unprocessable
 from app.ids import new_id
 from app.services.jobs import JobService
-from app.services.ssh_audit import SshAudit, SshCaller, denied
+from app.services.ssh_audit import SshAudit
+from app.services.ssh_caller import SshCaller, denied
 from app.settings import Settings
 from app.store import Store
 
@@ -90,17 +91,16 @@ class SshLeaseService:
     def approve(self, caller: SshCaller, lease_id: str) -> SshLease:
         """A person approves a pending request, naming it (so that what is approved is what they saw);
         its time box starts now."""
-        target = {"target": lease_id}
         if (refused := caller.why_not_operator()) is not None:
-            raise self.audit.refuse(caller, AUDIT_LEASE, denied(refused), **target)
+            raise self.audit.refuse(caller, AUDIT_LEASE, denied(refused), target=lease_id)
         if caller.via != "session":
             raise self.audit.refuse(caller, AUDIT_LEASE, denied(
-                "a lease is approved by a person signed in (a session), never with an API key"), **target)
+                "a lease is approved by a person signed in (a session), never with an API key"), target=lease_id)
         now = self.clock.now()
         current = self.store.ssh_leases.current(caller.workspace_id)
         if current is None or current.lease_id != lease_id:
             raise self.audit.refuse(caller, AUDIT_LEASE, denied(f"no lease {lease_id} to approve",
-                                                                NotFound), **target)
+                                                                NotFound), target=lease_id)
         try:
             lease = self.store.ssh_leases.approve(caller.workspace_id, lease_id, approved_by=caller.user_id,
                                                   approved_at=self.clock.iso(now),
@@ -108,7 +108,7 @@ class SshLeaseService:
         except ConditionFailed:
             state = current.state(now)
             raise self.audit.refuse(caller, AUDIT_LEASE, denied(f"lease {lease_id} is {state}, not waiting for "
-                                                                "approval", Conflict), **target) from None
+                                                                "approval", Conflict), target=lease_id) from None
         self.audit.record(caller, AUDIT_LEASE, SshOutcome.ok, target=lease_id,
                           detail={"event": "approved", "requested_by": lease.requested_by,
                                   "requested_for": lease.requested_for, "ttl_seconds": lease.ttl_seconds})
