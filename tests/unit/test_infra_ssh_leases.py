@@ -112,7 +112,8 @@ def test_one_lease_at_a_time_and_revoking_ends_it(client):
     again = client.delete(LEASE, headers=agent(key))
     after = client.post(LEASE, headers=agent(key), json={"reason": "third", "ttl_seconds": 600})
 
-    assert second.status_code == 409 and second.json()["kind"] == "denied" and "already active" in second.json()["error"]
+    assert second.status_code == 409 and second.json()["kind"] == "denied"
+    assert "already active" in second.json()["error"]
     assert revoked.status_code == 200 and revoked.json()["active"] is False
     assert revoked.json()["lease"]["state"] == "ended" and revoked.json()["lease"]["end_reason"] == "revoked"
     assert revoked.json()["lease"]["ended_by"] == "ada"
@@ -123,7 +124,8 @@ def test_one_lease_at_a_time_and_revoking_ends_it(client):
 def test_a_pending_request_can_be_declined(client):
     session = signup(client)["token"]
     key = mint(client, session)
-    lease_id = client.post(LEASE, headers=agent(key), json={"reason": "r", "ttl_seconds": 60}).json()["lease"]["lease_id"]
+    requested = client.post(LEASE, headers=agent(key), json={"reason": "r", "ttl_seconds": 60})
+    lease_id = requested.json()["lease"]["lease_id"]
 
     declined = client.delete(LEASE, headers=bearer(session))
     late = client.post(f"{LEASE}/approve", headers=bearer(session), json={"lease_id": lease_id})
