@@ -9,19 +9,19 @@ import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.contract.ssh.actions import SshAction
 from app.schemas.infra_ssh import (
+    ActionList,
     ForwardList,
     ForwardRequest,
     ForwardView,
+    HostList,
     HostView,
     LeaseAnswer,
     LeaseApproval,
     LeaseRequest,
-    LeaseView,
     RunList,
     RunRequest,
     RunView,
@@ -37,16 +37,6 @@ _READ = errors(401, 403, 503)
 _CHANGE = errors(401, 403, 409, 422, 503)
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=2000)]
-
-
-class HostList(BaseModel):
-    success: bool = True
-    hosts: list[HostView]
-
-
-class ActionList(BaseModel):
-    success: bool = True
-    actions: list[SshAction]
 
 
 # --- the inventory ---------------------------------------------------------------------------------
@@ -81,17 +71,11 @@ def describe_action(caller: SshOperator, name: str, services: ServicesDep) -> Ss
 # --- the approval lease ---------------------------------------------------------------------------------
 
 
-def _lease_answer(services: ServicesDep, lease: Any, stopped: list[str] | None = None) -> LeaseAnswer:
-    now = services.clock.now()
-    return LeaseAnswer(active=lease is not None and lease.is_active(now),
-                       lease=LeaseView.of(lease, now) if lease is not None else None, stopped=stopped or [])
-
-
 @router.get("/admin-session", response_model=LeaseAnswer, responses=errors(401, 403))
 def inspect_lease(caller: SshOperator, services: ServicesDep) -> LeaseAnswer:
     """The approval lease: pending (waiting for a person), active (with its time left) or the last
     one, over."""
-    return _lease_answer(services, services.ssh_leases.current(caller))
+    return LeaseAnswer.of(services.ssh_leases.current(caller), services.clock.now())
 
 
 @router.post("/admin-session", status_code=status.HTTP_201_CREATED, response_model=LeaseAnswer,
@@ -99,14 +83,14 @@ def inspect_lease(caller: SshOperator, services: ServicesDep) -> LeaseAnswer:
 def begin_lease(caller: SshOperator, body: LeaseRequest, services: ServicesDep) -> LeaseAnswer:
     """Begin a time-boxed lease. Signed in (a session), it is active at once; with an admin API key
     (and `X-User-Id`) it is a request that waits for a person to approve it, signed in."""
-    return _lease_answer(services, services.ssh_leases.request(caller, body.reason, body.ttl_seconds))
+    return LeaseAnswer.of(services.ssh_leases.request(caller, body.reason, body.ttl_seconds), services.clock.now())
 
 
 @router.post("/admin-session/approve", response_model=LeaseAnswer, responses=errors(401, 403, 404, 409, 422))
 def approve_lease(caller: SshOperator, body: LeaseApproval, services: ServicesDep) -> LeaseAnswer:
     """Approve a pending lease by its id: a person signed in only (never an API key). Its time box
     starts now."""
-    return _lease_answer(services, services.ssh_leases.approve(caller, body.lease_id))
+    return LeaseAnswer.of(services.ssh_leases.approve(caller, body.lease_id), services.clock.now())
 
 
 @router.delete("/admin-session", response_model=LeaseAnswer, responses=errors(401, 403))
@@ -114,7 +98,7 @@ def revoke_lease(caller: SshOperator, services: ServicesDep) -> LeaseAnswer:
     """Revoke the active lease (or decline a pending one): every run and forward still open under
     it is stopped. Revoking what is over changes nothing."""
     lease, stopped = services.ssh_leases.end(caller)
-    return _lease_answer(services, lease, stopped)
+    return LeaseAnswer.of(lease, services.clock.now(), stopped)
 
 
 # --- runs ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.clock import iso
 from app.contract.messages import JobStatus, JobType
+from app.contract.ssh.actions import SshAction
 from app.contract.ssh.hosts import Name, SshHost
 from app.contract.ssh.jobs import SshForwardPayload, SshOutcome, SshRunPayload
 from app.domain.infra_ssh import LABEL_LEASE, LABEL_USER, LABEL_VIA, LeaseState, SshLease
@@ -95,6 +96,16 @@ class HostView(BaseModel):
         return cls(**host.listing(), actions=actions, forwards=forwards)
 
 
+class HostList(BaseModel):
+    success: bool = True
+    hosts: list[HostView]
+
+
+class ActionList(BaseModel):
+    success: bool = True
+    actions: list[SshAction]
+
+
 class LeaseView(BaseModel):
     lease_id: str
     state: LeaseState
@@ -129,6 +140,11 @@ class LeaseAnswer(BaseModel):
     active: bool
     lease: LeaseView | None
     stopped: list[str] = Field(default_factory=list, description="runs and forwards stopped as the lease ended")
+
+    @classmethod
+    def of(cls, lease: SshLease | None, now: float, stopped: list[str] | None = None) -> "LeaseAnswer":
+        return cls(active=lease is not None and lease.is_active(now),
+                   lease=LeaseView.of(lease, now) if lease is not None else None, stopped=stopped or [])
 
 
 class Requester(BaseModel):
