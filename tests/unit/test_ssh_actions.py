@@ -4,6 +4,7 @@ output cap and a cancel mid-run."""
 
 import asyncio
 import hashlib
+import logging
 import socket
 
 import pytest
@@ -12,6 +13,7 @@ from app.contract.ssh.actions import SshAction, render
 from app.contract.ssh.jobs import SshFailure, SshOutcome, SshRunResult
 from tests.support.ssh_jobs import SshJob, recorded_job, run_payload
 from tests.support.ssh_server import SshTestServer
+from workers.config import configure_logging
 from workers.executors.base import ExecutorError
 from workers.executors.registry import ExecutorRegistry
 from workers.executors.ssh import run_action
@@ -267,3 +269,18 @@ def test_the_worker_advertises_the_ssh_jobs_and_answers_forward_proxies():
     assert loaded.executors["ssh.run"] is run_action and "ssh.forward" in loaded.executors
     assert loaded.control_handler("ssh.proxy") is not None
     assert loaded.control_handler("proxy") is not loaded.control_handler("ssh.proxy")
+
+
+async def test_a_secret_value_stays_out_of_the_workers_logs_even_at_debug(server, capsys):
+    keep = {"command": ["sh", "-c", 'printf %s "$1" > received', "sh", "{password}"],
+            "parameters": {"password": {"type": "string", "pattern": ".+", "secret": True}}}
+    root = logging.getLogger()
+    handlers, level = root.handlers, root.level
+    configure_logging("DEBUG")  # as `berth worker --log-level debug` does
+    try:
+        await run(run_payload(server, keep, {"password": "hunter2"}))
+    finally:
+        root.handlers, root.level = handlers, level
+
+    assert (server.root / "received").read_text() == "hunter2"
+    assert "hunter2" not in capsys.readouterr().err
