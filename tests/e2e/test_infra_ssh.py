@@ -130,8 +130,9 @@ class Ops:
     def agent(self, user: str | None = PERSON, key: str | None = None) -> dict:
         return {"X-API-Key": key or self.key, **({"X-User-Id": user} if user else {})}
 
-    def as_agent(self, method: str, path: str, user: str | None = PERSON, key: str | None = None, **kwargs):
-        return self.owner.client.request(method, path, headers=self.agent(user, key), **kwargs)
+    def as_agent(self, method: str, path: str, user: str | None = PERSON, key: str | None = None,
+                 headers: dict | None = None, **kwargs):
+        return self.owner.client.request(method, path, headers={**self.agent(user, key), **(headers or {})}, **kwargs)
 
     def begin_lease(self, ttl_seconds: int = 600) -> dict:
         """An agent asks, the person approves, signed in."""
@@ -328,7 +329,7 @@ def test_a_forward_carries_http_and_closes_when_the_lease_ends(ops):
     assert forward["state"] == "open" and forward["target"] == f"127.0.0.1:{ops.dashboard_port}"
     proxy = forward["proxy_url"]
 
-    fetched = ops.as_agent("GET", f"{proxy}api/jobs?limit=5", headers={**ops.agent(), "Cookie": "mine=1"})
+    fetched = ops.as_agent("GET", f"{proxy}api/jobs?limit=5", headers={"Cookie": "mine=1"})
     posted = ops.as_agent("POST", f"{proxy}api/actions", content=b"restart please")
 
     assert fetched.status_code == 200, fetched.text
