@@ -4,8 +4,9 @@
 An agent acts for a person: it sends `X-User-Id` with its admin key, as on the REST surface. It can
 *request* an approval lease (`infra_ssh_request_lease`); a person approves it, signed in
 (`POST /api/infra/ssh/admin-session/approve`), which no tool can do. A refusal is a tool error
-whose text starts with its kind (`approval_required: ...`, `denied: ...`,
-`validation_failed: ...`), so an agent can tell asking a person from fixing its arguments.
+whose message starts with its kind (`approval_required: ...`, `denied: ...`,
+`validation_failed: ...`, after the SDK's "Error executing tool NAME: "), so an agent can tell
+asking a person from fixing its arguments.
 
 `infra_ssh_tools()` is what the `/mcp` server registers.
 """

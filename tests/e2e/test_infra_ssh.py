@@ -380,3 +380,114 @@ def _command(command: str, ops: Ops):
 
 def _wait_for_command(command: str, ops: Ops) -> None:
     _until(lambda: any(record.command == command for record in ops.ssh.server.commands))
+
+
+# --- the same through /mcp, with the official MCP client ------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def mcp_url(ops):
+    """berth's app with the infra SSH tools served at /mcp, on the stack's services, authenticated
+    as the API authenticates (a key or a session). Until /mcp is wired into berth itself
+    (mcp-endpoint), this is the same app, the same endpoint class and the same tools it will serve."""
+    from starlette.concurrency import run_in_threadpool
+
+    from app.auth.principal import bearer_secret
+    from app.main import create_app
+    from app.mcp.endpoint import StatelessMCPEndpoint, mcp_router
+    from app.mcp.infra_ssh import infra_ssh_tools
+    from app.mcp.tools import build_server
+    from tests.support.mcp_demo import serve
+
+    async def authenticate(request):
+        secret = bearer_secret(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        return await run_in_threadpool(composition.services().authenticator.resolve, secret,
+                                       kinds=("session", "api_key"))
+
+    app = create_app()
+    endpoint = StatelessMCPEndpoint(build_server("berth", "test", infra_ssh_tools()), authenticate=authenticate,
+                                    allowed_hosts=["127.0.0.1:*"])
+    app.include_router(mcp_router(endpoint))
+    with serve(app) as url:
+        yield f"{url}/mcp"
+
+
+@pytest.mark.anyio
+async def test_the_same_through_mcp_with_the_official_client(ops, mcp_url):
+    import httpx2
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def session_for(headers: dict):
+        http = httpx2.AsyncClient(headers=headers, timeout=60)
+        return http, streamable_http_client(mcp_url, http_client=http)
+
+    ops.owner.delete(LEASE)
+    http, transport = await session_for(ops.agent())
+    async with http, transport as streams, ClientSession(*streams) as mcp:
+        await mcp.initialize()
+        names = {tool.name for tool in (await mcp.list_tools()).tools}
+        assert len(names) == 13 and {"infra_ssh_list_hosts", "infra_ssh_open_forward"} <= names
+
+        hosts = await mcp.call_tool("infra_ssh_list_hosts", {})
+        refused = await mcp.call_tool("infra_ssh_run_action", {"action": "echo", "host": "test-host",
+                                                               "parameters": {"text": "x", "choice": "plain",
+                                                                              "number": 1}})
+        asked = await mcp.call_tool("infra_ssh_request_lease", {"reason": "via mcp", "ttl_seconds": 300})
+        lease_id = asked.structured_content["lease"]["lease_id"]
+        assert [h["name"] for h in hosts.structured_content["hosts"]][:1] == ["test-host"]
+        assert refused.is_error and _refusal(refused).startswith("approval_required:")
+        assert asked.structured_content["lease"]["state"] == "pending"
+
+        approved = ops.owner.post(f"{LEASE}/approve", json={"lease_id": lease_id})  # a person, signed in
+        assert approved.status_code == 200, approved.text
+        invalid = await mcp.call_tool("infra_ssh_run_action", {"action": "echo", "host": "test-host",
+                                                               "parameters": {"text": "x", "choice": "; id",
+                                                                              "number": 1}})
+        ran = await mcp.call_tool("infra_ssh_run_action", {"action": "echo", "host": "test-host", "parameters": {
+            "text": "$(id)", "choice": "plain", "number": "4"}})
+        run = ran.structured_content
+        fetched = await mcp.call_tool("infra_ssh_get_run", {"run_id": run["run_id"]})
+        listed = await mcp.call_tool("infra_ssh_list_runs", {"limit": 5})
+        assert invalid.is_error and _refusal(invalid).startswith("validation_failed:")
+        assert not ran.is_error and run["outcome"] == "ok" and run["stdout"] == "$(id)|plain|4|"
+        assert fetched.structured_content["run_id"] == run["run_id"]
+        assert listed.structured_content["runs"][0]["run_id"] == run["run_id"]
+
+        opened = await mcp.call_tool("infra_ssh_open_forward", {"forward": "dashboard", "host": "test-host"})
+        forward = opened.structured_content
+        through = ops.as_agent("GET", f"{forward['proxy_url']}health")
+        forwards = await mcp.call_tool("infra_ssh_list_forwards", {})
+        closed = await mcp.call_tool("infra_ssh_close_forward", {"forward_id": forward["forward_id"]})
+        assert forward["state"] == "open" and through.json()["path"] == "/health"
+        assert forwards.structured_content["forwards"][0]["forward_id"] == forward["forward_id"]
+        assert closed.structured_content["status"] in ("cancelled", "running")
+
+        ended = await mcp.call_tool("infra_ssh_end_lease", {})
+        assert ended.structured_content["lease"]["state"] == "ended"
+
+    http, transport = await session_for(ops.agent(user=None))
+    async with http, transport as streams, ClientSession(*streams) as mcp:
+        await mcp.initialize()
+        anonymous = await mcp.call_tool("infra_ssh_request_lease", {"reason": "who?", "ttl_seconds": 60})
+        assert anonymous.is_error and _refusal(anonymous).startswith("denied:")
+
+    http, transport = await session_for({"X-API-Key": ops.standard_key, "X-User-Id": PERSON})
+    async with http, transport as streams, ClientSession(*streams) as mcp:
+        await mcp.initialize()
+        assert not {tool.name for tool in (await mcp.list_tools()).tools} & names
+        hidden = await mcp.call_tool("infra_ssh_list_hosts", {})
+        assert hidden.is_error and "admin-tier" in hidden.content[0].text
+
+    outcomes = [(r["detail"].get("via"), r["outcome"]) for r in ops.audit()[:3]]
+    assert outcomes == [("api_key", "ok"), ("api_key", "validation_failed"), ("api_key", "approval_required")]
+
+
+def _refusal(result) -> str:
+    """A tool error's text after the SDK's "Error executing tool NAME: " prefix."""
+    return result.content[0].text.split(": ", 1)[1]
