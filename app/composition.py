@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from app.services.event_feed import EventFeed
     from app.services.event_stream import JobEventStream
     from app.services.jobs import JobService
+    from app.services.keyring import JobSecrets, RuntimeKeyring
     from app.services.lifecycle import JobLifecycle
     from app.services.matrixshell import MatrixShellService
     from app.services.proxy import RuntimeProxy
+    from app.services.rate_limits import AuthRateLimits
     from app.services.runtime_protocol import RuntimeProtocol
     from app.services.runtimes import RuntimeService
     from app.services.sandboxes import SandboxService
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from app.services.ssh_operations import SshOperations
     from app.services.sweeper import Sweeper
     from app.services.system import SystemService
+    from app.services.trust import TrustPolicy
     from app.store import Store
 
 Built = TypeVar("Built")
@@ -98,6 +101,18 @@ class Services:
         return self._once("secrets", lambda: SecretBox(self.kms, self.clock))
 
     @property
+    def keyring(self) -> "RuntimeKeyring":
+        from app.services.keyring import RuntimeKeyring
+
+        return self._once("keyring", lambda: RuntimeKeyring(self.secrets))
+
+    @property
+    def job_secrets(self) -> "JobSecrets":
+        from app.services.keyring import JobSecrets
+
+        return self._once("job_secrets", lambda: JobSecrets(self.secrets, self.keyring))
+
+    @property
     def mailer(self) -> "Mailer":
         from app.mailer import mailer_for
 
@@ -124,29 +139,43 @@ class Services:
         return self._once("authenticator", lambda: Authenticator(self.store, self.clock))
 
     @property
+    def trust(self) -> "TrustPolicy":
+        from app.services.trust import TrustPolicy
+
+        return self._once("trust", lambda: TrustPolicy(self.store, self.settings))
+
+    @property
     def accounts(self) -> "AccountService":
         from app.services.accounts import AccountService
 
-        return self._once("accounts", lambda: AccountService(self.store, self.settings, self.mailer, self.activity,
-                                                             self.clock))
+        return self._once("accounts", lambda: AccountService(self.store, self.settings, self.mailer, self.auth_limits,
+                                                             self.api_keys, self.activity, self.clock))
+
+    @property
+    def auth_limits(self) -> "AuthRateLimits":
+        from app.services.rate_limits import AuthRateLimits
+
+        return self._once("auth_limits", lambda: AuthRateLimits(self.store, self.settings, self.clock))
 
     @property
     def api_keys(self) -> "ApiKeyService":
         from app.services.api_keys import ApiKeyService
 
-        return self._once("api_keys", lambda: ApiKeyService(self.store, self.activity, self.clock))
+        return self._once("api_keys", lambda: ApiKeyService(self.store, self.trust, self.activity, self.clock))
 
     @property
     def dispatcher(self) -> "Dispatcher":
         from app.services.dispatch import Dispatcher
 
-        return self._once("dispatcher", lambda: Dispatcher(self.store, self.queues, self.settings, self.clock))
+        return self._once("dispatcher", lambda: Dispatcher(self.store, self.queues, self.job_secrets, self.settings,
+                                                           self.clock))
 
     @property
     def control(self) -> "ControlChannel":
         from app.services.control import ControlChannel
 
-        return self._once("control", lambda: ControlChannel(self.store, self.queues, self.settings, self.clock))
+        return self._once("control", lambda: ControlChannel(self.store, self.queues, self.keyring, self.settings,
+                                                            self.clock))
 
     @property
     def lifecycle(self) -> "JobLifecycle":
@@ -161,8 +190,9 @@ class Services:
     def jobs(self) -> "JobService":
         from app.services.jobs import JobService
 
-        return self._once("jobs", lambda: JobService(self.store, self.settings, self.dispatcher, self.lifecycle,
-                                                     self.control, self.activity, self.clock))
+        return self._once("jobs", lambda: JobService(self.store, self.settings, self.trust, self.job_secrets,
+                                                     self.dispatcher, self.lifecycle, self.control, self.activity,
+                                                     self.clock))
 
     @property
     def job_events(self) -> "JobEventStream":
@@ -181,22 +211,23 @@ class Services:
     def runtimes(self) -> "RuntimeService":
         from app.services.runtimes import RuntimeService
 
-        return self._once("runtimes", lambda: RuntimeService(self.store, self.queues, self.settings, self.dispatcher,
-                                                             self.activity, self.clock))
+        return self._once("runtimes", lambda: RuntimeService(self.store, self.queues, self.settings, self.trust,
+                                                             self.keyring, self.dispatcher, self.lifecycle,
+                                                             self.control, self.activity, self.clock))
 
     @property
     def sandboxes(self) -> "SandboxService":
         from app.services.sandboxes import SandboxService
 
-        return self._once("sandboxes", lambda: SandboxService(self.store, self.settings, self.jobs, self.control,
-                                                              self.feed, self.clock))
+        return self._once("sandboxes", lambda: SandboxService(self.store, self.settings, self.jobs, self.job_secrets,
+                                                              self.control, self.feed, self.clock))
 
     @property
     def proxy(self) -> "RuntimeProxy":
         from app.services.proxy import RuntimeProxy
 
         return self._once("proxy", lambda: RuntimeProxy(self.store, self.settings, self.sandboxes, self.control,
-                                                        self.clock))
+                                                        self.keyring, self.clock))
 
     @property
     def matrixshell(self) -> "MatrixShellService":
@@ -252,8 +283,7 @@ class Services:
         from app.services.ssh_forwards import SshForwards
 
         return self._once("ssh_forwards", lambda: SshForwards(
-            self.store, self.settings, self.ssh_operations, self.control, lambda runtime: runtime.token_digest,
-            self.clock))
+            self.store, self.settings, self.ssh_operations, self.control, self.keyring.signing_key, self.clock))
 
     @property
     def sweeper(self) -> "Sweeper":

@@ -16,9 +16,11 @@ class BerthError(Exception):
     status = 500
     default_message = "internal error"
 
-    def __init__(self, message: str | None = None, *, kind: str | None = None):
+    def __init__(self, message: str | None = None, *, kind: str | None = None,
+                 headers: dict[str, str] | None = None):
         self.message = message or self.default_message
         self.kind = kind  # a machine-readable kind, where the surface defines them
+        self.headers = headers or {}  # sent with the error response (e.g. Retry-After)
         super().__init__(self.message)
 
 
@@ -60,6 +62,11 @@ class Unprocessable(BerthError):
 class TooManyRequests(BerthError):
     status = 429
     default_message = "limit reached"
+
+    @classmethod
+    def retry_after(cls, message: str, seconds: int) -> "TooManyRequests":
+        """A refusal that says when to try again (the Retry-After header)."""
+        return cls(message, headers={"Retry-After": str(max(seconds, 1))})
 
 
 class BadGateway(BerthError):

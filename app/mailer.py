@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Protocol
 
 from app.aws import AwsClients
+from app.files import write_private
 from app.ids import new_id
 from app.settings import Settings
 
@@ -15,18 +16,16 @@ class Mailer(Protocol):
 
 
 class FileOutbox:
-    """Writes each message as one JSON file; tests and developers read them from `directory`."""
+    """Writes each message as one JSON file (0600, in a 0700 directory); tests and developers read
+    them from `directory`."""
 
     def __init__(self, directory: Path):
         self.directory = directory
 
     def send(self, to: str, subject: str, body: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Messages carry reset and verification links: readable by this user alone.
         message = {"to": to, "subject": subject, "body": body, "sent_at": time.time()}
-        target = self.directory / f"{new_id('mail')}.json"
-        temporary = target.with_suffix(".tmp")
-        temporary.write_text(json.dumps(message))
-        temporary.rename(target)
+        write_private(self.directory / f"{new_id('mail')}.json", json.dumps(message))
 
 
 class SesMailer:

@@ -22,8 +22,9 @@ def _request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "-")
 
 
-def _error(request: Request, status: int, message: str, kind: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, _request_id(request), kind), status_code=status)
+def _error(request: Request, status: int, message: str, kind: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, _request_id(request), kind), status_code=status, headers=headers)
 
 
 def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
@@ -39,7 +40,7 @@ def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BerthError)
     async def berth_error(request: Request, error: BerthError):
-        return _error(request, error.status, error.message, error.kind)
+        return _error(request, error.status, error.message, error.kind, error.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):

@@ -3,6 +3,10 @@
 Each runtime has two queues: `jobs` (redriven to the shared dead-letter queue after
 `job_max_receives` deliveries) and `control` (short-lived synchronous requests for running jobs;
 a stale control message is simply dropped, so it has no dead-letter queue).
+
+The shared fleet's queues are named apart (`<prefix>-shared-rt-<id>`) from the queues of runtimes
+a workspace hosts (`<prefix>-rt-<id>`), so the fleet's IAM role can be allowed the former alone
+and a compromised shared worker cannot read a tenant's queue (template.yaml, WorkerTaskRole).
 """
 
 import json
@@ -24,9 +28,9 @@ class Queues:
     def _sqs(self) -> Any:
         return self._clients.client("sqs")
 
-    def runtime_queue_names(self, runtime_id: str) -> tuple[str, str]:
-        prefix = self._settings.queue_prefix
-        return f"{prefix}-rt-{runtime_id}", f"{prefix}-rt-{runtime_id}-control"
+    def runtime_queue_names(self, runtime_id: str, *, shared: bool) -> tuple[str, str]:
+        base = f"{self._settings.queue_prefix}-{'shared-' if shared else ''}rt-{runtime_id}"
+        return base, f"{base}-control"
 
     def probe_dead_letter_queue(self) -> str:
         """The dead-letter queue's URL, looked up now (a readiness check)."""
@@ -49,8 +53,8 @@ class Queues:
             QueueName=self._settings.dead_letter_queue_name, Attributes={"MessageRetentionPeriod": "1209600"}
         )["QueueUrl"]
 
-    def create_runtime_queues(self, runtime_id: str) -> tuple[str, str]:
-        jobs_name, control_name = self.runtime_queue_names(runtime_id)
+    def create_runtime_queues(self, runtime_id: str, *, shared: bool) -> tuple[str, str]:
+        jobs_name, control_name = self.runtime_queue_names(runtime_id, shared=shared)
         redrive = {"deadLetterTargetArn": self._dead_letter_queue_arn(),
                    "maxReceiveCount": str(self._settings.job_max_receives)}
         jobs_url = self._sqs.create_queue(
@@ -62,6 +66,13 @@ class Queues:
             QueueName=control_name, Attributes={"VisibilityTimeout": "30", "MessageRetentionPeriod": "300"}
         )["QueueUrl"]
         return jobs_url, control_url
+
+    def delete_queue(self, queue_url: str) -> None:
+        """Delete a queue and whatever it holds; one already gone is fine."""
+        try:
+            self._sqs.delete_queue(QueueUrl=queue_url)
+        except self._sqs.exceptions.QueueDoesNotExist:
+            pass
 
     def send(self, queue_url: str, message: JobMessage | ControlMessage) -> None:
         self._sqs.send_message(QueueUrl=queue_url, MessageBody=QueueEnvelope(message=message).model_dump_json())

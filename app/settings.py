@@ -8,7 +8,7 @@ environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...), so the local stack and AWS 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.contract.policy import DEFAULT_TTL_SECONDS, SandboxPolicy
@@ -46,7 +46,20 @@ class Settings(BaseSettings):
     verify_token_ttl_seconds: int = 3 * 24 * 3600
     mailer: Literal["file", "ses"] = "file"
     mail_from: str = "berth <no-reply@berth.local>"
+    # Addresses whose accounts are the platform operator, once the address is verified (an
+    # out-of-band grant or revocation, `berth admin grant-operator|revoke-operator`, outranks it).
     operator_emails: list[str] = Field(default_factory=list)
+    # Whether an account must prove its address before it mints keys or join tokens or runs jobs.
+    # Off by default for mode=local (one person's machine; `berth up` says so), always on for
+    # mode=aws, where turning it off is refused.
+    require_email_verification: bool = False
+    # Login, signup and forgot: at most this many attempts per window, for each address and for each
+    # client address (429 with Retry-After beyond); forgot takes at least forgot_min_seconds, so its
+    # duration does not tell whether an account exists.
+    auth_rate_window_seconds: int = Field(default=900, ge=1)
+    auth_rate_per_address: int = Field(default=10, ge=1)
+    auth_rate_per_client: int = Field(default=100, ge=1)
+    forgot_min_seconds: float = Field(default=1.0, ge=0)
 
     # Runtimes and jobs.
     heartbeat_interval_seconds: int = 15
@@ -81,6 +94,15 @@ class Settings(BaseSettings):
     ssh_lease_max_seconds: int = 3600
     ssh_lease_request_seconds: int = 900  # how long a requested lease waits for a person to approve it
     ssh_connect_timeout_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _verification_holds_in_aws(self) -> "Settings":
+        if self.mode == "aws":
+            if "require_email_verification" in self.model_fields_set and not self.require_email_verification:
+                raise ValueError("BERTH_REQUIRE_EMAIL_VERIFICATION cannot be turned off in mode=aws: anyone could "
+                                 "claim any address")
+            self.require_email_verification = True
+        return self
 
     @property
     def base_url(self) -> str:

@@ -7,7 +7,7 @@ from typer.core import TyperGroup
 
 from berth_cli import output
 from berth_cli.client.http import cli_version
-from berth_cli.commands import auth, jobs, local, sandboxes
+from berth_cli.commands import admin, auth, jobs, local, runtimes, sandboxes
 from berth_cli.errors import CliError, ExitCode
 
 
@@ -48,3 +48,6 @@ cli.add_typer(auth.app)
 # One group per resource, one module each: a later issue adds its line here.
 cli.add_typer(jobs.app, name="jobs")
 cli.add_typer(sandboxes.app, name="sandboxes")
+cli.add_typer(runtimes.app, name="runtimes")
+cli.add_typer(runtimes.join_tokens, name="join-tokens")
+cli.add_typer(admin.app, name="admin")

@@ -24,6 +24,8 @@ class Principal:
     credential_digest: str
     user_id: str = ""
     session_id: str = ""
+    # Set only by in-process callers that are the platform themselves (the local stack minting its
+    # own worker's join token); a credential never carries it (app.services.trust decides on use).
     operator: bool = False
 
     def require(self, tier: Tier) -> None:

@@ -346,10 +346,10 @@ class ToolCallArguments(_Strict):
 
 
 class SandboxUpdate(_Strict):
-    """Changes to a running sandbox: a new deadline at once, new env at the next (re)start."""
+    """Changes to a running sandbox: a new deadline at once. A new env is a secret: it comes as the
+    control message's `secrets` (`{"env": {...}}`), and the server gets it at its next (re)start."""
 
     expires_at: float | None = None
-    env: dict[str, str] | None = None
 
 
 class ProxyRequest(_Strict):

@@ -85,6 +85,11 @@ class Job:
     # The sequence number of the last event the API itself wrote (the `queued` one, or a re-queue's).
     event_seq: int = 0
     labels: dict[str, str] | None = None
+    # Its secrets (e.g. a sandbox's env values), sealed with the KMS key (app.services.keyring), and
+    # their names by field (`{"env": ["TOKEN"]}`), which views show instead. The final transition
+    # removes the sealed value.
+    secrets: str | None = None
+    secret_names: dict[str, list[str]] | None = None
     pinned_runtime_id: str | None = None  # a tool.run job runs where its session runs
     # Only a runtime whose registered labels include all of these may run it (an infra SSH job
     # goes where its host can be reached).

@@ -44,11 +44,22 @@ class Runtime:
     last_heartbeat_at: str = ""
     status: RuntimeStatus = "online"
     minted_by_workspace: str = ""  # the workspace whose join token registered it
-    token_digest: str = ""  # SHA-256 of its runtime token: the key of its signatures
+    # Its runtime key, sealed with the KMS key (app.services.keyring): what the API signs for it and
+    # seals its jobs' secrets with. None for a runtime registered before runtime keys existed.
+    sealed_key: str | None = None
+    # SHA-256 of its runtime token: the credential its deletion removes (and, only for a runtime
+    # without a runtime key, what the API's signatures for it are keyed with).
+    token_digest: str = ""
+    removed_at: str | None = None  # being deleted: nothing is placed on it any more
+
+    @property
+    def holds_key(self) -> bool:
+        return bool(self.sealed_key)
 
     def effective_status(self, now: float, heartbeat_interval: float) -> RuntimeStatus:
-        """Online only while heartbeats keep coming: silent for two intervals means offline."""
-        if self.status == "offline" or now - self.last_heartbeat > 2 * heartbeat_interval:
+        """Online only while heartbeats keep coming: silent for two intervals means offline (and a
+        runtime being deleted is offline, whatever it says)."""
+        if self.status == "offline" or self.removed_at or now - self.last_heartbeat > 2 * heartbeat_interval:
             return "offline"
         return self.status
 
@@ -60,9 +71,11 @@ class Runtime:
 
     def runs(self, job: Job) -> bool:
         """Whether it may run jobs like `job`: of a workspace it serves, of a type it advertises,
-        with the labels the job asks for."""
+        with the labels the job asks for, and (for a job with secrets) holding a runtime key to
+        receive them with."""
         return (serves_workspace(self.workspace_id, job.workspace_id) and job.type.value in self.capabilities
-                and all(self.labels.get(name) == value for name, value in (job.runtime_labels or {}).items()))
+                and all(self.labels.get(name) == value for name, value in (job.runtime_labels or {}).items())
+                and (not job.secrets or self.holds_key))
 
     def can_serve(self, job: Job, now: float, heartbeat_interval: float) -> bool:
         """Whether to offer it `job` now: online, running such jobs, the one a job is pinned to (if
@@ -87,6 +100,7 @@ class JoinToken:
     expires_at: str
     expires_epoch: int
     created_by: str = ""
+    digest: str = ""  # of its secret: the credential a revocation deletes ("" for tokens minted before)
 
     @property
     def is_active(self) -> bool:

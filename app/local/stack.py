@@ -141,11 +141,11 @@ class LocalStack:
             key_id = kms.create_key(Description="berth provider credentials")["KeyMetadata"]["KeyId"]
             kms.create_alias(AliasName=settings.kms_key_alias, TargetKeyId=key_id)
         for runtime in services.store.runtimes.all():  # queues are not in the snapshot: recreate them
-            jobs_url, control_url = services.queues.create_runtime_queues(runtime.runtime_id)
+            jobs_url, control_url = services.queues.create_runtime_queues(runtime.runtime_id, shared=runtime.shared)
             if (jobs_url, control_url) != (runtime.jobs_queue_url, runtime.control_queue_url):
                 services.store.runtimes.move_queues(runtime, jobs_url, control_url)
         services.store.accounts.ensure_workspace(Workspace(workspace_id=PLATFORM_WORKSPACE, name="berth platform",
-                                                           slug="platform", operator=True, open_jobs=0))
+                                                           slug="platform", open_jobs=0))
         if self.restored_items:
             log_event(logger, "state restored", items=self.restored_items,
                       seconds=round(self.restore_seconds, 3))

@@ -1,6 +1,6 @@
 """`/v1/auth/*`: accounts and sessions (runtime spec)."""
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from app.schemas.accounts import (
     AuthResult,
@@ -16,8 +16,16 @@ from app.schemas.accounts import (
 )
 from app.services.accounts import SignedIn
 from app.web.deps import ServicesDep, SessionUser, User
+from app.web.openapi import errors
 
 router = APIRouter(prefix="/v1/auth", tags=["accounts"])
+
+
+def _client(request: Request) -> str | None:
+    """The caller's network address, counted by the rate limits: the socket's peer, which under
+    API Gateway is the request context's source IP (Mangum puts it in the scope). Never a header
+    the client writes, such as X-Forwarded-For."""
+    return request.client.host if request.client else None
 
 
 def _result(signed_in: SignedIn) -> AuthResult:
@@ -25,15 +33,18 @@ def _result(signed_in: SignedIn) -> AuthResult:
                       expires_at=signed_in.expires_at)
 
 
-@router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=AuthResult)
-def signup(body: SignupRequest, services: ServicesDep) -> AuthResult:
-    """Create a workspace and its owner; answers with a session token. 409 when the email is taken."""
-    return _result(services.accounts.signup(body.name, body.email, body.password, body.workspace))
+@router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=AuthResult, responses=errors(409, 429))
+def signup(body: SignupRequest, request: Request, services: ServicesDep) -> AuthResult:
+    """Create a workspace and its owner; answers with a session token. 409 when the email is taken;
+    429 (with Retry-After) past the attempts allowed per address and per client."""
+    return _result(services.accounts.signup(body.name, body.email, body.password, body.workspace,
+                                            client=_client(request)))
 
 
-@router.post("/login", response_model=AuthResult)
-def login(body: LoginRequest, services: ServicesDep) -> AuthResult:
-    return _result(services.accounts.login(body.email, body.password))
+@router.post("/login", response_model=AuthResult, responses=errors(401, 429))
+def login(body: LoginRequest, request: Request, services: ServicesDep) -> AuthResult:
+    """A new session; 429 (with Retry-After) past the attempts allowed per address and per client."""
+    return _result(services.accounts.login(body.email, body.password, client=_client(request)))
 
 
 @router.get("/me", response_model=MeResponse)
@@ -48,10 +59,11 @@ def logout(principal: SessionUser, services: ServicesDep, all: bool = False) -> 
     return LogoutResponse(sessions_ended=services.accounts.logout(principal, everywhere=all))
 
 
-@router.post("/forgot", response_model=OkResponse)
-def forgot(body: ForgotRequest, services: ServicesDep) -> OkResponse:
-    """Mail a reset link if the address has an account. Always 200, so accounts cannot be probed."""
-    services.accounts.forgot(body.email)
+@router.post("/forgot", response_model=OkResponse, responses=errors(429))
+def forgot(body: ForgotRequest, request: Request, services: ServicesDep) -> OkResponse:
+    """Mail a reset link if the address has an account. Always 200, taking as long either way, so
+    accounts cannot be probed; 429 (with Retry-After) past the attempts allowed."""
+    services.accounts.forgot(body.email, client=_client(request))
     return OkResponse(message="if that address has an account, a reset link is on its way")
 
 

@@ -21,9 +21,17 @@ from app.contract.messages import (
     RegisterResponse,
 )
 from app.schemas.accounts import OkResponse
-from app.schemas.runtimes import JoinTokenCreate, JoinTokenCreated, join_token_view, runtime_view
+from app.schemas.runtimes import (
+    JoinTokenCreate,
+    JoinTokenCreated,
+    JoinTokenDeleted,
+    RuntimeDeleted,
+    join_token_view,
+    runtime_view,
+)
 from app.schemas.system import audit_view, usage_view
 from app.web.deps import AdminUser, CallingRuntime, ServicesDep, User
+from app.web.openapi import errors
 
 router = APIRouter(prefix="/v1/cloud", tags=["runtimes"])
 
@@ -45,11 +53,28 @@ def list_join_tokens(principal: AdminUser, services: ServicesDep, limit: Annotat
     return {"join_tokens": [join_token_view(token) for token in page.items], "next_cursor": page.cursor}
 
 
+@router.delete("/join-tokens/{token_id}", response_model=JoinTokenDeleted, responses=errors(401, 403, 404, 409))
+def delete_join_token(principal: AdminUser, token_id: str, services: ServicesDep) -> JoinTokenDeleted:
+    """Revoke a join token of this workspace: it registers nothing from now on (audited). Runtimes
+    it registered stay; delete them one by one."""
+    token = services.runtimes.delete_join_token(principal, token_id)
+    return JoinTokenDeleted(token_id=token.token_id)
+
+
 @router.get("/runtimes")
 def list_runtimes(principal: User, services: ServicesDep) -> dict[str, Any]:
     runtimes = services.runtimes
     now = services.clock.now()
     return {"runtimes": [runtime_view(r, runtimes.status(r, now)) for r in runtimes.visible(principal.workspace_id)]}
+
+
+@router.delete("/runtimes/{runtime_id}", response_model=RuntimeDeleted, responses=errors(401, 403, 404))
+def delete_runtime(principal: AdminUser, runtime_id: str, services: ServicesDep) -> RuntimeDeleted:
+    """Delete a runtime of this workspace (a shared one: the platform operator only): its token and
+    runtime key stop working, its queues go, its unfinished jobs are dispatched elsewhere and a
+    sandbox that cannot move is ended (audited)."""
+    removed = services.runtimes.delete(principal, runtime_id)
+    return RuntimeDeleted(runtime_id=removed.runtime_id, jobs_requeued=removed.requeued, jobs_ended=removed.ended)
 
 
 @router.get("/usage")

@@ -1,6 +1,6 @@
 """Job requests and views, with one payload model per job type."""
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -17,6 +17,9 @@ def job_events_url(job_id: str) -> str:
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Fields whose values are secrets: kept out of the payload, sealed at rest and for the runtime
+    # (app.services.keyring), shown by name only.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
 
 class ModelInspectPayload(_Payload):
@@ -37,6 +40,7 @@ class McpServerPayload(_Payload):
     entity_id: str | None = Field(default=None, max_length=200)
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     builtin: Literal["matrixshell"] | None = Field(default=None, description="a server shipped with the worker")
+    secret_fields: ClassVar[tuple[str, ...]] = ("env",)
 
     @model_validator(mode="after")
     def _names_a_server(self) -> "McpServerPayload":
@@ -89,6 +93,18 @@ def validate_payload(job_type: JobType, payload: dict[str, Any]) -> dict[str, An
         raise Unprocessable(f"invalid payload for {job_type.value}: {problems}") from error
 
 
+def split_secrets(job_type: JobType, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A validated payload without its secret fields, and those fields that hold anything."""
+    fields: tuple[str, ...] = getattr(payload_model(job_type), "secret_fields", ())
+    public = {name: value for name, value in payload.items() if name not in fields}
+    return public, {name: payload[name] for name in fields if payload.get(name)}
+
+
+def secret_names(secrets: dict[str, Any]) -> dict[str, list[str]]:
+    """What views show of secrets: the names in each field (a field of one value has none)."""
+    return {field: sorted(value) if isinstance(value, dict) else [] for field, value in secrets.items()}
+
+
 class CreateJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -134,16 +150,15 @@ class JobView(BaseModel):
     def of(cls, job: Job) -> "JobView":
         return cls(job_id=job.job_id, type=job.type.value, status=job.status, created_at=job.created_at,
                    expires_at=iso(job.deadline), started_at=job.started_at, finished_at=job.finished_at,
-                   runtime_id=job.runtime_id, payload=shown_payload(job.payload), result=job.result, error=job.error,
+                   runtime_id=job.runtime_id, payload=shown_payload(job), result=job.result, error=job.error,
                    cancel_requested=job.cancel_requested)
 
 
-def shown_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """Environment values may be secrets: they go to the worker but are never shown back."""
-    shown = dict(payload)
-    if isinstance(shown.get("env"), dict):
-        shown["env"] = {name: "***" for name in shown["env"]}
-    return shown
+def shown_payload(job: Job) -> dict[str, Any]:
+    """The payload with its secret fields back in place, values masked: they go to the runtime but
+    are never shown back."""
+    masked = {field: {name: "***" for name in names} for field, names in (job.secret_names or {}).items()}
+    return {**job.payload, **masked}
 
 
 class JobList(BaseModel):

@@ -35,3 +35,15 @@ class JoinTokenCreate(BaseModel):
 class JoinTokenCreated(BaseModel):
     token: str = Field(description="The secret: shown only in this response")
     join_token: dict
+
+
+class JoinTokenDeleted(BaseModel):
+    ok: bool = True
+    token_id: str
+
+
+class RuntimeDeleted(BaseModel):
+    ok: bool = True
+    runtime_id: str
+    jobs_requeued: int = Field(description="unfinished jobs sent to be dispatched on another runtime")
+    jobs_ended: int = Field(description="jobs that could only run there (a started sandbox, a call on one), ended")

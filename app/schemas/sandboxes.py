@@ -84,7 +84,7 @@ class SandboxView(BaseModel):
         return cls(
             id=job.job_id, session_id=job.job_id, job_id=job.job_id, type=job.type.value, status=job.status.value,
             state=sandbox.state, runtime=payload.get("runtime", "node"), transport=payload.get("transport", "stdio"),
-            start_command=_command_of(payload), env=sorted(payload.get("env", {})),
+            start_command=_command_of(payload), env=(job.secret_names or {}).get("env", []),
             labels=job.labels or payload.get("labels", {}), entity_id=payload.get("entity_id"),
             runtime_id=job.runtime_id, isolation=sandbox.isolation, created_at=job.created_at,
             expires_at=iso(job.deadline), error=job.error, events_url=session_events_url(job.job_id),

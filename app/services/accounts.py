@@ -1,8 +1,9 @@
-"""Accounts: signup, sessions, password reset and email verification.
+"""Accounts: signup, sessions, password reset and email verification, and the operator grant.
 
 Passwords are argon2id hashes; session, reset and verification tokens are random secrets stored
 only as SHA-256 digests with an expiry. Reset and verification tokens are single use: taking one
-is a conditional delete, so a replay finds nothing.
+is a conditional delete, so a replay finds nothing. Signup, login and forgot are rate-limited per
+address and per client; forgot takes as long whether or not the address has an account.
 """
 
 import re
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 from app.auth.passwords import dummy_verify, hash_password, verify_password
 from app.auth.principal import Principal
 from app.clock import Clock
-from app.domain.accounts import Credential, CredentialKind, Session, User, Workspace
+from app.domain.accounts import Credential, CredentialKind, OperatorGrant, Session, User, Workspace
 from app.errors import BadRequest, ConditionFailed, Conflict, NotFound, Unauthorized
 from app.ids import hash_secret, new_id, new_secret
 from app.mailer import Mailer
 from app.services.activity import ActivityLog
+from app.services.api_keys import ApiKeyService
+from app.services.rate_limits import AuthRateLimits
 from app.settings import Settings
 from app.store import Store
 from app.store.table import Write
@@ -36,14 +39,17 @@ def _slug(text: str) -> str:
 
 
 class AccountService:
-    def __init__(self, store: Store, settings: Settings, mailer: Mailer, activity: ActivityLog, clock: Clock):
+    def __init__(self, store: Store, settings: Settings, mailer: Mailer, limits: AuthRateLimits,
+                 api_keys: ApiKeyService, activity: ActivityLog, clock: Clock):
         self.store = store
         self.settings = settings
         self.mailer = mailer
+        self.limits = limits
+        self.api_keys = api_keys
         self.activity = activity
         self.clock = clock
 
-    def _session(self, workspace_id: str, user_id: str, operator: bool) -> tuple[str, float, list[Write]]:
+    def _session(self, workspace_id: str, user_id: str) -> tuple[str, float, list[Write]]:
         """A new session: its secret, expiry, and the writes that store it."""
         secret = new_secret("bst")
         digest = hash_secret(secret)
@@ -51,8 +57,7 @@ class AccountService:
         session = Session(session_id=new_id("ses"), workspace_id=workspace_id, user_id=user_id, digest=digest,
                           expires_epoch=int(expires))
         credential = Credential(digest=digest, kind="session", workspace_id=workspace_id, subject_id=user_id,
-                                tier="admin", expires_epoch=int(expires),
-                                attributes={"session_id": session.session_id, "operator": operator})
+                                tier="admin", expires_epoch=int(expires), attributes={"session_id": session.session_id})
         return secret, expires, [self.store.credentials.add(credential), self.store.accounts.add_session(session)]
 
     def _one_time_token(self, kind: CredentialKind, workspace_id: str, user_id: str,
@@ -78,17 +83,20 @@ class AccountService:
             self.store.accounts.delete_session(session)
         return ended
 
-    def signup(self, name: str, email: str, password: str, workspace_name: str | None) -> SignedIn:
+    def signup(self, name: str, email: str, password: str, workspace_name: str | None, *,
+               client: str | None = None) -> SignedIn:
+        """A new workspace and its owner, signed in. The address is unproven until its link is
+        followed: no operator rights come with it, whatever the address (app.services.trust)."""
+        self.limits.admit("signup", email, client)
         workspace_id, user_id = new_id("ws"), new_id("usr")
         workspace_name = workspace_name or f"{name}'s workspace"
-        operator = email.lower() in {e.lower() for e in self.settings.operator_emails}
         now = self.clock.iso()
         workspace = Workspace(workspace_id=workspace_id, name=workspace_name,
-                              slug=f"{_slug(workspace_name)}-{workspace_id[-6:]}", owner_id=user_id, operator=operator,
+                              slug=f"{_slug(workspace_name)}-{workspace_id[-6:]}", owner_id=user_id,
                               created_at=now, open_jobs=0)
         user = User(user_id=user_id, workspace_id=workspace_id, name=name, email=email.lower(), role="Owner",
                     password_hash=hash_password(password), email_verified=False, created_at=now)
-        secret, expires, session_writes = self._session(workspace_id, user_id, operator)
+        secret, expires, session_writes = self._session(workspace_id, user_id)
         verify_secret, verify_write = self._one_time_token("verify", workspace_id, user_id,
                                                            self.settings.verify_token_ttl_seconds)
         try:
@@ -99,7 +107,8 @@ class AccountService:
         self.activity.audit(workspace_id, "auth.signup", actor=user_id, target=user_id)
         return SignedIn(secret, self.clock.iso(expires), user, workspace)
 
-    def login(self, email: str, password: str) -> SignedIn:
+    def login(self, email: str, password: str, *, client: str | None = None) -> SignedIn:
+        self.limits.admit("login", email, client)
         owner = self.store.accounts.user_by_email(email)
         user = self.store.accounts.user(*owner) if owner else None
         if user is None:
@@ -112,7 +121,7 @@ class AccountService:
         workspace = self.store.accounts.workspace(user.workspace_id)
         if workspace is None:
             raise Unauthorized("wrong email or password")
-        secret, expires, writes = self._session(user.workspace_id, user.user_id, workspace.operator)
+        secret, expires, writes = self._session(user.workspace_id, user.user_id)
         self.store.table.transact(writes)
         self.activity.audit(user.workspace_id, "auth.login", actor=user.user_id)
         return SignedIn(secret, self.clock.iso(expires), user, workspace)
@@ -139,7 +148,17 @@ class AccountService:
                             detail={"sessions": ended})
         return ended
 
-    def forgot(self, email: str) -> None:
+    def forgot(self, email: str, *, client: str | None = None) -> None:
+        """Mail a reset link if the address has an account. Either way it takes at least
+        `forgot_min_seconds` (more than sending the mail takes), so its duration tells nothing."""
+        started = self.clock.now()
+        try:
+            self.limits.admit("forgot", email, client)
+            self._mail_reset_link(email)
+        finally:
+            self.clock.sleep(max(started + self.settings.forgot_min_seconds - self.clock.now(), 0))
+
+    def _mail_reset_link(self, email: str) -> None:
         owner = self.store.accounts.user_by_email(email)
         if owner is None:
             return
@@ -157,14 +176,19 @@ class AccountService:
         self.activity.audit(workspace_id, "auth.forgot", actor=user_id)
 
     def reset(self, token: str, password: str) -> int:
-        """Set a new password and end every session of the account; returns sessions ended."""
+        """Set a new password, end every session of the account and revoke the API keys made before
+        the owner proved the address; returns sessions ended. The reset link went to the address,
+        so following it proves the address too."""
         credential = self.store.credentials.consume_once(hash_secret(token), "reset")
         if credential is None:
             raise BadRequest("invalid or expired reset token")
-        self.store.accounts.set_password(credential.workspace_id, credential.subject_id, hash_password(password))
-        ended = self._end_sessions(credential.workspace_id, credential.subject_id)
-        self.activity.audit(credential.workspace_id, "auth.reset", actor=credential.subject_id,
-                            detail={"sessions_ended": ended})
+        workspace_id, user_id = credential.workspace_id, credential.subject_id
+        self.store.accounts.set_password(workspace_id, user_id, hash_password(password))
+        ended = self._end_sessions(workspace_id, user_id)
+        revoked = self.api_keys.revoke_unproven(workspace_id, user_id)
+        self.store.accounts.mark_email_verified(workspace_id, user_id)
+        self.activity.audit(workspace_id, "auth.reset", actor=user_id,
+                            detail={"sessions_ended": ended, "keys_revoked": revoked})
         return ended
 
     def verify(self, token: str) -> None:
@@ -173,3 +197,16 @@ class AccountService:
             raise BadRequest("invalid or expired verification token")
         self.store.accounts.mark_email_verified(credential.workspace_id, credential.subject_id)
         self.activity.audit(credential.workspace_id, "auth.verify", actor=credential.subject_id)
+
+    # --- out of band (berth admin, with AWS credentials; never through the HTTP API) --------------
+
+    def set_operator_grant(self, email: str, grant: OperatorGrant) -> User:
+        """Grant or revoke operator rights to the account of `email`; it outranks
+        BERTH_OPERATOR_EMAILS and takes effect on the account's next request."""
+        owner = self.store.accounts.user_by_email(email)
+        if owner is None:
+            raise NotFound(f"no account with the address {email.lower()}")
+        user = self.store.accounts.set_operator_grant(*owner, grant)
+        self.activity.audit(user.workspace_id, f"operator.{'grant' if grant == 'granted' else 'revoke'}",
+                            actor="berth admin", target=user.user_id)
+        return user

@@ -2,7 +2,7 @@
 
 from app.auth.principal import Principal, Tier
 from app.clock import Clock
-from app.domain.accounts import CredentialKind
+from app.domain.accounts import Credential, CredentialKind
 from app.errors import Unauthorized
 from app.ids import hash_secret
 from app.logs import set_workspace
@@ -30,9 +30,20 @@ class Authenticator:
             kind=credential.kind,
             workspace_id=credential.workspace_id,
             subject_id=credential.subject_id,
-            tier=Tier(credential.tier or Tier.admin.value),
+            tier=_tier(credential),
             credential_digest=digest,
             user_id=user_id or "",
             session_id=credential.attributes.get("session_id", ""),
-            operator=bool(credential.attributes.get("operator")),
         )
+
+
+def _tier(credential: Credential) -> Tier:
+    """What the credential may do. A runtime's token acts only on the runtime routes, which ask for
+    no tier (read, the least, stands for it); a user's credential names its tier, and one that does
+    not (damaged, or written by something else) is refused rather than read as any tier."""
+    if credential.kind == "runtime":
+        return Tier.read
+    try:
+        return Tier(credential.tier)
+    except ValueError:
+        raise Unauthorized("these credentials carry no valid tier; sign in again or mint a new key") from None

@@ -23,6 +23,7 @@ from app.errors import BadGateway, BadRequest, BerthError, Conflict, Forbidden, 
 from app.ids import new_id
 from app.logs import get_logger, log_event
 from app.queues import Queues
+from app.services.keyring import RuntimeKeyring
 from app.settings import Settings
 from app.store import Store
 
@@ -38,9 +39,10 @@ _FAILURES: dict[str, type[BerthError]] = {"not_running": Conflict, "not_found": 
 
 
 class ControlChannel:
-    def __init__(self, store: Store, queues: Queues, settings: Settings, clock: Clock):
+    def __init__(self, store: Store, queues: Queues, keyring: RuntimeKeyring, settings: Settings, clock: Clock):
         self.store = store
         self.queues = queues
+        self.keyring = keyring
         self.settings = settings
         self.clock = clock
         self._client: httpx.Client | None = None
@@ -66,15 +68,26 @@ class ControlChannel:
         return self.store.runtimes.find(job.runtime_workspace, job.runtime_id)
 
     def _message(self, job: Job, action: ControlAction, seconds: float,
-                 arguments: dict[str, Any] | None = None) -> ControlMessage:
+                 arguments: dict[str, Any] | None = None, sealed_secrets: str | None = None) -> ControlMessage:
         return ControlMessage(request_id=new_id("ctl"), workspace_id=job.workspace_id, job_id=job.job_id,
-                              action=action, arguments=arguments or {}, deadline=self.clock.now() + seconds)
+                              action=action, arguments=arguments or {}, deadline=self.clock.now() + seconds,
+                              secrets=sealed_secrets)
 
-    def request(self, job: Job, action: ControlAction, arguments: dict[str, Any], timeout: float) -> ControlReply:
+    def require_secrets_deliverable(self, job: Job) -> None:
+        """Conflict when the job's runtime could not receive new secrets for it (no runtime key)."""
+        runtime = self._runtime_of(job)
+        if runtime is not None:
+            self.keyring.require_key(runtime)
+
+    def request(self, job: Job, action: ControlAction, arguments: dict[str, Any], timeout: float,
+                secrets: dict[str, Any] | None = None) -> ControlReply:
+        """The worker's reply; `secrets` (the job's, whole, as they now are) replace the running
+        job's before the action runs, sealed for its runtime alone."""
         runtime = self._runtime_of(job)
         if runtime is None:
             raise NotFound("the job has no runtime to ask")
-        message = self._message(job, action, timeout, arguments)
+        sealed = self.keyring.seal_for(runtime, secrets, job.job_id) if secrets is not None else None
+        message = self._message(job, action, timeout, arguments, sealed)
         if self._reachable_directly(runtime):
             reply = self._post(runtime, message, timeout)
             if reply is not None:
@@ -102,7 +115,8 @@ class ControlChannel:
         body = message.model_dump_json().encode()
         left = max(message.deadline - self.clock.now(), 0.001)
         headers = {"Content-Type": "application/json",
-                   CONTROL_SIGNATURE_HEADER: sign_control_request(runtime.token_digest, body, self.clock.now())}
+                   CONTROL_SIGNATURE_HEADER: sign_control_request(self.keyring.signing_key(runtime), body,
+                                                                  self.clock.now())}
         try:
             response = self._direct().post(f"{(runtime.control_url or '').rstrip('/')}/control", content=body,
                                            headers=headers,
@@ -144,9 +158,10 @@ class ControlChannel:
                 pass
         self.queues.send(runtime.control_queue_url, self._message(job, action, valid_seconds))
 
-    def call(self, job: Job, action: ControlAction, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def call(self, job: Job, action: ControlAction, arguments: dict[str, Any], timeout: float,
+             secrets: dict[str, Any] | None = None) -> dict[str, Any]:
         """Ask the job's worker and return its result, or raise the error its reply names."""
-        reply = self.request(job, action, arguments, timeout)
+        reply = self.request(job, action, arguments, timeout, secrets)
         if not reply.ok:
             raise _FAILURES.get(reply.code, BadGateway)(reply.error or f"the runtime could not {action}")
         return reply.result

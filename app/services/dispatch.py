@@ -1,7 +1,8 @@
 """Choosing a runtime for a job and sending it there.
 
 A job goes to an online runtime of its workspace (preferred) or the shared fleet that
-advertises the job's type and has a free slot. The slot is reserved and the job assigned in one
+advertises the job's type and has a free slot (and, for a job with secrets, a runtime key: the
+message carries them sealed for that runtime alone). The slot is reserved and the job assigned in one
 transaction (the runtime must still have room, the job must still be waiting); only once that
 commits is the message sent. Candidates come from a briefly cached listing first: a stale hint
 costs a failed condition and a fresh read, never a wrong assignment.
@@ -16,6 +17,7 @@ from app.domain.runtimes import SHARED_WORKSPACE, Runtime
 from app.errors import ConditionFailed
 from app.logs import get_logger, log_event
 from app.queues import Queues
+from app.services.keyring import JobSecrets
 from app.services.policy import sandbox_policy
 from app.settings import Settings
 from app.store import Store
@@ -25,9 +27,10 @@ logger = get_logger("berth.dispatch")
 
 
 class Dispatcher:
-    def __init__(self, store: Store, queues: Queues, settings: Settings, clock: Clock):
+    def __init__(self, store: Store, queues: Queues, job_secrets: JobSecrets, settings: Settings, clock: Clock):
         self.store = store
         self.queues = queues
+        self.job_secrets = job_secrets
         self.settings = settings
         self.clock = clock
 
@@ -51,14 +54,16 @@ class Dispatcher:
                     tried.add(runtime.runtime_id)
                     yield runtime
 
-    def message(self, job: Job) -> JobMessage:
+    def message(self, job: Job, runtime: Runtime) -> JobMessage:
+        """The job's message for `runtime`: its secrets sealed for that runtime alone."""
         policy = sandbox_policy(self.settings, job.ttl_seconds) if job.type in POLICED_JOB_TYPES else None
         return JobMessage(job_id=job.job_id, workspace_id=job.workspace_id, type=job.type, payload=job.payload,
                           expires_at=job.deadline, dispatch=job.dispatch, policy=policy,
-                          start_seq=job.event_seq + 1 if job.event_seq else 0)
+                          start_seq=job.event_seq + 1 if job.event_seq else 0,
+                          secrets=self.job_secrets.for_runtime(job, runtime))
 
     def _send(self, job: Job, runtime: Runtime) -> None:
-        self.queues.send(runtime.jobs_queue_url, self.message(job))
+        self.queues.send(runtime.jobs_queue_url, self.message(job, runtime))
         log_event(logger, "job dispatched", job_id=job.job_id, runtime_id=runtime.runtime_id, dispatch=job.dispatch)
 
     def place(self, job: Job, job_writes: Callable[[Job], list[Write]], *, refresh: bool = True) -> Job | None:

@@ -9,11 +9,13 @@ from app.contract.messages import FINAL_JOB_STATUSES, EventStatus, JobStatus, Jo
 from app.domain.jobs import JOB_STEP, Job, JobEvent
 from app.errors import ConditionFailed, Conflict, NotFound, TooManyRequests, Unprocessable
 from app.ids import new_id
-from app.schemas.jobs import validate_payload
+from app.schemas.jobs import secret_names, split_secrets, validate_payload
 from app.services.activity import ActivityLog
 from app.services.control import ControlChannel
 from app.services.dispatch import Dispatcher
+from app.services.keyring import JobSecrets
 from app.services.lifecycle import CANCEL_DELIVERY_SECONDS, JobLifecycle
+from app.services.trust import TrustPolicy
 from app.settings import Settings
 from app.store import Store
 from app.store.table import Page
@@ -22,10 +24,13 @@ CANCEL_WAIT_SECONDS = 3.0  # how long a cancel of a running job waits for its wo
 
 
 class JobService:
-    def __init__(self, store: Store, settings: Settings, dispatcher: Dispatcher, lifecycle: JobLifecycle,
-                 control: ControlChannel, activity: ActivityLog, clock: Clock):
+    def __init__(self, store: Store, settings: Settings, trust: TrustPolicy, job_secrets: JobSecrets,
+                 dispatcher: Dispatcher, lifecycle: JobLifecycle, control: ControlChannel, activity: ActivityLog,
+                 clock: Clock):
         self.store = store
         self.settings = settings
+        self.trust = trust
+        self.job_secrets = job_secrets
         self.dispatcher = dispatcher
         self.lifecycle = lifecycle
         self.control = control
@@ -37,9 +42,11 @@ class JobService:
                runtime_labels: dict[str, str] | None = None) -> Job:
         """Store the job and, in the same transaction, take a slot on the best runtime that has one
         (and, with `runtime_labels`, those labels); then send it there. With no runtime free it
-        waits for one."""
+        waits for one. Secret fields (a sandbox's env, an SSH client key) are kept sealed beside
+        the payload, never in it."""
         settings = self.settings
-        payload = validate_payload(job_type, payload)
+        self.trust.require_verified(principal, "run jobs")
+        payload, secrets = split_secrets(job_type, validate_payload(job_type, payload))
         ttl = ttl_seconds or settings.default_ttl_seconds
         if job_type == JobType.mcp_run and ttl_seconds is None:
             ttl = settings.max_ttl_seconds  # long-lived servers run to the policy's limit
@@ -50,7 +57,9 @@ class JobService:
         job = Job(job_id=new_id("job"), workspace_id=principal.workspace_id, type=job_type, status=JobStatus.queued,
                   payload=payload, ttl_seconds=ttl, created_at=self.clock.iso(now), created_epoch=now,
                   deadline=now + ttl, dispatch=0, event_seq=1, created_by=principal.subject_id,
-                  pinned_runtime_id=pinned, labels=labels or None, runtime_labels=runtime_labels or None)
+                  pinned_runtime_id=pinned, labels=labels or None, runtime_labels=runtime_labels or None,
+                  secrets=self.job_secrets.seal_at_rest(principal.workspace_id, secrets) if secrets else None,
+                  secret_names=secret_names(secrets) if secrets else None)
         queued = JobEvent(seq=1, step=JOB_STEP, status=EventStatus.queued, message="job accepted",
                           at=self.clock.iso(now))
         limit = settings.max_concurrent_jobs

@@ -1,5 +1,6 @@
 """The runtime proxy: HTTP to a sandbox's streamable-HTTP server, through the runtime that runs it,
-with a short-lived token (signed with the runtime token's digest) that the runtime verifies."""
+with a short-lived token (signed with the runtime's signing key, app.services.keyring) that the
+runtime verifies."""
 
 import base64
 
@@ -11,6 +12,7 @@ from app.domain.jobs import Job
 from app.domain.runtimes import Runtime
 from app.errors import Conflict, NotFound
 from app.services.control import ControlChannel
+from app.services.keyring import RuntimeKeyring
 from app.services.sandboxes import SandboxService
 from app.settings import Settings
 from app.store import Store
@@ -20,8 +22,9 @@ PROXY_TOKEN_SECONDS = 300
 
 class RuntimeProxy:
     def __init__(self, store: Store, settings: Settings, sandboxes: SandboxService, control: ControlChannel,
-                 clock: Clock):
+                 keyring: RuntimeKeyring, clock: Clock):
         self.store = store
+        self.keyring = keyring
         self.settings = settings
         self.sandboxes = sandboxes
         self.control = control
@@ -45,7 +48,7 @@ class RuntimeProxy:
             raise NotFound(f"sandbox {sandbox_id} has no runtime")
         claims = proxy_token_claims(sandbox_id, job.workspace_id, runtime.runtime_id, method, self.clock.now(),
                                     PROXY_TOKEN_SECONDS)
-        return sign_proxy_token(runtime.token_digest, claims), claims["exp"]
+        return sign_proxy_token(self.keyring.signing_key(runtime), claims), claims["exp"]
 
     def forward(self, principal: Principal, sandbox_id: str, *, method: str, path: str, query: str,
                 headers: dict[str, str], body: bytes, token: str | None) -> ProxyResponse:

@@ -1,11 +1,20 @@
-"""Runtimes: join tokens, registration, heartbeats, liveness, and a runtime's queues leased
-through the API (for hosts without AWS credentials)."""
+"""Runtimes: join tokens, registration, heartbeats, liveness, deletion, and a runtime's queues
+leased through the API (for hosts without AWS credentials).
+
+A runtime's credentials are its token (a bearer secret, stored as a digest) and its runtime key
+(app.services.keyring). Deleting the runtime revokes both and its queues, and moves its unfinished
+jobs elsewhere; deleting a join token stops it registering anything at once.
+"""
+
+from dataclasses import dataclass
 
 from app.auth.principal import Principal
 from app.clock import Clock
 from app.contract.messages import (
+    EventStatus,
     HeartbeatRequest,
     HeartbeatResponse,
+    JobStatus,
     LeasedMessage,
     LeaseRequest,
     ReceiptRequest,
@@ -13,24 +22,41 @@ from app.contract.messages import (
     RegisterResponse,
 )
 from app.domain.accounts import Credential
+from app.domain.jobs import JOB_STEP, Job
 from app.domain.runtimes import SHARED_WORKSPACE, JoinToken, Runtime, RuntimeStatus
-from app.errors import Forbidden, Unauthorized
+from app.errors import Conflict, Forbidden, NotFound, Unauthorized
 from app.ids import hash_secret, new_id, new_secret, secret_prefix
 from app.queues import Queues
 from app.services.activity import ActivityLog
+from app.services.control import ControlChannel
 from app.services.dispatch import Dispatcher
+from app.services.keyring import RuntimeKeyring
+from app.services.lifecycle import CANCEL_DELIVERY_SECONDS, JobLifecycle
+from app.services.trust import TrustPolicy
 from app.settings import Settings
 from app.store import Store
 from app.store.table import Page
 
 
+@dataclass(frozen=True)
+class RuntimeRemoved:
+    runtime_id: str
+    requeued: int  # unfinished jobs sent to be dispatched again
+    ended: int  # jobs that could not move (a sandbox that had started, a call pinned to it), ended
+
+
 class RuntimeService:
-    def __init__(self, store: Store, queues: Queues, settings: Settings, dispatcher: Dispatcher,
-                 activity: ActivityLog, clock: Clock):
+    def __init__(self, store: Store, queues: Queues, settings: Settings, trust: TrustPolicy, keyring: RuntimeKeyring,
+                 dispatcher: Dispatcher, lifecycle: JobLifecycle, control: ControlChannel, activity: ActivityLog,
+                 clock: Clock):
         self.store = store
         self.queues = queues
         self.settings = settings
+        self.trust = trust
+        self.keyring = keyring
         self.dispatcher = dispatcher
+        self.lifecycle = lifecycle
+        self.control = control
         self.activity = activity
         self.clock = clock
 
@@ -50,18 +76,24 @@ class RuntimeService:
 
     def mint_join_token(self, principal: Principal, *, name: str, uses: int, ttl_seconds: int, shared: bool,
                         labels: dict[str, str]) -> tuple[str, JoinToken]:
-        """A join token and its secret (returned this once)."""
-        if shared and not principal.operator:
-            raise Forbidden("only the platform operator can mint join tokens for shared runtimes")
+        """A join token and its secret (returned this once). Only an account that proved its address
+        mints one (where that is required), and a shared one only the platform operator, as the
+        account stands now."""
+        self.trust.require_verified(principal, "mint join tokens")
+        if shared:
+            self.trust.require_operator(principal, "mint join tokens for shared runtimes")
         token_id, secret = new_id("jt"), new_secret("bjt")
+        digest = hash_secret(secret)
         expires = self.clock.now() + ttl_seconds
         token = JoinToken(token_id=token_id, workspace_id=principal.workspace_id, name=name,
                           prefix=secret_prefix(secret), uses=uses, uses_left=uses, shared=shared, labels=labels,
                           created_at=self.clock.iso(), expires_at=self.clock.iso(expires),
-                          created_by=principal.subject_id, expires_epoch=int(expires))
-        credential = Credential(digest=hash_secret(secret), kind="join", workspace_id=principal.workspace_id,
+                          created_by=principal.subject_id, expires_epoch=int(expires), digest=digest)
+        # Who minted a shared token is checked again when it is used: a revoked operator's tokens die with the grant.
+        minter = {"platform": True} if principal.operator else {"user_id": principal.user_id}
+        credential = Credential(digest=digest, kind="join", workspace_id=principal.workspace_id,
                                 subject_id=token_id, expires_epoch=int(expires), uses_left=uses,
-                                attributes={"shared": shared, "labels": labels})
+                                attributes={"shared": shared, "labels": labels, **minter})
         self.store.table.transact([self.store.runtimes.add_join_token(token), self.store.credentials.add(credential)])
         self.activity.audit(principal.workspace_id, "join_token.create", actor=principal.subject_id, target=token_id,
                             detail={"uses": uses, "shared": shared})
@@ -72,6 +104,21 @@ class RuntimeService:
         page = self.store.runtimes.join_tokens(principal.workspace_id, limit=limit, cursor=cursor)
         return Page([token for token in page.items if token.is_active], page.cursor)
 
+    def delete_join_token(self, principal: Principal, token_id: str) -> JoinToken:
+        """Revoke a join token: it registers nothing from now on (runtimes it registered stay)."""
+        token = self.store.runtimes.join_token(principal.workspace_id, token_id)
+        if token is None:
+            raise NotFound(f"no join token {token_id}")
+        if not token.digest:
+            raise Conflict(f"join token {token_id} was minted before join tokens could be revoked; it stops "
+                           f"working when it expires ({token.expires_at})")
+        self.store.table.transact([self.store.runtimes.delete_join_token(token),
+                                   self.store.credentials.remove(token.digest),
+                                   self.activity.audit_write(principal.workspace_id, "join_token.delete",
+                                                             actor=principal.subject_id, target=token_id)])
+        self.activity.logged("join_token.delete", principal.subject_id, token_id)
+        return token
+
     # --- registration and heartbeats ----------------------------------------------------------------
 
     def register(self, request: RegisterRequest) -> RegisterResponse:
@@ -80,10 +127,14 @@ class RuntimeService:
             raise Unauthorized("invalid, used-up or expired join token")
         self.store.runtimes.spend_join_token(join.workspace_id, join.subject_id)
         shared = bool(join.attributes.get("shared"))
+        if shared and not (join.attributes.get("platform")
+                           or self.trust.is_operator_user(join.workspace_id, join.attributes.get("user_id", ""))):
+            raise Forbidden("this shared join token's minter is no longer the platform operator")
         workspace_id = SHARED_WORKSPACE if shared else join.workspace_id
         runtime_id = new_id("rt")
-        jobs_url, control_queue_url = self.queues.create_runtime_queues(runtime_id)
+        jobs_url, control_queue_url = self.queues.create_runtime_queues(runtime_id, shared=shared)
         secret = new_secret("brt")
+        runtime_key = self.keyring.issue(workspace_id)
         now = self.clock.now()
         runtime = Runtime(
             runtime_id=runtime_id, workspace_id=workspace_id, name=request.name, shared=shared,
@@ -94,7 +145,7 @@ class RuntimeService:
             software_version=request.version, queue_mode=request.queue_mode, jobs_queue_url=jobs_url,
             control_queue_url=control_queue_url, registered_at=self.clock.iso(now), last_heartbeat=now,
             last_heartbeat_at=self.clock.iso(now), status="online", active_jobs=0,
-            minted_by_workspace=join.workspace_id, token_digest=hash_secret(secret),
+            minted_by_workspace=join.workspace_id, token_digest=hash_secret(secret), sealed_key=runtime_key.sealed,
             control_url=request.control_url,  # the worker's direct control endpoint, if it serves one
         )
         credential = Credential(digest=hash_secret(secret), kind="runtime", workspace_id=workspace_id,
@@ -105,7 +156,8 @@ class RuntimeService:
         self.store.runtimes.forget(workspace_id)
         self.dispatcher.dispatch_waiting(runtime)
         return RegisterResponse(
-            runtime_id=runtime_id, runtime_token=secret, workspace_id=workspace_id, shared=shared,
+            runtime_id=runtime_id, runtime_token=secret, runtime_key=runtime_key.key, workspace_id=workspace_id,
+            shared=shared,
             jobs_queue_url=jobs_url, control_queue_url=control_queue_url,
             heartbeat_interval_seconds=self.settings.heartbeat_interval_seconds,
             visibility_seconds=self.settings.job_visibility_seconds,
@@ -113,7 +165,7 @@ class RuntimeService:
 
     def runtime_of(self, principal: Principal) -> Runtime:
         runtime = self.store.runtimes.get(principal.workspace_id, principal.subject_id)
-        if runtime is None:
+        if runtime is None or runtime.removed_at:
             raise Unauthorized("this runtime is no longer registered")
         return runtime
 
@@ -145,6 +197,53 @@ class RuntimeService:
         self.activity.audit(runtime.minted_by_workspace or runtime.workspace_id, "runtime.offline", actor="sweeper",
                             target=runtime.runtime_id)
         return True
+
+    # --- deletion ----------------------------------------------------------------------------------
+
+    def delete(self, principal: Principal, runtime_id: str) -> RuntimeRemoved:
+        """Delete a runtime of the caller's workspace (a shared one: the operator only). Its token and
+        runtime key stop working, nothing more is placed on it, its unfinished jobs are dispatched
+        again elsewhere (a sandbox that had started, or a call pinned to it, cannot move and is
+        ended), then its queues and record go."""
+        runtime = self.store.runtimes.get(principal.workspace_id, runtime_id)
+        if runtime is None and principal.workspace_id != SHARED_WORKSPACE:
+            runtime = self.store.runtimes.get(SHARED_WORKSPACE, runtime_id)
+            if runtime is not None:
+                self.trust.require_operator(principal, "delete shared runtimes")
+        if runtime is None:
+            raise NotFound(f"no runtime {runtime_id}")
+        # First the token and the placements: from this transaction on it gets no new work.
+        self.store.table.transact([self.store.runtimes.begin_removal(runtime, self.clock.iso()),
+                                   self.store.credentials.remove(runtime.token_digest)])
+        self.store.credentials.forget(runtime.token_digest)
+        self.store.runtimes.forget(runtime.workspace_id)
+        requeued = ended = 0
+        for job in self.store.jobs.on_runtime(runtime.runtime_id):
+            if self._pinned_to(job, runtime):
+                ended += self._end_stranded(job, runtime)
+            else:
+                requeued += self.lifecycle.requeue(job, f"runtime {runtime.runtime_id} was deleted; dispatching again")
+        self.queues.delete_queue(runtime.jobs_queue_url)
+        self.queues.delete_queue(runtime.control_queue_url)
+        self.store.runtimes.delete(runtime)  # its sealed runtime key goes with it
+        self.store.runtimes.forget(runtime.workspace_id)
+        self.activity.audit(principal.workspace_id, "runtime.delete", actor=principal.subject_id, target=runtime_id,
+                            detail={"shared": runtime.shared, "requeued": requeued, "ended": ended})
+        return RuntimeRemoved(runtime_id, requeued, ended)
+
+    @staticmethod
+    def _pinned_to(job: Job, runtime: Runtime) -> bool:
+        """Whether a job can run only where it is: a sandbox whose server started (its state lives
+        there), or a call on such a sandbox."""
+        started = job.status == JobStatus.running or bool(job.claim_id)
+        return (job.is_sandbox and started) or job.pinned_runtime_id == runtime.runtime_id
+
+    def _end_stranded(self, job: Job, runtime: Runtime) -> bool:
+        # Tell the worker to stop it while its key still signs (directly, else on the queue about to go).
+        self.control.notify(job, "cancel", valid_seconds=CANCEL_DELIVERY_SECONDS)
+        reason = f"its runtime {runtime.runtime_id} was deleted"
+        event = self.lifecycle.next_event(job, JOB_STEP, EventStatus.error, reason)
+        return self.lifecycle.finish(job, JobStatus.error, error=reason, event=event)
 
     # --- queues leased through the API ------------------------------------------------------------
 

@@ -15,10 +15,12 @@ from app.contract.messages import JobStatus, JobType, SandboxServer, ToolCallArg
 from app.domain.jobs import Job, JobEvent
 from app.domain.sandboxes import ACTIONS, SANDBOX_STEP, SERVER_ACTIONS, Sandbox, sandbox_of, state_of_ended
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.schemas.jobs import secret_names
 from app.schemas.sandboxes import ToolView
 from app.services.control import ControlChannel
 from app.services.event_feed import EventFeed
 from app.services.jobs import JobService
+from app.services.keyring import JobSecrets
 from app.services.policy import check_start_command
 from app.settings import Settings
 from app.store import Store
@@ -41,11 +43,12 @@ def tools_reported_at_start(report: JobEvent | None) -> list[ToolView] | None:
 
 
 class SandboxService:
-    def __init__(self, store: Store, settings: Settings, jobs: JobService, control: ControlChannel, feed: EventFeed,
-                 clock: Clock):
+    def __init__(self, store: Store, settings: Settings, jobs: JobService, job_secrets: JobSecrets,
+                 control: ControlChannel, feed: EventFeed, clock: Clock):
         self.store = store
         self.settings = settings
         self.jobs = jobs
+        self.job_secrets = job_secrets
         self.control = control
         self.feed = feed
         self.clock = clock
@@ -141,7 +144,8 @@ class SandboxService:
 
     def update(self, principal: Principal, sandbox_id: str, *, ttl_seconds: int | None = None,
                env: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> Job:
-        """TTL applies at once; env at the next start or restart; labels are metadata."""
+        """TTL applies at once; env at the next start or restart; labels are metadata. The env is a
+        secret: stored sealed, and sent to a running sandbox's runtime sealed for it alone."""
         job = self.get(principal, sandbox_id)
         if job.is_final:
             raise Conflict(f"sandbox {sandbox_id} has ended ({job.status.value})")
@@ -152,15 +156,25 @@ class SandboxService:
             deadline = job.created_epoch + ttl_seconds
             if deadline <= self.clock.now():
                 raise BadRequest("that ttl_seconds would end the sandbox in the past; DELETE it instead")
-        payload = {**job.payload, "env": env} if env is not None else None
-        if deadline is None and payload is None and labels is None:
+        secrets = None
+        if env is not None:
+            secrets = {**self.job_secrets.open(job), "env": env}
+            if not env:
+                del secrets["env"]
+        if deadline is None and secrets is None and labels is None:
             return job
-        job = self.store.jobs.change_sandbox(job, deadline=deadline, ttl_seconds=ttl_seconds, payload=payload,
-                                             labels=labels)
-        if job.status == JobStatus.running and (deadline is not None or payload is not None):
-            update = {"expires_at": deadline, "env": env}
-            self.control.call(job, "sandbox.update", {k: v for k, v in update.items() if v is not None},
-                              timeout=self.settings.tool_call_timeout_seconds)
+        sealed = names = None
+        if secrets is not None:
+            if job.status == JobStatus.running:
+                self.control.require_secrets_deliverable(job)  # before anything changes
+            sealed = self.job_secrets.seal_at_rest(job.workspace_id, secrets) if secrets else ""
+            names = secret_names(secrets)
+        job = self.store.jobs.change_sandbox(job, deadline=deadline, ttl_seconds=ttl_seconds, labels=labels,
+                                             secrets=sealed, secret_names=names)
+        if job.status == JobStatus.running and (deadline is not None or secrets is not None):
+            changes = {"expires_at": deadline} if deadline is not None else {}
+            self.control.call(job, "sandbox.update", changes, timeout=self.settings.tool_call_timeout_seconds,
+                              secrets=secrets)
         return job
 
     # --- containers: the managed sandboxes and their processes, across runtimes --------------------

@@ -7,6 +7,7 @@ from app.store.activity import Activity
 from app.store.credentials import Credentials
 from app.store.infra_ssh import SshLeases
 from app.store.jobs import Jobs
+from app.store.limits import RateCounters
 from app.store.replies import Replies
 from app.store.runtimes import Runtimes
 from app.store.table import Table
@@ -19,6 +20,7 @@ class Store:
         self.credentials = Credentials(self.table, cache_seconds)
         self.activity = Activity(self.table)
         self.jobs = Jobs(self.table, cache_seconds)
+        self.limits = RateCounters(self.table)
         self.replies = Replies(self.table)
         self.runtimes = Runtimes(self.table, cache_seconds)
         self.ssh_leases = SshLeases(self.table)

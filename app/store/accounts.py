@@ -4,7 +4,7 @@ An email address is claimed by its own item, written in the signup's transaction
 can never take the same one.
 """
 
-from app.domain.accounts import ApiKey, Session, User, Workspace
+from app.domain.accounts import ApiKey, OperatorGrant, Session, User, Workspace
 from app.errors import ConditionFailed
 from app.store import keys
 from app.store.records import attributes, record
@@ -62,6 +62,9 @@ class Accounts:
 
     def mark_email_verified(self, workspace_id: str, user_id: str) -> None:
         self.table.update(*keys.user(workspace_id, user_id), set={"email_verified": True})
+
+    def set_operator_grant(self, workspace_id: str, user_id: str, grant: OperatorGrant) -> User:
+        return record(User, self.table.update(*keys.user(workspace_id, user_id), set={"operator_grant": grant}))
 
     @staticmethod
     def _workspace_item(workspace: Workspace) -> dict:

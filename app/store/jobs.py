@@ -78,6 +78,12 @@ class Jobs:
         """Unfinished jobs on a runtime, oldest first (system scope: the sweeper)."""
         return [_job(item) for item in self.table.query(keys.JOBS_ASSIGNED, index=OPEN_INDEX, limit=limit).items]
 
+    def on_runtime(self, runtime_id: str) -> list[Job]:
+        """Every unfinished job assigned to a runtime (system scope: deleting the runtime)."""
+        page = self.table.query(keys.JOBS_ASSIGNED, index=OPEN_INDEX,
+                                where=Condition(equals={"runtime_id": runtime_id}))
+        return [_job(item) for item in page.items]
+
     # --- writes for transactions ----------------------------------------------------------------
 
     def create(self, job: Job) -> Write:
@@ -145,8 +151,9 @@ class Jobs:
             changes["result"] = result
         elif error is not None:
             changes["error"] = error
+        # An ended job's secrets are of no more use to anyone: they do not stay for its retention.
         return Write.update(*keys.job(job.workspace_id, job.job_id), set=changes,
-                            remove=(keys.OPEN_PK, keys.OPEN_SK), condition=condition)
+                            remove=(keys.OPEN_PK, keys.OPEN_SK, "secrets"), condition=condition)
 
     def requeue(self, job: Job, event_seq: int) -> Write:
         """Back to waiting, unassigned and unclaimed, if still on its runtime and unfinished."""
@@ -179,11 +186,15 @@ class Jobs:
         self.table.update(*keys.job(job.workspace_id, job.job_id), set={"dispatched_at": at})
 
     def change_sandbox(self, job: Job, *, deadline: float | None = None, ttl_seconds: int | None = None,
-                       payload: dict | None = None, labels: dict[str, str] | None = None) -> Job:
-        """Change what a queued or running sandbox job runs with (None: unchanged)."""
+                       labels: dict[str, str] | None = None, secrets: str | None = None,
+                       secret_names: dict[str, list[str]] | None = None) -> Job:
+        """Change what a queued or running sandbox job runs with (None: unchanged; `secrets=""`: it
+        has none any more)."""
         changes = {name: value for name, value in (("deadline", deadline), ("ttl_seconds", ttl_seconds),
-                                                   ("payload", payload), ("labels", labels)) if value is not None}
+                                                   ("labels", labels), ("secret_names", secret_names),
+                                                   ("secrets", secrets or None)) if value is not None}
         item = self.table.update(*keys.job(job.workspace_id, job.job_id), set=changes,
+                                 remove=("secrets",) if secrets == "" else (),
                                  condition=Condition(in_={"status": [JobStatus.queued.value,
                                                                      JobStatus.running.value]}))
         return _job(item)

@@ -2,7 +2,8 @@
 
 Everything a workspace owns lives in partition `WS#<workspace id>`; a job's events in a partition
 of their own, `WS#<workspace id>#JOB#<job id>`. The only partitions outside a workspace are the
-lookups that must work before the workspace is known: `CRED#<digest>` and `EMAIL#<address>`.
+lookups that must work before the workspace is known: `CRED#<digest>` and `EMAIL#<address>`,
+and the rate counters of the routes that come before any workspace (`RATE#<name>`).
 The sparse `open` index (`open_pk`/`open_sk`) holds unfinished jobs and all runtimes, for the
 system's own work (sweeper, dispatch on register), never a tenant's query.
 """
@@ -109,3 +110,8 @@ def ssh_lease_job(workspace_id: str, lease_id: str, job_id: str) -> Key:
 
 def credential(digest: str) -> Key:
     return f"CRED#{digest}", "CRED"
+
+
+def rate_counter(name: str, window: int) -> Key:
+    """One counter of attempts (`name` says of what, by whom) in one fixed window."""
+    return f"RATE#{name}", f"W#{window}"

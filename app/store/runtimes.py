@@ -82,12 +82,22 @@ class Runtimes:
                           set={"jobs_queue_url": jobs_queue_url, "control_queue_url": control_queue_url})
 
     def take_slot(self, runtime: Runtime) -> Write:
-        """Take one job slot; the transaction fails when the runtime is full."""
+        """Take one job slot; the transaction fails when the runtime is full, or gone or going (a
+        placement from a listing read before its deletion began)."""
         return Write.update(*keys.runtime(runtime.workspace_id, runtime.runtime_id), add={"active_jobs": 1},
-                            condition=Condition(below={"active_jobs": runtime.max_concurrent_jobs}))
+                            condition=Condition(below={"active_jobs": runtime.max_concurrent_jobs},
+                                                missing=("removed_at",)))
 
     def release_slot(self, workspace_id: str, runtime_id: str) -> Write:
         return Write.update(*keys.runtime(workspace_id, runtime_id), add={"active_jobs": -1})
+
+    def begin_removal(self, runtime: Runtime, at: str) -> Write:
+        """Mark a runtime as being deleted: from this write on, no job is placed on it."""
+        return Write.update(*keys.runtime(runtime.workspace_id, runtime.runtime_id), set={"removed_at": at})
+
+    def delete(self, runtime: Runtime) -> None:
+        """The runtime's record, and with it its sealed runtime key."""
+        self.table.delete(*keys.runtime(runtime.workspace_id, runtime.runtime_id))
 
     # --- join tokens ------------------------------------------------------------------------
 
@@ -100,5 +110,15 @@ class Runtimes:
                                 limit=limit, cursor=cursor)
         return page.map(lambda item: record(JoinToken, item, workspace_id=workspace_id))
 
+    def join_token(self, workspace_id: str, token_id: str) -> JoinToken | None:
+        item = self.table.get(*keys.join_token(workspace_id, token_id))
+        return record(JoinToken, item, workspace_id=workspace_id) if item else None
+
     def spend_join_token(self, workspace_id: str, token_id: str) -> None:
-        self.table.update(*keys.join_token(workspace_id, token_id), add={"uses_left": -1})
+        try:
+            self.table.update(*keys.join_token(workspace_id, token_id), add={"uses_left": -1})
+        except ConditionFailed:
+            pass  # deleted meanwhile: its credential was spent just before, nothing is left to count
+
+    def delete_join_token(self, token: JoinToken) -> Write:
+        return Write.delete(*keys.join_token(token.workspace_id, token.token_id))

@@ -76,6 +76,7 @@ class Condition:
     missing: tuple[str, ...] = ()
     below: dict[str, Any] = field(default_factory=dict)
     above: dict[str, Any] = field(default_factory=dict)
+    below_or_missing: dict[str, Any] = field(default_factory=dict)  # a counter not yet made counts as zero
 
     def render(self, expr: Expression) -> str | None:
         parts = [f"{expr.name(k)} = {expr.value(v)}" for k, v in self.equals.items()]
@@ -87,6 +88,9 @@ class Condition:
         parts += [f"attribute_not_exists({expr.name(k)})" for k in self.missing]
         parts += [f"{expr.name(k)} < {expr.value(v)}" for k, v in self.below.items()]
         parts += [f"{expr.name(k)} > {expr.value(v)}" for k, v in self.above.items()]
+        for k, v in self.below_or_missing.items():
+            name = expr.name(k)
+            parts.append(f"(attribute_not_exists({name}) OR {name} < {expr.value(v)})")
         return " AND ".join(parts) if parts else None
 
 
@@ -327,9 +331,10 @@ class Write:
         return cls("update", pk, sk, set=set, add=add, condition=condition, must_exist=True, remove=remove)
 
     @classmethod
-    def increment(cls, pk: str, sk: str, *, add: dict, set: dict | None = None) -> "Write":
-        """Create-or-add counters (no condition and no version: counters commute)."""
-        return cls("update", pk, sk, set=set, add=add, versioned=False)
+    def increment(cls, pk: str, sk: str, *, add: dict, set: dict | None = None,
+                  condition: Condition | None = None) -> "Write":
+        """Create-or-add counters (no version: counters commute), within `condition` if given."""
+        return cls("update", pk, sk, set=set, add=add, condition=condition, versioned=False)
 
     @classmethod
     def delete(cls, pk: str, sk: str, *, condition: Condition | None = None, must_exist: bool = False) -> "Write":

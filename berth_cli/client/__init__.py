@@ -12,6 +12,7 @@ import httpx
 from berth_cli.client.accounts import AccountsApi
 from berth_cli.client.http import Http
 from berth_cli.client.jobs import JobsApi
+from berth_cli.client.runtimes import RuntimesApi
 from berth_cli.client.sandboxes import SandboxesApi
 
 
@@ -22,6 +23,7 @@ class BerthClient:
         self.http = Http(api_url, credential, timeout=timeout, transport=transport)
         self.accounts = AccountsApi(self.http)
         self.jobs = JobsApi(self.http)
+        self.runtimes = RuntimesApi(self.http)
         self.sandboxes = SandboxesApi(self.http)
 
     def close(self) -> None:

@@ -38,6 +38,10 @@ def up(
     console.print(f"  embedded AWS (moto)   {stack.moto_url}")
     console.print(f"  state                 {data_dir} ({stack.restored_items} items restored "
                   f"in {stack.restore_seconds:.2f} s)")
+    if not stack.services.settings.require_email_verification:
+        console.print("  email verification    waived (BERTH_REQUIRE_EMAIL_VERIFICATION=false): accounts may mint "
+                      "keys and join tokens and run jobs before verifying; operator rights still need a verified "
+                      "address")
     console.print("  sign up:  curl -s -XPOST " + stack.api_url +
                   "/v1/auth/signup -H 'content-type: application/json' "
                   "-d '{\"name\":\"Ada\",\"email\":\"ada@example.com\",\"password\":\"s3cret-pass\"}'")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from app.contract.messages import ControlMessage
+from app.contract.sealing import RuntimeKeys
 from app.contract.signing import CONTROL_SIGNATURE_HEADER, sign_control_request
 from app import composition
 from app.domain.runtimes import Runtime
@@ -119,8 +120,9 @@ def test_a_tool_call_through_the_direct_channel_matches_the_queue_path(direct, f
 def test_the_endpoint_refuses_unsigned_forged_stale_and_replayed_requests(direct):
     session_id = _start(direct)
     url = f"{_runtime(direct).control_url}/control"
-    token = json.loads((direct.worker.data_dir / "runtime.json").read_text())["runtime_token"]
-    key = hashlib.sha256(token.encode()).hexdigest()
+    registration = json.loads((direct.worker.data_dir / "runtime.json").read_text())
+    key = RuntimeKeys.derive(registration["runtime_key"]).signing
+    token_digest = hashlib.sha256(registration["runtime_token"].encode()).hexdigest()  # what the table holds
 
     def body(request_id: str, deadline_in: float = 10) -> bytes:
         return ControlMessage(request_id=request_id, workspace_id=direct.workspace_id, job_id=session_id,
@@ -145,6 +147,7 @@ def test_the_endpoint_refuses_unsigned_forged_stale_and_replayed_requests(direct
         "unsigned": post(other, None),
         "forged": post(other, sign_control_request(hashlib.sha256(b"brt_not-the-token").hexdigest(), other,
                                                    time.time())),
+        "by the token digest": post(other, sign_control_request(token_digest, other, time.time())),
         "tampered": post(other.replace(b"tools.list", b"sandbox.stop"), sign_control_request(key, other, time.time())),
         "stale": post(other, sign_control_request(key, other, time.time() - 120)),
     }

@@ -202,7 +202,7 @@ def test_tool_failures_are_results_not_server_errors(owner):
 
 
 @pytest.mark.parametrize("command, status, message", [
-    ("   ", 422, "empty"),
+    ("   ", 422, "give start_command or package"),
     ("curl http://example.com", 403, "curl"),
     ("ruby server.rb", 403, "not allowed"),
     ("/usr/bin/python3 x.py", 403, "by name"),

@@ -183,10 +183,9 @@ async def test_a_job_stopped_while_its_package_installs_ends_at_once(tmp_path, c
 
 
 @pytest.mark.usefixtures("everything_server")
-async def test_the_sealed_env_is_laid_over_the_payloads_at_each_start(tmp_path, checks_closed):
-    payload = {"start_command": f"node {NPM_PREFIX / EVERYTHING_ENTRY}",
-               "env": {"GREETING": "hello", "API_KEY": "from-the-payload"}}
-    job = await Job(tmp_path, payload, None, secrets={"env": {"API_KEY": "s3cret"}},
+async def test_the_sealed_env_is_the_servers_env_at_each_start(tmp_path, checks_closed):
+    payload = {"start_command": f"node {NPM_PREFIX / EVERYTHING_ENTRY}"}
+    job = await Job(tmp_path, payload, None, secrets={"env": {"GREETING": "hello", "API_KEY": "s3cret"}},
                     tool_dirs=(str(NPM_PREFIX),)).running()
 
     async def server_env() -> dict:
@@ -194,7 +193,7 @@ async def test_the_sealed_env_is_laid_over_the_payloads_at_each_start(tmp_path, 
         return json.loads(answer["result"]["content"][0]["text"])
 
     first = await server_env()
-    job.ctx.secrets = {"env": {"API_KEY": "rotated"}}  # as a control message's secrets replace them
+    job.ctx.secrets = {"env": {"GREETING": "hello", "API_KEY": "rotated"}}  # as a control message's replace them
     await job.control("sandbox.restart")
     restarted = await server_env()
     await job.end()

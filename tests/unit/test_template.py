@@ -172,11 +172,22 @@ def test_operator_emails_render_as_json_lists(template, monkeypatch):
 # --- queues and IAM --------------------------------------------------------------------------
 
 
-def test_runtime_queue_pattern_follows_the_queue_prefix(template, resources):
+def _queue_patterns(template) -> tuple[dict, dict]:
+    """The ARN patterns of workspace-hosted and of shared runtimes' queues, as the template writes them."""
     prefix = template["Globals"]["Function"]["Environment"]["Variables"]["BERTH_QUEUE_PREFIX"]["Fn::Sub"]
-    pattern = f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{prefix}-rt-*"
+    arn = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:"
+    return {"Fn::Sub": f"{arn}{prefix}-rt-*"}, {"Fn::Sub": f"{arn}{prefix}-shared-rt-*"}
+
+
+def _resources_of(statement: dict) -> list:
+    resource = statement["Resource"]
+    return resource if isinstance(resource, list) else [resource]
+
+
+def test_the_api_and_sweeper_reach_both_kinds_of_runtime_queue(template, resources):
+    tenant, shared = _queue_patterns(template)
     api = [s for s in _statements(resources, "ApiFunctionPolicy") if s.get("Sid") == "RuntimeQueues"]
-    assert api and api[0]["Resource"] == {"Fn::Sub": pattern}
+    assert api and _resources_of(api[0]) == [tenant, shared]
     assert _actions(api[0]) == {
         "sqs:CreateQueue",
         "sqs:SendMessage",
@@ -188,14 +199,35 @@ def test_runtime_queue_pattern_follows_the_queue_prefix(template, resources):
         "sqs:SetQueueAttributes",
         "sqs:DeleteQueue",
     }
+    sweeper = [s for s in _statements(resources, "SweeperFunctionPolicy") if s.get("Sid") == "RuntimeQueues"]
+    assert sweeper and _resources_of(sweeper[0]) == [tenant, shared]
+
+
+def test_the_worker_role_reads_only_the_shared_fleets_queues(template, resources):
+    """A compromised fleet worker cannot read the queue of a runtime a workspace hosts: the queue
+    names app.queues makes for each kind fall under the template's patterns accordingly."""
+    from fnmatch import fnmatchcase
+
+    from app.queues import Queues
+
+    tenant, shared = _queue_patterns(template)
     worker = resources["WorkerTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    assert [s["Resource"] for s in worker] == [{"Fn::Sub": pattern}]
+    assert [_resources_of(s) for s in worker] == [[shared]]
     assert set().union(*map(_actions, worker)) == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueUrl",
     }
+
+    settings = Settings(queue_prefix="berth-prod")
+    queues = Queues(clients=None, settings=settings)  # naming needs no AWS client
+    as_deployed = {name: pattern["Fn::Sub"].rsplit(":", 1)[1].replace("${Stage}", "prod")
+                   for name, pattern in (("tenant", tenant), ("shared", shared))}
+    for shared_runtime in (False, True):
+        for name in queues.runtime_queue_names("rt_0123456789abcdefghjkmnpqr", shared=shared_runtime):
+            assert fnmatchcase(name, as_deployed["shared"]) == shared_runtime, name
+            assert fnmatchcase(name, as_deployed["tenant"]) == (not shared_runtime), name
 
 
 def test_no_wildcard_resources_in_function_policies(resources):

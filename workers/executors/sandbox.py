@@ -10,8 +10,8 @@ A server given as a package (or as `npx …`/`uvx …`, which mean one: `app.con
 SandboxServer`) is installed first, outside the sandbox, by the worker's package cache
 (`ctx.host.packages`), reporting `package` events; the sandbox then runs the installed entry point
 with the version's files read-only. Its lease on the version is held until the server stops, so
-the cache never evicts a version a server runs. The environment is the payload's `env` with the
-job's sealed `env` (`ctx.secrets["env"]`) laid over it, read again at each (re)start.
+the cache never evicts a version a server runs. The environment is the job's sealed `env`
+(`ctx.secrets["env"]`: values never travel in the payload), read again at each (re)start.
 """
 
 import asyncio
@@ -166,15 +166,14 @@ class LiveSandbox:
             self.installed = None
 
     def _environment(self) -> dict[str, str]:
-        """The payload's env with the job's sealed env over it, as they are now (a control
-        message may have replaced either)."""
-        sealed = self.ctx.secrets.get("env", {})
-        if not isinstance(sealed, dict) or not all(isinstance(v, str) for v in sealed.values()):
-            raise SandboxRejected("the job's sealed env is not an object of strings")
-        env = {**self.spec.env, **sealed}
+        """The server's environment: the job's secret `env` (opened from what the API sealed for
+        this runtime; a control message may have replaced it since), and the shell's deny list."""
+        env = self.ctx.secrets.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise SandboxRejected("the sandbox's env is not a map of names to strings")
         if self.spec.builtin == "matrixshell":
-            env["BERTH_SHELL_DENYLIST"] = json.dumps(self.policy.command_denylist)
-        return env
+            return {**env, "BERTH_SHELL_DENYLIST": json.dumps(self.policy.command_denylist)}
+        return dict(env)
 
     def server_died(self) -> bool:
         return self.state == "running" and self.session is not None and not self.session.alive
@@ -310,9 +309,7 @@ async def restart_server(message: ControlMessage) -> dict:
 
 async def update(message: ControlMessage) -> dict:
     live = _live(message, running=False)
-    changes = _arguments(SandboxUpdate, message)
-    if changes.env is not None:
-        live.spec = live.spec.model_copy(update={"env": changes.env})
+    changes = _arguments(SandboxUpdate, message)  # a new env came as the message's secrets: the next start uses it
     if changes.expires_at is not None:
         live.ctx.extend(changes.expires_at)
     return {"state": live.state, "expires_at": live.ctx.expires_at}

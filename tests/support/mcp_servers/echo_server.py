@@ -39,6 +39,12 @@ def echo(text: str) -> str:
 
 
 @server.tool()
+def env_var(name: str) -> str:
+    """Return the value of an environment variable of this server ('' when it is not set)."""
+    return os.environ.get(name, "")
+
+
+@server.tool()
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b

@@ -61,3 +61,16 @@ def test_a_pinned_job_is_served_only_by_its_runtime():
 def test_occupancy_ranks_emptier_runtimes_first():
     assert _runtime(active_jobs=0).occupancy() < _runtime(active_jobs=1).occupancy() < 1
     assert _runtime(max_concurrent_jobs=0).occupancy() == 0  # a runtime with no slots never divides by zero
+
+
+def test_a_job_with_secrets_is_served_only_by_a_runtime_with_a_runtime_key():
+    secret = _job(secrets="e1.sealed.value")
+    assert _runtime(sealed_key="e1.sealed.key").can_serve(secret, NOW, INTERVAL)
+    assert not _runtime().can_serve(secret, NOW, INTERVAL)  # registered before runtime keys
+    assert _runtime().can_serve(_job(), NOW, INTERVAL)
+
+
+def test_a_runtime_being_deleted_is_offline_whatever_it_reports():
+    removed = _runtime(removed_at="2026-01-01T00:00:00Z")
+    assert removed.effective_status(NOW, INTERVAL) == "offline"
+    assert not removed.can_serve(_job(), NOW, INTERVAL)
