@@ -22,7 +22,6 @@ from pydantic import Field
 from app import composition
 from app.auth.principal import Tier
 from app.contract.ssh.actions import SshAction
-from app.contract.ssh.hosts import NAME_PATTERN
 from app.errors import BerthError
 from app.mcp.tools import TieredTool, caller_of, changes, reads, tool
 from app.schemas.infra_ssh import (
@@ -40,7 +39,7 @@ from app.services.ssh_caller import SshCaller
 from app.services.ssh_operations import allowed_on
 
 Result = TypeVar("Result")
-NameArg = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+NameArg = Annotated[str, Field(min_length=1, max_length=253, description="as the inventory names it")]
 Wait = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, description="seconds to wait for it to finish (or open)")]
 Limit = Annotated[int, Field(ge=1, le=200)]
 Cursor = Annotated[str | None, Field(max_length=2000, description="next_cursor of the previous page")]

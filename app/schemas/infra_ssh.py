@@ -1,14 +1,14 @@
 """Bodies and views of the infra SSH routes (`/api/infra/ssh/*`) and the payloads of their jobs as
 the API stores them."""
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.clock import iso
 from app.contract.messages import JobStatus, JobType
 from app.contract.ssh.actions import SshAction
-from app.contract.ssh.hosts import Name, SshHost
+from app.contract.ssh.hosts import SshHost
 from app.contract.ssh.jobs import SshForwardPayload, SshOutcome, SshRunPayload
 from app.domain.infra_ssh import LABEL_LEASE, LABEL_USER, LABEL_VIA, LeaseState, SshLease
 from app.domain.jobs import Job, JobEvent
@@ -59,16 +59,21 @@ class LeaseApproval(_Body):
     lease_id: str = Field(min_length=1, max_length=100, description="the pending lease you approve, as you saw it")
 
 
+# Names are checked against the inventory by the service, not a pattern here, so that any
+# well-formed attempt is answered (and audited) with its kind.
+InventoryName = Annotated[str, Field(min_length=1, max_length=253)]
+
+
 class RunRequest(_Body):
-    host: Name
+    host: InventoryName
     parameters: dict[str, Any] = Field(default_factory=dict, max_length=100)
     wait_seconds: float = Field(default=10.0, ge=0, le=MAX_WAIT_SECONDS,
                                 description="wait this long for the result; a run still going answers 202")
 
 
 class ForwardRequest(_Body):
-    forward: Name
-    host: Name
+    forward: InventoryName
+    host: InventoryName
     ttl_seconds: int | None = Field(default=None, ge=10, le=86400,
                                     description="default and limit: the forward's max_ttl_seconds, and the lease's end")
     wait_seconds: float = Field(default=10.0, ge=0, le=MAX_WAIT_SECONDS,
