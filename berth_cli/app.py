@@ -7,7 +7,7 @@ from typer.core import TyperGroup
 
 from berth_cli import output
 from berth_cli.client.http import cli_version
-from berth_cli.commands import admin, auth, jobs, local, runtimes, sandboxes
+from berth_cli.commands import admin, auth, jobs, local, runtimes, sandboxes, ssh
 from berth_cli.errors import CliError, ExitCode
 
 
@@ -51,3 +51,4 @@ cli.add_typer(sandboxes.app, name="sandboxes")
 cli.add_typer(runtimes.app, name="runtimes")
 cli.add_typer(runtimes.join_tokens, name="join-tokens")
 cli.add_typer(admin.app, name="admin")
+cli.add_typer(ssh.app, name="ssh")

@@ -11,6 +11,7 @@ import httpx
 
 from berth_cli.client.accounts import AccountsApi
 from berth_cli.client.http import Http
+from berth_cli.client.infra_ssh import SshApi
 from berth_cli.client.jobs import JobsApi
 from berth_cli.client.runtimes import RuntimesApi
 from berth_cli.client.sandboxes import SandboxesApi
@@ -25,6 +26,7 @@ class BerthClient:
         self.jobs = JobsApi(self.http)
         self.runtimes = RuntimesApi(self.http)
         self.sandboxes = SandboxesApi(self.http)
+        self.ssh = SshApi(self.http)
 
     def close(self) -> None:
         self.http.close()

@@ -47,11 +47,12 @@ class Http:
         self._client.close()
 
     def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
-                timeout: float | None = None) -> Any:
+                timeout: float | None = None, headers: Mapping[str, str] | None = None) -> Any:
         """The decoded JSON of a 2xx answer; `ApiError` for any other status."""
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         try:
-            response = self._client.request(method, path, json=json, params=_present(params), **extra)
+            response = self._client.request(method, path, json=json, params=_present(params), headers=headers,
+                                            **extra)
         except httpx.TransportError as error:
             raise self._unreachable(error) from error
         _raise_for_status(response)

@@ -382,6 +382,41 @@ def _wait_for_command(command: str, ops: Ops) -> None:
     _until(lambda: any(record.command == command for record in ops.ssh.server.commands))
 
 
+# --- the CLI -------------------------------------------------------------------------------------------
+
+
+def test_the_cli_requests_a_lease_a_person_approves_and_runs_and_forwards(ops, tmp_path):
+    from tests.e2e.conftest import BerthCli
+
+    berth = BerthCli(tmp_path / "berth-config", ops.stack.api_url)
+    assert berth("login", "--api", berth.api_url, "--key", "-", stdin=f"{ops.key}\n").returncode == 0
+    ops.owner.delete(LEASE)
+
+    hosts = berth("ssh", "hosts")
+    asked = berth("ssh", "lease", "request", "--reason", "from the cli", "--ttl", "300", "--json")
+    lease_id = json.loads(asked.stdout)["lease"]["lease_id"]
+    approved = berth("ssh", "lease", "approve", lease_id, "--password-stdin", stdin="correct-horse\n")
+    ran = berth("ssh", "run", "echo", "--host", "test-host", "-P", "text=$(id)", "-P", "choice=plain", "-P", "number=2",
+                "--json")
+    failed = berth("ssh", "run", "fail", "--host", "test-host")
+    runs = berth("ssh", "runs")
+    opened = berth("ssh", "forward", "open", "dashboard", "--host", "test-host", "--json")
+    forward_id = json.loads(opened.stdout)["forward_id"]
+    closed = berth("ssh", "forward", "close", forward_id)
+    revoked = berth("ssh", "lease", "revoke")
+
+    assert hosts.returncode == 0 and "test-host" in hosts.stdout and "file" in hosts.stdout
+    assert json.loads(asked.stdout)["lease"]["state"] == "pending"
+    assert json.loads(asked.stdout)["lease"]["requested_for"] == ops.owner.get("/v1/auth/me").json()["user"]["email"]
+    assert approved.returncode == 0 and "active" in approved.stdout, approved.stderr
+    assert ran.returncode == 0 and json.loads(ran.stdout)["stdout"] == "$(id)|plain|2|", ran.stderr
+    assert failed.returncode == 5 and "broken" in failed.stderr and "exit 3" in failed.stderr
+    assert runs.returncode == 0 and json.loads(ran.stdout)["run_id"] in runs.stdout
+    assert json.loads(opened.stdout)["state"] == "open"
+    assert closed.returncode == 0 and forward_id in closed.stdout
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+
+
 # --- the same through /mcp, with the official MCP client ------------------------------------------------
 
 
