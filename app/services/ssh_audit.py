@@ -48,7 +48,10 @@ class SshAudit:
     # --- accepted attempts, as their jobs end -------------------------------------------------------
 
     def outcome_of(self, job: Job) -> AttemptOutcome:
-        """How an ended (or ending) `ssh.run` / `ssh.forward` job came out."""
+        """How an ended (or ending) `ssh.run` / `ssh.forward` job came out (a run that completed
+        says so in its result: no event is read for it)."""
+        if job.type == JobType.ssh_run and job.status == JobStatus.complete:
+            return run_outcome(job, None)
         ssh_event = self.store.jobs.latest_event(job.workspace_id, job.job_id, step=SSH_EVENT_STEP)
         if job.type == JobType.ssh_forward:
             opened = self.store.jobs.latest_event(job.workspace_id, job.job_id, step=FORWARD_EVENT_STEP)
