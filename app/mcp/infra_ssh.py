@@ -8,7 +8,7 @@ whose message starts with its kind (`approval_required: ...`, `denied: ...`,
 `validation_failed: ...`, after the SDK's "Error executing tool NAME: "), so an agent can tell
 asking a person from fixing its arguments.
 
-`infra_ssh_tools()` is what the `/mcp` server registers.
+`tools()` is what the `/mcp` server registers (beside the other families' `tools()`).
 """
 
 from collections.abc import Callable
@@ -203,7 +203,7 @@ async def infra_ssh_close_forward(ctx: Context,
     return await _call(lambda: _forward_view(forwards.close(caller, forward_id)))
 
 
-def infra_ssh_tools() -> list[TieredTool]:
+def tools() -> list[TieredTool]:
     """The 13 tools, each admin-only, with hints that say what it does to the world."""
     admin = Tier.admin
     return [

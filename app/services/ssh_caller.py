@@ -13,7 +13,8 @@ from app.auth.principal import Principal, Tier
 from app.errors import BerthError, Forbidden
 
 DENIED = "denied"  # app.contract.ssh.jobs.SshOutcome.denied, without importing the SSH contract here
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+|-]{0,127}$")
+# What an X-User-Id may be: opaque to berth (a user of the integrating product), but plain.
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@:+\-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class SshCaller:
         if refused is None and not self.user_id:
             refused = "an API key operating infra SSH must say for whom: send the X-User-Id header"
         elif refused is None and not USER_ID_PATTERN.match(self.user_id):
-            refused = "X-User-Id must be 1 to 128 letters, digits and . _ @ : + | -, starting with a letter or digit"
+            refused = "X-User-Id must be 1-128 letters, digits or ._@:+-"
         return refused
 
 

@@ -434,8 +434,8 @@ def mcp_url(ops):
 
     from app.auth.principal import bearer_secret
     from app.main import create_app
+    from app.mcp import infra_ssh
     from app.mcp.endpoint import StatelessMCPEndpoint, mcp_router
-    from app.mcp.infra_ssh import infra_ssh_tools
     from app.mcp.tools import build_server
     from tests.support.mcp_demo import serve
 
@@ -445,7 +445,7 @@ def mcp_url(ops):
                                        kinds=("session", "api_key"))
 
     app = create_app()
-    endpoint = StatelessMCPEndpoint(build_server("berth", "test", infra_ssh_tools()), authenticate=authenticate,
+    endpoint = StatelessMCPEndpoint(build_server("berth", "test", infra_ssh.tools()), authenticate=authenticate,
                                     allowed_hosts=["127.0.0.1:*"])
     app.include_router(mcp_router(endpoint))
     with serve(app) as url:
