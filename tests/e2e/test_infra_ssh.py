@@ -62,6 +62,11 @@ hosts:
     {host}
     host_key: "{pinned}"
     client_key: "file:{key_file}"
+  - name: far-host
+    {host}
+    host_key: "{pinned}"
+    client_key: "file:{key_file}"
+    runtime_labels: {{zone: far}}
 {sealed_host}
 actions:
   - name: echo
@@ -78,7 +83,7 @@ actions:
     hosts: [test-host]
   - name: fail
     command: [sh, -c, "echo broken >&2; exit 3"]
-    hosts: [test-host{", sealed-host" if sealed_key else ""}]
+    hosts: [test-host, far-host{", sealed-host" if sealed_key else ""}]
   - name: wait
     command: [sleep, "{{seconds}}"]
     parameters:
@@ -346,6 +351,19 @@ def test_a_forward_carries_http_and_closes_when_the_lease_ends(ops):
     assert after.status_code == 403 and after.json()["kind"] == "approval_required"
     record = ops.audit("infra_ssh.forward")[0]
     assert record["outcome"] == "ok" and record["detail"]["closed"] == "cancelled"
+
+
+def test_a_run_waits_for_a_runtime_that_reaches_its_host_and_revoking_cancels_it(ops):
+    ops.begin_lease()
+
+    waiting = ops.run("fail", host="far-host", wait=2)  # no runtime has the label zone=far
+    revoked = ops.as_agent("DELETE", LEASE)
+
+    assert waiting.status_code == 202 and waiting.json()["status"] == "queued"
+    assert waiting.json()["run_id"] in revoked.json()["stopped"]
+    run = ops.wait_run(waiting.json()["run_id"], {"cancelled"})
+    assert run["outcome"] == "failed" and "cancelled" in run["error"]
+    assert ops.audit()[0]["target"] == "far-host/fail" and ops.audit()[0]["outcome"] == "failed"
 
 
 def test_a_kms_encrypted_client_key_works(ops):
