@@ -52,6 +52,12 @@ if TYPE_CHECKING:
     from app.services.sandboxes import SandboxService
     from app.services.secrets import SecretBox
     from app.services.shared_tools import SharedToolService
+    from app.services.ssh_audit import SshAudit
+    from app.services.ssh_forwards import SshForwards
+    from app.services.ssh_inventory import SshInventorySource
+    from app.services.ssh_keys import SshClientKeys
+    from app.services.ssh_leases import SshLeaseService
+    from app.services.ssh_operations import SshOperations
     from app.services.sweeper import Sweeper
     from app.services.system import SystemService
     from app.services.trust import TrustPolicy
@@ -193,10 +199,12 @@ class Services:
 
     @property
     def lifecycle(self) -> "JobLifecycle":
+        from app.contract.messages import JobType
         from app.services.lifecycle import JobLifecycle
 
+        closing = {JobType.ssh_run: lambda: self.ssh_audit, JobType.ssh_forward: lambda: self.ssh_audit}
         return self._once("lifecycle", lambda: JobLifecycle(self.store, self.dispatcher, self.control, self.feed,
-                                                            self.activity, self.clock))
+                                                            self.activity, self.clock, closing))
 
     @property
     def jobs(self) -> "JobService":
@@ -349,7 +357,49 @@ class Services:
         from app.services.system import SystemService
 
         return self._once("system", lambda: SystemService(self.settings, self.store, self.queues, self.kms,
-                                                          self.runtimes, self.clock))
+                                                          self.runtimes, self.ssh_inventory, self.clock))
+
+    # --- infra SSH -------------------------------------------------------------------------------
+
+    @property
+    def ssh_inventory(self) -> "SshInventorySource":
+        from app.services.ssh_inventory import SshInventorySource
+
+        return self._once("ssh_inventory", lambda: SshInventorySource(self.settings, self.aws, self.clock))
+
+    @property
+    def ssh_keys(self) -> "SshClientKeys":
+        from app.services.ssh_keys import SshClientKeys
+
+        return self._once("ssh_keys", lambda: SshClientKeys(self.settings, self.aws, self.kms))
+
+    @property
+    def ssh_audit(self) -> "SshAudit":
+        from app.services.ssh_audit import SshAudit
+
+        return self._once("ssh_audit", lambda: SshAudit(self.store, self.activity))
+
+    @property
+    def ssh_leases(self) -> "SshLeaseService":
+        from app.services.ssh_leases import SshLeaseService
+
+        return self._once("ssh_leases", lambda: SshLeaseService(self.store, self.settings, self.jobs, self.ssh_audit,
+                                                                self.clock))
+
+    @property
+    def ssh_operations(self) -> "SshOperations":
+        from app.services.ssh_operations import SshOperations
+
+        return self._once("ssh_operations", lambda: SshOperations(
+            self.store, self.settings, self.ssh_inventory, self.ssh_keys, self.ssh_leases, self.jobs, self.ssh_audit,
+            self.feed, self.clock))
+
+    @property
+    def ssh_forwards(self) -> "SshForwards":
+        from app.services.ssh_forwards import SshForwards
+
+        return self._once("ssh_forwards", lambda: SshForwards(
+            self.store, self.settings, self.ssh_operations, self.control, self.keyring.signing_key, self.clock))
 
     @property
     def sweeper(self) -> "Sweeper":

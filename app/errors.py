@@ -1,10 +1,15 @@
 """The one error hierarchy. Each class carries its HTTP status; handlers turn any of them into
-`{"success": false, "error": ..., "status": N, "request_id": ...}` on both API surfaces."""
+`{"success": false, "error": ..., "status": N, "request_id": ...}` on both API surfaces, plus
+`"kind": ...` where a surface tells its failures apart by more than the status (infra SSH:
+`validation_failed`, `approval_required`, `denied`, `failed`)."""
 
 
-def error_body(status: int, message: str, request_id: str) -> dict:
+def error_body(status: int, message: str, request_id: str, kind: str | None = None) -> dict:
     """The error shape of both surfaces, for the exception handlers and the request middleware."""
-    return {"success": False, "error": message, "status": status, "request_id": request_id}
+    body = {"success": False, "error": message, "status": status, "request_id": request_id}
+    if kind is not None:
+        body["kind"] = kind
+    return body
 
 
 _OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -25,8 +30,10 @@ class BerthError(Exception):
     status = 500
     default_message = "internal error"
 
-    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(self, message: str | None = None, *, kind: str | None = None,
+                 headers: dict[str, str] | None = None):
         self.message = message or self.default_message
+        self.kind = kind  # a machine-readable kind, where the surface defines them
         self.headers = headers or {}  # sent with the error response (e.g. Retry-After)
         super().__init__(self.message)
 

@@ -28,4 +28,9 @@ class Kms:
 
     def decrypt_data_key(self, ciphertext: bytes, context: dict[str, str]) -> bytes:
         """A data key back from its ciphertext; KMS refuses it for any other `context`."""
+        return self.decrypt(ciphertext, context)
+
+    def decrypt(self, ciphertext: bytes, context: dict[str, str]) -> bytes:
+        """What was encrypted under the key with `context` (a data key, an SSH client key an
+        operator encrypted); KMS refuses it for any other context."""
         return self._clients.client("kms").decrypt(CiphertextBlob=ciphertext, EncryptionContext=context)["Plaintext"]

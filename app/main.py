@@ -26,10 +26,13 @@ def _request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "-")
 
 
-def _error(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+def _error(request: Request, status: int, message: str, kind: str | None = None,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
     # The OpenAI-compatible endpoint answers in OpenAI's error shape, which its clients read.
-    shape = openai_error_body if _under(request.url.path, OPENAI_PREFIX) else error_body
-    return JSONResponse(shape(status, message, _request_id(request)), status_code=status, headers=headers)
+    if _under(request.url.path, OPENAI_PREFIX):
+        return JSONResponse(openai_error_body(status, message, _request_id(request)), status_code=status,
+                            headers=headers)
+    return JSONResponse(error_body(status, message, _request_id(request), kind), status_code=status, headers=headers)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -57,7 +60,7 @@ def _describe_validation(error: RequestValidationError) -> tuple[int, str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BerthError)
     async def berth_error(request: Request, error: BerthError):
-        return _error(request, error.status, error.message, error.headers or None)
+        return _error(request, error.status, error.message, error.kind, error.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
@@ -104,6 +107,7 @@ ROUTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app.routers.api_shared_tools", ("/api/shared-tools", "/api/auth/callback")),
     ("app.routers.api_integrations", ("/api/integrations",)),
     ("app.routers.mcp", ("/mcp",)),
+    ("app.routers.api_infra_ssh", ("/api/infra/ssh",)),
 )
 _EVERY_GROUP = ("/openapi.json", "/api-docs")
 

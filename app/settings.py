@@ -148,6 +148,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"an origin is an http(s) URL, like https://console.example.com: {origin!r}")
         return origins
 
+    # Infra SSH (app.services.infra_ssh): where the inventory is (a YAML file; `s3://bucket/key`;
+    # `ssm:/parameter/name`; empty: no inventory, the SSH routes answer 503), how often it is read
+    # again, and the approval lease's bounds.
+    ssh_inventory: str = ""
+    ssh_inventory_refresh_seconds: float = 60.0
+    ssh_lease_max_seconds: int = 3600
+    ssh_lease_request_seconds: int = 900  # how long a requested lease waits for a person to approve it
+    ssh_connect_timeout_seconds: float = 10.0
+
     @model_validator(mode="after")
     def _verification_holds_in_aws(self) -> "Settings":
         if self.mode == "aws":

@@ -19,6 +19,7 @@ from berth_cli.commands import (
     runtimes,
     sandboxes,
     shared_tools,
+    ssh,
     tools,
 )
 from berth_cli.errors import CliError, ExitCode
@@ -71,3 +72,4 @@ cli.add_typer(installations.app, name="installations")
 cli.add_typer(tools.app, name="tools")
 cli.add_typer(mcp.app, name="mcp")
 cli.add_typer(shared_tools.app, name="shared-tools")
+cli.add_typer(ssh.app, name="ssh")

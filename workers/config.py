@@ -193,3 +193,6 @@ def configure_logging(level: str) -> None:
     # Their per-request lines would drown the worker's own (huggingface_hub 2.x talks through httpx2).
     for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # asyncssh logs each command it sends at INFO, and an infra SSH command may carry a secret
+    # parameter's value: its lines stay out of the worker's logs below WARNING, whatever the level.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)

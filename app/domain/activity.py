@@ -14,7 +14,7 @@ class AuditRecord:
     action: str
     actor: str
     target: str = ""
-    outcome: str = "ok"  # ok | denied | failed
+    outcome: str = "ok"  # ok | denied | failed; infra SSH also validation_failed | approval_required
     detail: dict[str, Any] = field(default_factory=dict)
     at: str
     request_id: str = "-"

@@ -107,6 +107,9 @@ class Job:
     secrets: str | None = None
     secret_names: dict[str, list[str]] | None = None
     pinned_runtime_id: str | None = None  # a tool.run job runs where its session runs
+    # Only a runtime whose registered labels include all of these may run it (an infra SSH job
+    # goes where its host can be reached).
+    runtime_labels: dict[str, str] | None = None
     # Assignment.
     runtime_id: str | None = None
     runtime_workspace: str | None = None

@@ -79,9 +79,11 @@ class Runtime:
         return self.active_jobs / max(self.max_concurrent_jobs, 1)
 
     def runs(self, job: Job) -> bool:
-        """Whether it may run jobs like `job`: of a workspace it serves, of a type it advertises, and
-        (for a job with secrets) holding a runtime key to receive them with."""
+        """Whether it may run jobs like `job`: of a workspace it serves, of a type it advertises,
+        with the labels the job asks for, and (for a job with secrets) holding a runtime key to
+        receive them with."""
         return (serves_workspace(self.workspace_id, job.workspace_id) and job.type.value in self.capabilities
+                and all(self.labels.get(name) == value for name, value in (job.runtime_labels or {}).items())
                 and (not job.secrets or self.holds_key))
 
     @property

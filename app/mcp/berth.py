@@ -3,7 +3,7 @@
 from mcp.server.mcpserver import MCPServer
 
 from app import __version__
-from app.mcp.families import containers, sandboxes, service, shared_tools
+from app.mcp.families import containers, infra_ssh, sandboxes, service, shared_tools
 from app.mcp.tools import TieredTool, build_server
 
 INSTRUCTIONS = (
@@ -14,7 +14,7 @@ INSTRUCTIONS = (
 
 
 def berth_tools() -> list[TieredTool]:
-    return [*containers.tools(), *shared_tools.tools(), *sandboxes.tools(), *service.tools()]
+    return [*containers.tools(), *shared_tools.tools(), *sandboxes.tools(), *service.tools(), *infra_ssh.tools()]
 
 
 def berth_server() -> MCPServer:

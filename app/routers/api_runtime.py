@@ -11,13 +11,9 @@ from app.clock import iso
 from app.schemas.sandboxes import runtime_config_view
 from app.web.deps import ServicesDep, User
 from app.web.openapi import errors
+from app.web.proxying import PROXY_TOKEN_HEADER, passed_headers
 
 router = APIRouter(prefix="/api/runtime", tags=["runtime proxy"])
-
-PROXY_TOKEN_HEADER = "X-Berth-Proxy-Token"
-# Hop-by-hop and framing headers are the proxy's own business on each side.
-_DROPPED_HEADERS = {"host", "connection", "keep-alive", "transfer-encoding", "content-length", "authorization",
-                    "x-api-key", PROXY_TOKEN_HEADER.lower(), "upgrade", "te", "trailer", "proxy-authorization"}
 
 
 @router.get("/config/{sandbox_id}")
@@ -40,13 +36,13 @@ def proxy_auth(principal: User, sandbox_id: str, services: ServicesDep,
 async def proxy(principal: User, sandbox_id: str, path: str, request: Request, services: ServicesDep) -> Response:
     """Forward an HTTP request to the sandbox's streamable-HTTP server through its runtime."""
     body = await request.body()
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS}
+    headers = passed_headers(request.headers)
     answer = await run_in_threadpool(
         lambda: services.proxy.forward(principal, sandbox_id, method=request.method, path=path,
                                        query=request.url.query, headers=headers, body=body,
                                        token=request.headers.get(PROXY_TOKEN_HEADER)))
-    response_headers = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED_HEADERS}
-    return Response(base64.b64decode(answer.body_b64), status_code=answer.status, headers=response_headers)
+    return Response(base64.b64decode(answer.body_b64), status_code=answer.status,
+                    headers=passed_headers(answer.headers))
 
 
 # One route per method, so each has its own operation id in the OpenAPI document.

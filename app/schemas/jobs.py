@@ -139,9 +139,21 @@ PAYLOAD_MODELS: dict[JobType, type[_Payload] | type[ModelPullJob] | type[ModelPr
 }
 
 
+def payload_model(job_type: JobType) -> type[BaseModel]:
+    """The model a job type's payload is checked with: PAYLOAD_MODELS for what `/v1/jobs` creates;
+    infra SSH payloads (created only by app.services.ssh_operations) on first use."""
+    if job_type in PAYLOAD_MODELS:
+        return PAYLOAD_MODELS[job_type]
+    from app.schemas.infra_ssh import SSH_PAYLOAD_MODELS
+
+    if job_type in SSH_PAYLOAD_MODELS:
+        return SSH_PAYLOAD_MODELS[job_type]
+    raise Unprocessable(f"jobs of type {job_type.value} are created by their own routes")
+
+
 def validate_payload(job_type: JobType, payload: dict[str, Any]) -> dict[str, Any]:
     try:
-        validated = PAYLOAD_MODELS[job_type].model_validate(payload)
+        validated = payload_model(job_type).model_validate(payload)
         return validated.model_dump(mode="json", exclude_none=True, by_alias=True)
     except ValidationError as error:
         problems = "; ".join(
@@ -152,7 +164,7 @@ def validate_payload(job_type: JobType, payload: dict[str, Any]) -> dict[str, An
 
 def split_secrets(job_type: JobType, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A validated payload without its secret fields, and those fields that hold anything."""
-    fields = PAYLOAD_MODELS[job_type].secret_fields if job_type in PAYLOAD_MODELS else ()
+    fields: tuple[str, ...] = getattr(payload_model(job_type), "secret_fields", ())
     public = {name: value for name, value in payload.items() if name not in fields}
     return public, {name: payload[name] for name in fields if payload.get(name)}
 

@@ -51,12 +51,14 @@ class JobService:
         self.clock = clock
 
     def create(self, principal: Principal, job_type: JobType, payload: dict[str, Any],
-               ttl_seconds: int | None = None, *, wait: bool = False, secrets: dict[str, Any] | None = None) -> Job:
-        """Store the job and, in the same transaction, take a slot on the best runtime that has one;
-        then send it there. With no runtime free it waits for one, and its `queued` event says what
-        for; a type no registered runtime offers is refused (Conflict) unless the caller will `wait`.
-        Secret fields (a sandbox's env) are kept sealed beside the payload, never in it, with any
-        `secrets` berth adds itself (a provider token)."""
+               ttl_seconds: int | None = None, *, wait: bool = False, secrets: dict[str, Any] | None = None,
+               labels: dict[str, str] | None = None, runtime_labels: dict[str, str] | None = None) -> Job:
+        """Store the job and, in the same transaction, take a slot on the best runtime that has one
+        (and, with `runtime_labels`, those labels); then send it there. With no runtime free it
+        waits for one, and its `queued` event says what for; a type no registered runtime offers is
+        refused (Conflict) unless the caller will `wait`. Secret fields (a sandbox's env, an SSH
+        client key) are kept sealed beside the payload, never in it, with any `secrets` berth adds
+        itself (a provider token)."""
         settings = self.settings
         check_payload_size(payload)  # as sent: validation would turn a NaN into null
         payload = validate_payload(job_type, payload)
@@ -70,11 +72,12 @@ class JobService:
             raise Unprocessable(f"ttl_seconds {ttl} exceeds the policy's max_ttl_seconds {settings.max_ttl_seconds}")
         pinned = self._session_runtime(principal, payload["session_id"]) if job_type == JobType.tool_run else None
         return self.submit(principal, job_type, payload, ttl_seconds=ttl, pinned_runtime_id=pinned, secrets=secrets,
-                           wait=wait)
+                           wait=wait, labels=labels, runtime_labels=runtime_labels)
 
     def submit(self, principal: Principal, job_type: JobType, payload: dict[str, Any], *, ttl_seconds: int,
                pinned_runtime_id: str | None = None, secrets: dict[str, Any] | None = None,
-               with_writes: Callable[[Job], list[Write]] | None = None, wait: bool = False) -> Job:
+               with_writes: Callable[[Job], list[Write]] | None = None, wait: bool = False,
+               labels: dict[str, str] | None = None, runtime_labels: dict[str, str] | None = None) -> Job:
         """Store a job whose payload and TTL its caller checked, and dispatch it as `create` does.
         `secrets` go to its runtime sealed, never in its payload; `with_writes(job)` gives writes
         that commit in the job's own transaction (a record that must exist exactly when the job
@@ -85,7 +88,7 @@ class JobService:
         job = Job(job_id=new_id("job"), workspace_id=principal.workspace_id, type=job_type, status=JobStatus.queued,
                   payload=payload, ttl_seconds=ttl_seconds, created_at=self.clock.iso(now), created_epoch=now,
                   deadline=now + ttl_seconds, dispatch=0, event_seq=1, created_by=principal.subject_id,
-                  pinned_runtime_id=pinned_runtime_id,
+                  pinned_runtime_id=pinned_runtime_id, labels=labels or None, runtime_labels=runtime_labels or None,
                   secrets=self.job_secrets.seal_at_rest(principal.workspace_id, secrets) if secrets else None,
                   secret_names=secret_names(secrets) if secrets else None)
         limit = settings.max_concurrent_jobs

@@ -4,16 +4,18 @@ silent, left, let it go or lost it, expiring it, and ending it when its message 
 Every transition is one conditional transaction that names the statuses it may leave, so nothing
 ever leaves a final state; finishing also releases the workspace's and the runtime's slot in the
 same transaction, so counts cannot drift, and hands the freed slot to a job that waited for one.
+A job type may add writes of its own to that transaction (`Closing`: infra SSH audits each run
+and forward as it ends), so whatever records an ending cannot miss one or count one twice.
 """
 
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any, Protocol
 
 from app.clock import Clock
 from app.contract.logs import log
-from app.contract.messages import EventStatus, JobStatus
+from app.contract.messages import EventStatus, JobStatus, JobType
 from app.domain.jobs import JOB_STEP, OPEN_JOB_STATUSES, RETENTION_SECONDS, Job, JobEvent
 from app.domain.models import MODEL_JOB_TYPES, ending_of
 from app.errors import ConditionFailed
@@ -23,6 +25,7 @@ from app.services.control import ControlChannel
 from app.services.dispatch import Dispatcher
 from app.services.event_feed import EventFeed
 from app.store import Store
+from app.store.table import Write
 
 logger = get_logger("berth.jobs")
 
@@ -42,15 +45,22 @@ def each_job(jobs: Iterable[Job], act: Callable[[Job], bool], doing: str) -> int
     return changed
 
 
+class Closing(Protocol):
+    def closing_writes(self, job: Job, status: JobStatus, result: Any, error: str | None) -> list[Write]:
+        """Writes that commit with `job`'s final transition to `status` (and only if it commits)."""
+        ...
+
+
 class JobLifecycle:
     def __init__(self, store: Store, dispatcher: Dispatcher, control: ControlChannel, feed: EventFeed,
-                 activity: ActivityLog, clock: Clock):
+                 activity: ActivityLog, clock: Clock, closing: Mapping[JobType, Callable[[], Closing]] | None = None):
         self.store = store
         self.dispatcher = dispatcher
         self.control = control
         self.feed = feed
         self.activity = activity
         self.clock = clock
+        self.closing = dict(closing or {})  # built on first use: most processes never end such a job
 
     def next_event(self, job: Job, step: str, status: EventStatus, message: str,
                    data: dict[str, Any] | None = None) -> JobEvent:
@@ -73,6 +83,8 @@ class JobLifecycle:
             writes.append(self.store.runtimes.release_slot(job.runtime_workspace, job.runtime_id))
         if event is not None:
             writes.append(self.store.jobs.add_event(job.workspace_id, job.job_id, event))
+        if (closing := self.closing.get(job.type)) is not None:
+            writes += closing().closing_writes(job, status, result, error)
         try:
             self.store.table.transact(writes)
         except ConditionFailed:

@@ -14,6 +14,7 @@ from app.kms import Kms
 from app.queues import Queues
 from app.schemas.runtimes import sandboxes_view
 from app.services.runtimes import RuntimeService
+from app.services.ssh_inventory import SshInventorySource
 from app.settings import Settings
 from app.store import Store
 
@@ -40,12 +41,13 @@ def _check(name: str, probe: Callable[[], Any]) -> dict[str, Any]:
 
 class SystemService:
     def __init__(self, settings: Settings, store: Store, queues: Queues, kms: Kms, runtimes: RuntimeService,
-                 clock: Clock):
+                 ssh_inventory: SshInventorySource, clock: Clock):
         self.settings = settings
         self.store = store
         self.queues = queues
         self.kms = kms
         self.runtimes = runtimes
+        self.ssh_inventory = ssh_inventory
         self.clock = clock
 
     def _data_dir(self) -> Path:
@@ -111,8 +113,16 @@ class SystemService:
             "queues": {"dead_letter": checks["dead_letter_queue"], "runtimes": len(runtimes)},
             "kms": checks["kms_key"],
             "storage": self.storage(),
+            "infra_ssh": self._infra_ssh(warnings),
             "warnings": warnings,
         }
+
+    def _infra_ssh(self, warnings: list[str]) -> dict[str, Any]:
+        """Whether the SSH inventory loaded (a configured one that does not is a warning, with its problems)."""
+        report = self.ssh_inventory.report()
+        if report["configured"] and not report["ok"]:
+            warnings.append("the infra SSH inventory cannot be used: " + "; ".join(report.get("problems", [])))
+        return report
 
     def capabilities(self, workspace_id: str) -> dict[str, Any]:
         """Aggregated from the online runtimes that serve the workspace."""

@@ -5,6 +5,7 @@ from app.aws import AwsClients
 from app.store.accounts import Accounts
 from app.store.activity import Activity
 from app.store.credentials import Credentials
+from app.store.infra_ssh import SshLeases
 from app.store.installations import Installations
 from app.store.integrations import Integrations
 from app.store.jobs import Jobs
@@ -32,3 +33,4 @@ class Store:
         self.installations = Installations(self.table, cache_seconds)
         self.shared_tools = SharedTools(self.table)
         self.integrations = Integrations(self.table)
+        self.ssh_leases = SshLeases(self.table)

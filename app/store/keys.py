@@ -16,6 +16,7 @@ runtime by runtime, then age (so a heartbeat or a leaving runtime reads only its
 Key = tuple[str, str]
 
 WORKSPACE = "WORKSPACE"
+SSH_LEASE = "SSHLEASE"
 USER, SESSION, API_KEY, JOB, EVENT, REPLY, RUNTIME, JOIN_TOKEN, AUDIT, USAGE, INSTALLATION = (
     "USER#", "SESSION#", "KEY#", "JOB#", "EV#", "REPLY#", "RT#", "JOIN#", "AUDIT#", "USAGE#", "INST#")
 MODEL_PROFILE, MODEL_INSTALLATION, PROVIDER_CREDENTIAL = "MPROF#", "MINST#", "PROVIDER#"
@@ -128,6 +129,20 @@ def model_installation(workspace_id: str, installation_id: str) -> Key:
 
 def provider_credential(workspace_id: str, provider: str) -> Key:
     return workspace_pk(workspace_id), f"{PROVIDER_CREDENTIAL}{provider}"
+
+
+def ssh_lease(workspace_id: str) -> Key:
+    """The workspace's infra SSH approval lease (one at a time)."""
+    return workspace_pk(workspace_id), SSH_LEASE
+
+
+def ssh_lease_jobs(lease_id: str) -> str:
+    return f"{SSH_LEASE}#{lease_id}#{JOB}"
+
+
+def ssh_lease_job(workspace_id: str, lease_id: str, job_id: str) -> Key:
+    """A run or forward started under a lease, so that ending the lease finds it."""
+    return workspace_pk(workspace_id), f"{ssh_lease_jobs(lease_id)}{job_id}"
 
 
 def credential(digest: str) -> Key:

@@ -2,7 +2,8 @@
 
 Reads (GET/HEAD) need a read-tier key, changes a standard-tier key; `AdminUser` routes (key
 management, join tokens) need an admin key or a signed-in user. Runtime tokens authenticate only
-the runtime routes (`CallingRuntime`).
+the runtime routes (`CallingRuntime`). The infra SSH routes take an `SshOperator`: any user
+credential, with the `X-User-Id` it sends; their services decide (and audit) who may do what.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from app import composition
 from app.auth.principal import Principal, Tier, bearer_secret
 from app.composition import Services
+from app.services.ssh_caller import SshCaller
 from app.web.openapi import answers
 
 if TYPE_CHECKING:  # the records are not needed to answer /v1/health on a cold start
@@ -63,6 +65,13 @@ def authenticated_runtime(secret: Annotated[str | None, Depends(_secret)], servi
     return services.authenticator.resolve(secret, kinds=("runtime",))
 
 
+def ssh_caller(secret: Annotated[str | None, Depends(_secret)], services: ServicesDep,
+               x_user_id: Annotated[str | None, Header(max_length=200, description=(
+                   "the person an API key acts for (required to change anything); a session acts for its user"))]
+               = None) -> SshCaller:
+    return SshCaller.of(services.authenticator.resolve(secret, kinds=_USER_KINDS), x_user_id)
+
+
 User = Annotated[Principal, Depends(authenticated_user)]
 AdminUser = Annotated[Principal, Depends(admin_user)]
 SessionUser = Annotated[Principal, Depends(session_user)]
@@ -94,3 +103,6 @@ def acting_user(principal: User, x_user_id: Annotated[str | None, Header(
 
 
 ActingUser = Annotated[str, Depends(acting_user)]
+
+
+SshOperator = Annotated[SshCaller, Depends(ssh_caller)]

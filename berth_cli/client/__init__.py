@@ -11,6 +11,7 @@ import httpx
 
 from berth_cli.client.accounts import AccountsApi
 from berth_cli.client.http import Http
+from berth_cli.client.infra_ssh import SshApi
 from berth_cli.client.installations import InstallationsApi
 from berth_cli.client.integrations import IntegrationsApi
 from berth_cli.client.jobs import JobsApi
@@ -35,6 +36,7 @@ class BerthClient:
         self.installations = InstallationsApi(self.http)
         self.integrations = IntegrationsApi(self.http)
         self.shared_tools = SharedToolsApi(self.http)
+        self.ssh = SshApi(self.http)
 
     def close(self) -> None:
         self.http.close()

@@ -55,7 +55,7 @@ def login(
             output.note(f"profile '{profile}' replaced; the key login minted for it before ({previous.key_id}) "
                         f"stays valid until revoked")
     else:
-        with _signed_in(api, email or typer.prompt("Email"), _password(password_stdin)) as (client, user):
+        with signed_in(api, email or typer.prompt("Email"), read_password(password_stdin)) as (client, user):
             created = client.accounts.generate_key(f"cli@{socket.gethostname()}"[:100], tier)
             minted = created["api_key"]
             saved = Profile(api_url=api, api_key=created["key"], email=user["email"], key_id=minted["id"],
@@ -87,7 +87,7 @@ def _check_key(api: str, secret: str) -> AuthUser:
 
 
 @contextmanager
-def _signed_in(api: str, email: str, password: str) -> Iterator[tuple[BerthClient, AuthUser]]:
+def signed_in(api: str, email: str, password: str) -> Iterator[tuple[BerthClient, AuthUser]]:
     """A client holding a session for the few requests that need one; the session ends after."""
     with BerthClient(api) as anonymous:
         session = anonymous.accounts.login(email, password)
@@ -114,7 +114,7 @@ def _end_session(client: BerthClient) -> None:
         output.note(f"note: the sign-in session could not be ended ({error.message}); it expires by itself")
 
 
-def _password(from_stdin: bool) -> str:
+def read_password(from_stdin: bool) -> str:
     password = sys.stdin.readline().rstrip("\r\n") if from_stdin else typer.prompt("Password", hide_input=True)
     if not password:
         raise typer.BadParameter("the password is empty", param_hint="--password-stdin" if from_stdin else None)
@@ -164,7 +164,7 @@ def _revoke(saved: Profile, password_stdin: bool) -> ApiKeyView | None:
         raise NotConfigured("this profile does not say who minted its key; `berth logout --keep-key` forgets it")
     if not password_stdin:
         output.note(f"Revoking this CLI's key needs {saved.email}'s password.")
-    with _signed_in(saved.api_url, saved.email, _password(password_stdin)) as (client, _user):
+    with signed_in(saved.api_url, saved.email, read_password(password_stdin)) as (client, _user):
         try:
             return client.accounts.revoke_key(saved.key_id)
         except ApiError as error:

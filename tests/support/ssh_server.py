@@ -10,11 +10,14 @@ that nothing connected, which command arrived byte for byte, and how each one en
     async with SshTestServer(tmp_path) as server:
         server.host_entry()           # an inventory host for it (known_hosts pin)
         server.client_private_key     # the authorised client key, OpenSSH text
+
+`ThreadedSshServer` runs it on a thread of its own for tests that are not async (the local stack).
 """
 
 import asyncio
 import os
 import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,3 +198,36 @@ class SshTestServer:
         """An inventory host entry for this server, pinned by its known_hosts line."""
         return {"name": name, "address": "127.0.0.1", "port": self.port, "user": USER, "labels": ["test"],
                 "host_key": self.known_hosts_line, "client_key": "secretsmanager:berth/test-host", **overrides}
+
+
+class ThreadedSshServer:
+    """The same server on an event loop of its own thread, for tests and benchmarks that are not
+    async themselves (the local stack's end-to-end tests): `with ThreadedSshServer(root) as ssh:`,
+    then `ssh.server` is the SshTestServer, its records (`commands`, `connections`, ...) read from
+    the caller's thread; `ssh.call(fn)` runs `fn` on the server's loop (to drop connections, say)."""
+
+    def __init__(self, root: Path):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ssh-test-server", daemon=True)
+        self.server = SshTestServer(root)
+
+    def __enter__(self) -> "ThreadedSshServer":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.__aenter__(), self._loop).result(timeout=30)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.__aexit__(None, None, None), self._loop).result(timeout=30)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()
+
+    def call(self, fn: Any) -> Any:
+        """`fn()` run on the server's loop, its result returned here."""
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)

@@ -4,14 +4,16 @@ output cap and a cancel mid-run."""
 
 import asyncio
 import hashlib
+import logging
 import socket
 
 import pytest
 
 from app.contract.ssh.actions import SshAction, render
 from app.contract.ssh.jobs import SshFailure, SshOutcome, SshRunResult
-from tests.support.ssh_jobs import recorded_job, run_payload
+from tests.support.ssh_jobs import SshJob, recorded_job, run_payload
 from tests.support.ssh_server import SshTestServer
+from workers.config import configure_logging
 from workers.executors.base import ExecutorError
 from workers.executors.registry import ExecutorRegistry
 from workers.executors.ssh import run_action
@@ -43,13 +45,13 @@ async def server(tmp_path):
         yield running
 
 
-async def run(payload: dict) -> tuple[dict, list]:
+async def run(payload: SshJob) -> tuple[dict, list]:
     job = recorded_job("ssh.run", payload)
     async with asyncio.timeout(SAFETY_TIMEOUT):
         return await run_action(job.ctx), job.events
 
 
-async def refused(payload: dict) -> dict:
+async def refused(payload: SshJob) -> dict:
     """The failure report of a job that must fail before its command starts."""
     job = recorded_job("ssh.run", payload)
     async with asyncio.timeout(SAFETY_TIMEOUT):
@@ -185,12 +187,22 @@ async def test_a_host_nobody_listens_on_is_unreachable(server):
 
 async def test_an_unreadable_client_key_is_refused_without_connecting(server):
     payload = run_payload(server, ECHO, {"text": "x", "choice": "plain", "number": 1})
-    payload["client_private_key"] = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "x" * 80 + "\n-----END OPENSSH"
+    payload.secrets["client_private_key"] = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "x" * 80 + "\n-----END OPENSSH"
 
     report = await refused(payload)
 
     assert report["failure"] == SshFailure.invalid_request.value and "x" * 80 not in report["message"]
     assert server.connections == 0
+
+
+async def test_a_job_without_its_sealed_client_key_is_refused_without_connecting(server):
+    job = run_payload(server, ECHO, {"text": "x", "choice": "plain", "number": 1})
+    job.secrets.clear()  # as a worker sees a job whose secrets were never sealed for it
+
+    report = await refused(job)
+
+    assert report["failure"] == SshFailure.invalid_request.value
+    assert "secrets: client_private_key" in report["message"] and server.connections == 0
 
 
 # --- how commands end ------------------------------------------------------------------------------
@@ -257,3 +269,18 @@ def test_the_worker_advertises_the_ssh_jobs_and_answers_forward_proxies():
     assert loaded.executors["ssh.run"] is run_action and "ssh.forward" in loaded.executors
     assert loaded.control_handler("ssh.proxy") is not None
     assert loaded.control_handler("proxy") is not loaded.control_handler("ssh.proxy")
+
+
+async def test_a_secret_value_stays_out_of_the_workers_logs_even_at_debug(server, capsys):
+    keep = {"command": ["sh", "-c", 'printf %s "$1" > received', "sh", "{password}"],
+            "parameters": {"password": {"type": "string", "pattern": ".+", "secret": True}}}
+    root = logging.getLogger()
+    handlers, level = root.handlers, root.level
+    configure_logging("DEBUG")  # as `berth worker --log-level debug` does
+    try:
+        await run(run_payload(server, keep, {"password": "hunter2"}))
+    finally:
+        root.handlers, root.level = handlers, level
+
+    assert (server.root / "received").read_text() == "hunter2"
+    assert "hunter2" not in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 from app.contract.ssh.actions import REDACTED, ParametersInvalid, SshAction, audit_view, render
 from app.contract.ssh.hosts import parse_host_key
 from app.contract.ssh.inventory import InventoryInvalid, parse_inventory
-from app.contract.ssh.jobs import SshFailure, SshOutcome, SshRunPayload
+from app.contract.ssh.jobs import SshFailure, SshOutcome, SshRunPayload, SshSecrets
 
 HOST_KEY = asyncssh.generate_private_key("ssh-ed25519")
 HOST_KEY_LINE = f"gpu-1.internal {HOST_KEY.export_public_key().decode().strip()} root@gpu-1"
@@ -226,15 +226,15 @@ def test_secret_parameters_stay_out_of_every_audit_view():
     assert audit_view(None, {"password": "hunter2"}) == {"password": REDACTED}
 
 
-def test_a_job_payload_reveals_the_client_key_only_to_the_runtime():
+def test_the_client_key_is_a_secret_of_the_job_never_part_of_its_payload():
     inventory = parse_inventory(INVENTORY)
-    payload = SshRunPayload(host=inventory.host("gpu-1"), action=inventory.action("restart"),
-                            parameters={"unit": "vllm"}, client_private_key=CLIENT_KEY)
+    payload = SshRunPayload(host=inventory.host("gpu-1"), action=inventory.action("restart"), parameters={"unit": "vllm"})
+    with pytest.raises(ValueError, match="client_private_key"):
+        SshRunPayload.model_validate({**payload.model_dump(mode="json"), "client_private_key": CLIENT_KEY})
 
-    assert CLIENT_KEY not in repr(payload) and CLIENT_KEY not in payload.model_dump_json()
-    message_payload = payload.job_payload()
-    assert message_payload["client_private_key"] == CLIENT_KEY
-    assert SshRunPayload.model_validate(message_payload).action.name == "restart"
+    secrets = SshSecrets.model_validate({"client_private_key": CLIENT_KEY, "secret_parameters": {"token": "t0ps3cret"}})
+    assert CLIENT_KEY not in repr(secrets) and CLIENT_KEY not in secrets.model_dump_json()
+    assert secrets.client_private_key.get_secret_value() == CLIENT_KEY
 
 
 def test_each_failure_maps_to_one_audit_outcome():

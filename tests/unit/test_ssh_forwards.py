@@ -13,7 +13,7 @@ import pytest
 
 from app.contract.messages import ControlMessage
 from app.contract.signing import sign_proxy_token
-from app.contract.ssh.jobs import SshFailure
+from app.contract.ssh.jobs import ForwardTokenClaims, SshFailure
 from tests.support.ssh_jobs import PROXY_KEY, RecordedJob, forward_payload, recorded_job
 from tests.support.ssh_server import SshTestServer
 from workers.executors.base import ExecutorError
@@ -70,10 +70,11 @@ async def server(tmp_path):
         yield running
 
 
-def token(job_id: str = "job-1", workspace_id: str = "ws-1", ttl: float = 60, key: str = PROXY_KEY) -> str:
-    """As the API's proxy-auth route would sign it for a forward."""
-    return sign_proxy_token(key, {"forward_id": job_id, "workspace_id": workspace_id, "runtime_id": "rt-1",
-                                  "exp": time.time() + ttl})
+def token(job_id: str = "job-1", workspace_id: str = "ws-1", ttl: float = 60, key: str = PROXY_KEY,
+          method: str = "GET") -> str:
+    """As the API signs it for one request through a forward."""
+    claims = ForwardTokenClaims.issue(job_id, workspace_id, "rt-1", method, time.time(), ttl)
+    return sign_proxy_token(key, claims.model_dump())
 
 
 def proxy_message(arguments: dict, job_id: str = "job-1", workspace_id: str = "ws-1") -> ControlMessage:
@@ -98,11 +99,14 @@ async def test_a_forward_carries_http_to_a_service_behind_the_host_and_closes_wh
     socket_dir = FORWARDS["job-1"].forward.directory
 
     fetched = await proxy(proxy_message({"token": token(), "method": "GET", "path": "api/jobs", "query": "limit=5"}))
-    posted = await proxy(proxy_message({"token": token(), "method": "POST", "path": "api/actions",
+    posted = await proxy(proxy_message({"token": token(method="POST"), "method": "POST", "path": "api/actions",
                                         "headers": {"content-type": "text/plain", "connection": "close"},
                                         "body_b64": base64.b64encode(b"restart please").decode()}))
 
-    assert fetched["status"] == 200 and fetched["headers"]["x-dashboard"] == "yes"
+    # Served as the sandbox proxy serves: allowed headers only, neutralised for the API's origin.
+    assert fetched["status"] == 200 and fetched["headers"]["content-type"] == "application/json"
+    assert "x-dashboard" not in fetched["headers"]
+    assert fetched["headers"]["content-security-policy"].startswith("sandbox")
     assert json.loads(base64.b64decode(fetched["body_b64"])) == {
         "method": "GET", "path": "/api/jobs?limit=5", "host": f"127.0.0.1:{dashboard}", "body": ""}
     assert posted["status"] == 201 and json.loads(base64.b64decode(posted["body_b64"]))["body"] == "restart please"
@@ -127,8 +131,12 @@ async def test_a_forward_carries_http_to_a_service_behind_the_host_and_closes_wh
     (lambda: token(job_id="job-2"), "GET", "not signed for this forward", "forbidden"),
     (lambda: token(workspace_id="ws-2"), "GET", "not signed for this forward", "forbidden"),
     (lambda: token(key="another-runtime"), "GET", "signature is invalid", "forbidden"),
+    (lambda: token(method="GET"), "DELETE", "signed for another method", "forbidden"),
+    (lambda: sign_proxy_token(PROXY_KEY, {"sandbox_id": "job-1", "exp": time.time() + 60}), "GET",
+     "not a forward's token", "forbidden"),
     (token, "get", "invalid ssh.proxy arguments", "bad_request"),
-], ids=["forged", "expired", "another-forward", "another-workspace", "another-runtime", "malformed"])
+], ids=["forged", "expired", "another-forward", "another-workspace", "another-runtime", "another-method",
+        "a-sandbox-token", "malformed"])
 async def test_only_requests_with_a_token_signed_for_this_forward_get_through(server, dashboard, make_token, method,
                                                                             message, code):
     job = recorded_job("ssh.forward", forward_payload(server, dashboard))
@@ -177,3 +185,18 @@ async def test_a_forward_to_a_host_it_is_not_allowed_on_fails_before_connecting(
 
     assert job.data("ssh", "error")["failure"] == SshFailure.not_allowed.value
     assert server.connections == 0
+
+
+async def test_a_forward_token_is_good_for_one_request(server, dashboard):
+    job = recorded_job("ssh.forward", forward_payload(server, dashboard))
+    holding = await opened(job)
+    once = token()
+    try:
+        first = await proxy(proxy_message({"token": once, "method": "GET", "path": "status"}))
+        with pytest.raises(ExecutorError, match="already used") as replayed:
+            await proxy(proxy_message({"token": once, "method": "GET", "path": "status"}))
+    finally:
+        job.ctx.cancelled.set()
+        await holding
+    assert first["status"] == 200 and replayed.value.code == "forbidden"
+    assert len(_Dashboard.seen) == 1

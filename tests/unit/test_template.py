@@ -344,3 +344,24 @@ def test_only_the_api_touches_installation_files_and_only_under_their_prefix(res
         (files,) = s3
         assert _actions(files) == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject"}
         assert files["Resource"] == {"Fn::Sub": "${FilesBucket.Arn}/installations/*"}
+
+
+def test_infra_ssh_reads_its_inventory_and_client_keys_only_where_configured(template, resources):
+    """One object or one parameter for the inventory, keys only under a named path or prefix, each
+    policy present only when its parameter is set; BERTH_SSH_INVENTORY says which source."""
+    expected = {
+        "SshInventoryObjectPolicy": ("HasSshInventoryObject", "s3:GetObject", "${SshInventoryObject}"),
+        "SshInventoryParameterPolicy": ("HasSshInventoryParameter", "ssm:GetParameter", "${SshInventoryParameter}"),
+        "SshClientKeyParametersPolicy": ("HasSshClientKeyParameters", "ssm:GetParameter",
+                                         "${SshClientKeyParameterPath}*"),
+        "SshClientKeySecretsPolicy": ("HasSshClientKeySecrets", "secretsmanager:GetSecretValue",
+                                      "${SshClientKeySecretPrefix}*"),
+    }
+    for name, (condition, action, resource_end) in expected.items():
+        policy = resources[name]
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert policy["Condition"] == condition and policy["Properties"]["RoleName"] == {"Ref": "ApiFunctionRole"}
+        assert _actions(statement) == {action} and statement["Resource"]["Fn::Sub"].endswith(resource_end), name
+    source = _environment(template)["BERTH_SSH_INVENTORY"]["Fn::If"]
+    assert source[0] == "HasSshInventoryObject" and source[1] == {"Fn::Sub": "s3://${SshInventoryObject}"}
+    assert source[2]["Fn::If"][1] == {"Fn::Sub": "ssm:${SshInventoryParameter}"} and source[2]["Fn::If"][2] == ""

@@ -1,14 +1,15 @@
 """The `ssh.run` and `ssh.forward` executors (infra SSH) and the `ssh.proxy` control action.
 
-`ssh.run` checks the action against the host and renders its parameters before it connects (the
-runtime enforces exactly what it received, as it does the sandbox policy), connects with the
-pinned host key and the job's client key, runs the command and completes with an `SshRunResult`
+`ssh.run` checks the action against the host and renders its parameters (those in the payload and
+the secret ones from the job's sealed secrets) before it connects (the runtime enforces exactly
+what it received, as it does the sandbox policy), connects with the pinned host key and the job's
+client key (`SshSecrets`, from `ctx.secrets`), runs the command and completes with an `SshRunResult`
 however the command ended. A job whose command never started fails, after an `ssh` error event
 carrying an `SshFailureReport` (see app.contract.ssh.jobs).
 
 `ssh.forward` holds a forward to an allowed target until the job is cancelled or expires (never
 past the forward's `max_ttl_seconds`), and answers `ssh.proxy` with HTTP through it for requests
-whose token the API signed for this forward.
+whose token the API signed for this forward and this method, each token once.
 """
 
 import asyncio
@@ -27,16 +28,19 @@ from app.contract.ssh.actions import ParametersInvalid, render
 from app.contract.ssh.jobs import (
     FORWARD_EVENT_STEP,
     FORWARD_PROXY_ACTION,
-    FORWARD_TOKEN_CLAIM,
+    FORWARD_TOKEN_MAX_SECONDS,
     SSH_EVENT_STEP,
     ForwardOpened,
+    ForwardTokenClaims,
     SshFailure,
     SshFailureReport,
     SshForwardPayload,
     SshRunPayload,
     SshRunResult,
+    SshSecrets,
 )
 from workers.executors.base import ExecutorError, JobContext
+from workers.sandbox.proxy import SeenNonces
 from workers.ssh.command import run_command
 from workers.ssh.connection import ConnectFailed, connect
 from workers.ssh.forward import OpenForward, ProxyFailed, open_forward
@@ -63,13 +67,19 @@ class _Attempt:
         raise ExecutorError(message)
 
     async def payload(self, model: type[_Payload]) -> _Payload:
+        return await self._validated(model, self.ctx.payload, "payload")
+
+    async def secrets(self) -> SshSecrets:
+        return await self._validated(SshSecrets, self.ctx.secrets, "secrets")
+
+    async def _validated(self, model: type[_Payload], data: dict[str, Any], what: str) -> _Payload:
         try:
-            return model.model_validate(self.ctx.payload)
+            return model.model_validate(data)
         except ValidationError as error:
-            # Without the input: the payload carries the client key.
+            # Without the input: the secrets carry the client key and secret parameters.
             first = error.errors(include_input=False, include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "payload"
-            await self.fail(SshFailure.invalid_request, f"invalid {self.ctx.job_type} payload: {where}: {first['msg']}")
+            where = ".".join(str(part) for part in first["loc"]) or what
+            await self.fail(SshFailure.invalid_request, f"invalid {self.ctx.job_type} {what}: {where}: {first['msg']}")
 
     async def until_cancelled(self, work: Awaitable[_T]) -> _T | None:
         """`work`'s result, or None as soon as the job is cancelled (`work` is then cancelled)."""
@@ -84,10 +94,11 @@ class _Attempt:
             return None
         return task.result()
 
-    async def connect(self, payload: SshRunPayload | SshForwardPayload) -> asyncssh.SSHClientConnection | None:
+    async def connect(self, payload: SshRunPayload | SshForwardPayload,
+                      secrets: SshSecrets) -> asyncssh.SSHClientConnection | None:
         """The connection, None if the job was cancelled meanwhile; a failure ends the job."""
         try:
-            return await self.until_cancelled(connect(payload.host, payload.client_private_key.get_secret_value(),
+            return await self.until_cancelled(connect(payload.host, secrets.client_private_key.get_secret_value(),
                                                       payload.connect_timeout_seconds))
         except ConnectFailed as error:
             await self.fail(error.failure, str(error))
@@ -104,14 +115,15 @@ async def _close(connection: asyncssh.SSHClientConnection) -> None:
 async def run_action(ctx: JobContext) -> dict[str, Any]:
     attempt = _Attempt(ctx)
     payload = await attempt.payload(SshRunPayload)
+    secrets = await attempt.secrets()
     host, action = payload.host, payload.action
     if not action.may_run_on(host):
         await attempt.fail(SshFailure.not_allowed, f"action {action.name} may not run on host {host.name}")
     try:
-        rendered = render(action, payload.parameters)
+        rendered = render(action, {**payload.parameters, **secrets.secret_parameters})
     except ParametersInvalid as error:
         await attempt.fail(SshFailure.invalid_request, f"parameters refused: {error}")
-    connection = await attempt.connect(payload)
+    connection = await attempt.connect(payload, secrets)
     if connection is None:
         return {}  # cancelled before the command was sent; the worker records the cancellation
     connect_ms = attempt.elapsed_ms()
@@ -145,6 +157,7 @@ async def run_action(ctx: JobContext) -> dict[str, Any]:
 class LiveForward:
     ctx: JobContext
     forward: OpenForward
+    nonces: SeenNonces
 
 
 FORWARDS: dict[str, LiveForward] = {}  # job id -> the forward it holds on this worker
@@ -153,11 +166,12 @@ FORWARDS: dict[str, LiveForward] = {}  # job id -> the forward it holds on this 
 async def hold_forward(ctx: JobContext) -> dict[str, Any]:
     attempt = _Attempt(ctx)
     payload = await attempt.payload(SshForwardPayload)
+    secrets = await attempt.secrets()
     host, allowed = payload.host, payload.forward
     if not allowed.may_run_on(host):
         await attempt.fail(SshFailure.not_allowed, f"forward {allowed.name} may not be opened to host {host.name}")
     ctx.extend(min(ctx.expires_at, time.time() + allowed.max_ttl_seconds))  # the worker closes it then
-    connection = await attempt.connect(payload)
+    connection = await attempt.connect(payload, secrets)
     if connection is None:
         return {}
     target = f"{allowed.target_host}:{allowed.target_port}"
@@ -166,7 +180,7 @@ async def hold_forward(ctx: JobContext) -> dict[str, Any]:
     except (OSError, asyncssh.Error) as error:
         await _close(connection)
         await attempt.fail(SshFailure.ssh_error, f"forward {allowed.name} to {target} could not open: {error}")
-    FORWARDS[ctx.job_id] = LiveForward(ctx, opened)
+    FORWARDS[ctx.job_id] = LiveForward(ctx, opened, SeenNonces())
     try:
         details = ForwardOpened(host=host.name, forward=allowed.name, target=target, expires_at=ctx.expires_at)
         await ctx.emit(FORWARD_EVENT_STEP, "running", f"forward {allowed.name} to {target} open through {host.name}",
@@ -191,12 +205,19 @@ async def proxy(message: ControlMessage) -> dict[str, Any]:
     except ValidationError as error:
         raise ExecutorError(f"invalid {message.action} arguments: {error.errors()[0]['msg']}",
                             code="bad_request") from None
+    now = time.time()
     try:
-        claims = verify_proxy_token(live.ctx.proxy_key, request.token, time.time())
+        claims = ForwardTokenClaims.model_validate(verify_proxy_token(live.ctx.proxy_key, request.token, now))
     except SandboxRejected as error:
         raise ExecutorError(str(error), code="forbidden") from None
-    if claims.get(FORWARD_TOKEN_CLAIM) != message.job_id or claims.get("workspace_id") != message.workspace_id:
+    except ValidationError:
+        raise ExecutorError("the proxy token is not a forward's token", code="forbidden") from None
+    if claims.forward_id != message.job_id or claims.workspace_id != message.workspace_id:
         raise ExecutorError("the proxy token was not signed for this forward", code="forbidden")
+    if claims.method != request.method or claims.exp > now + FORWARD_TOKEN_MAX_SECONDS:
+        raise ExecutorError("the proxy token was signed for another method, or for too long", code="forbidden")
+    if not live.nonces.first_use(claims.nonce, claims.exp, now):
+        raise ExecutorError("the proxy token was already used", code="forbidden")
     try:
         return (await live.forward.request(request)).model_dump()
     except ProxyFailed as error:

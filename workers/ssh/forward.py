@@ -4,6 +4,12 @@ The forward's local end is a Unix socket in a private (0700) directory of its ow
 port: a TCP port on the runtime's loopback would let any local process (a networked sandbox on
 the same host, say) reach the forwarded service without a token. Only the worker's own proxy
 requests, each checked against a token the API signed, go through it.
+
+What goes through is what the sandbox proxy lets through (workers.sandbox.proxy), for the same
+reason: the API serves the answer on its own origin. The request asks for an uncompressed answer
+and carries no cookie; the response keeps only allowed headers and is neutralised
+(`Content-Security-Policy: sandbox`, `nosniff`, active content as an attachment), so a dashboard's
+page cannot act as the API in a browser.
 """
 
 import base64
@@ -16,12 +22,11 @@ import asyncssh
 import httpx
 
 from app.contract.messages import ProxyRequest, ProxyResponse
+from workers.sandbox.proxy import request_headers, response_headers
 
 PROXY_TIMEOUT_SECONDS = 20  # the API waits less than API Gateway's 29 s for the whole call
 # The reply is stored (base64) as one item when it travels through the queue path: 400 KB at most.
 PROXY_BODY_MAX_BYTES = 262144
-_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
-                "proxy-connection", "te", "trailer"}
 
 
 class ProxyFailed(Exception):
@@ -44,21 +49,20 @@ class OpenForward:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     async def request(self, request: ProxyRequest) -> ProxyResponse:
-        headers = {name: value for name, value in request.headers.items() if name.lower() not in _HOP_HEADERS}
         url = f"{self.origin}/{request.path}" + (f"?{request.query}" if request.query else "")
         body = bytearray()
         try:
-            async with self.http.stream(request.method, url, headers=headers,
+            async with self.http.stream(request.method, url, headers=request_headers(request.headers),
                                         content=base64.b64decode(request.body_b64)) as answer:
-                # Raw bytes: the body goes back with its own Content-Encoding header.
-                async for chunk in answer.aiter_raw():
+                # Decoded bytes: the response goes back without a Content-Encoding.
+                async for chunk in answer.aiter_bytes():
                     body += chunk
                     if len(body) > PROXY_BODY_MAX_BYTES:
                         raise ProxyFailed(f"the forwarded service's response is over {PROXY_BODY_MAX_BYTES} bytes")
         except httpx.HTTPError as error:
             raise ProxyFailed(f"the forwarded service did not answer: {error or type(error).__name__}") from None
-        kept = {name: value for name, value in answer.headers.items() if name.lower() not in _HOP_HEADERS}
-        return ProxyResponse(status=answer.status_code, headers=kept, body_b64=base64.b64encode(body).decode())
+        return ProxyResponse(status=answer.status_code, headers=response_headers(answer.headers.multi_items()),
+                             body_b64=base64.b64encode(body).decode())
 
 
 async def open_forward(connection: asyncssh.SSHClientConnection, target_host: str, target_port: int) -> OpenForward:

@@ -9,13 +9,18 @@ mismatch, authentication, unreachable, ...). Every outcome maps to one audit out
 
 `ssh.forward`: the job runs until cancelled or expired, holding a local port forward over SSH;
 it emits a `forward` event `running` once the forward is open (data: `ForwardOpened`), and
-answers `ssh.proxy` control messages (a `ProxyRequest` whose token carries `forward_id`).
+answers `ssh.proxy` control messages (a `ProxyRequest` whose token carries `ForwardTokenClaims`).
+
+What is secret never rides in a payload: the client's private key and the values of the action's
+secret parameters are the job's *secrets* (`SshSecrets`), sealed for the one runtime that runs it
+(app.contract.sealing; the worker hands them to the executor as `ctx.secrets`).
 """
 
+import secrets
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from app.contract.ssh.actions import SshAction
 from app.contract.ssh.hosts import Document, SshForward, SshHost
@@ -23,7 +28,7 @@ from app.contract.ssh.hosts import Document, SshForward, SshHost
 SSH_EVENT_STEP = "ssh"
 FORWARD_EVENT_STEP = "forward"
 FORWARD_PROXY_ACTION = "ssh.proxy"
-FORWARD_TOKEN_CLAIM = "forward_id"  # proxy-auth claims for a forward: {forward_id, workspace_id, runtime_id, exp}
+FORWARD_TOKEN_MAX_SECONDS = 300
 
 
 class SshOutcome(str, Enum):
@@ -54,23 +59,45 @@ class SshFailure(str, Enum):
 
 class _Payload(Document):
     host: SshHost
-    # The client's private key (OpenSSH or PEM text). It travels only to the runtime; it is never
-    # logged, never in an event or a result, and never returned by the API.
-    client_private_key: SecretStr = Field(min_length=64, max_length=16384)
     connect_timeout_seconds: float = Field(default=10, gt=0, le=60)
-
-    def job_payload(self) -> dict[str, Any]:
-        """The JobMessage payload: the key in clear for the runtime (a plain dump would mask it)."""
-        return {**self.model_dump(mode="json"), "client_private_key": self.client_private_key.get_secret_value()}
 
 
 class SshRunPayload(_Payload):
     action: SshAction
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)  # the values of its parameters that are not secret
 
 
 class SshForwardPayload(_Payload):
     forward: SshForward
+
+
+class SshSecrets(Document):
+    """An `ssh.run` or `ssh.forward` job's secrets (`ctx.secrets` on the runtime): never logged,
+    never in an event or a result, never returned by the API."""
+
+    client_private_key: SecretStr = Field(min_length=64, max_length=16384)  # OpenSSH or PEM text
+    secret_parameters: dict[str, Any] = Field(default_factory=dict)  # values of the action's secret parameters
+
+
+class ForwardTokenClaims(BaseModel):
+    """What a proxy token for a forward says: one request of `method` through one forward, signed
+    by the API with the runtime's signing key (app.contract.signing.sign_proxy_token) and honoured
+    once (`nonce`) before `exp`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    forward_id: str = Field(min_length=1)  # the ssh.forward job
+    workspace_id: str = Field(min_length=1)
+    runtime_id: str = Field(min_length=1)
+    method: str = Field(pattern=r"^[A-Z]{3,7}$")
+    nonce: str = Field(min_length=16, max_length=200)
+    exp: float
+
+    @classmethod
+    def issue(cls, forward_id: str, workspace_id: str, runtime_id: str, method: str, now: float,
+              ttl_seconds: float) -> "ForwardTokenClaims":
+        return cls(forward_id=forward_id, workspace_id=workspace_id, runtime_id=runtime_id, method=method.upper(),
+                   nonce=secrets.token_urlsafe(18), exp=now + min(ttl_seconds, FORWARD_TOKEN_MAX_SECONDS))
 
 
 class SshFailureReport(BaseModel):
