@@ -5,7 +5,8 @@ Lambda keeps a process warm between invocations, so the services (and their clie
 the in-process event feed) live as long as it does. Each service is built on first use, so a cold
 start answering `/v1/health` imports and builds none of them. The API (as FastAPI dependencies,
 app.web.deps), the Lambda entry points and the local stack all take their services from
-`services()`; tests start again with `reset()`.
+`services()`; tests start again with `reset()`. (Past 400 lines because it names every service
+and what it is built from, once: that list is the point of the module.)
 """
 
 import threading

@@ -9,7 +9,8 @@ shortened) and its message made visible right after, for another runtime.
 
 The message is always kept invisible for longer than the claim lease (`VISIBILITY_MARGIN_SECONDS`),
 so if this worker dies, the redelivery finds the lease lapsed and claims the job, rather than
-seeing it still claimed and dropping it.
+seeing it still claimed and dropping it. (One module past 400 lines: claim, lease keeping, release
+and the final event share one job's state, and split apart they would pass it around whole.)
 """
 
 import asyncio

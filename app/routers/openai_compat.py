@@ -38,6 +38,12 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 _ENGINE_ANSWER: dict[int | str, dict[str, Any]] = {
     200: {"description": "the engine's answer (JSON, or Server-Sent Events with `stream: true`)",
           "content": {"application/json": {}, "text/event-stream": {}}}}
+# The body goes to the engine as it came; berth reads only `model` (which installation) and
+# `stream`. The engine checks the rest, in OpenAI's shape.
+_ENGINE_REQUEST: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["model"], "additionalProperties": True,
+    "properties": {"model": {"type": "string", "minLength": 1, "description": "a name of GET /openai/v1/models"},
+                   "stream": {"type": "boolean", "default": False}}}}}}}
 
 
 class OpenAiError(BaseModel):
@@ -136,19 +142,22 @@ async def _relayed(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
         gone.set()
 
 
-@router.post("/chat/completions", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
+@router.post("/chat/completions", response_class=StreamingResponse, openapi_extra=_ENGINE_REQUEST,
+             responses={**_ENGINE_ANSWER,
              **openai_errors(400, 401, 403, 404, 409, 413, 502, 504)})
 async def chat_completions(principal: User, request: Request, services: ServicesDep) -> Response:
     return await _forward(principal, request, services, "chat/completions")
 
 
-@router.post("/completions", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
+@router.post("/completions", response_class=StreamingResponse, openapi_extra=_ENGINE_REQUEST,
+             responses={**_ENGINE_ANSWER,
              **openai_errors(400, 401, 403, 404, 409, 413, 502, 504)})
 async def completions(principal: User, request: Request, services: ServicesDep) -> Response:
     return await _forward(principal, request, services, "completions")
 
 
-@router.post("/embeddings", response_class=StreamingResponse, responses={**_ENGINE_ANSWER,
+@router.post("/embeddings", response_class=StreamingResponse, openapi_extra=_ENGINE_REQUEST,
+             responses={**_ENGINE_ANSWER,
              **openai_errors(400, 401, 403, 404, 409, 413, 502, 504)})
 async def embeddings(principal: User, request: Request, services: ServicesDep) -> Response:
     return await _forward(principal, request, services, "embeddings")

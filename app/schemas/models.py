@@ -81,7 +81,8 @@ class AttachRequest(_Body):
 
 class ProviderCreate(_Body):
     provider: Provider = Provider.huggingface
-    token: str = Field(min_length=8, max_length=1000, description="shown never again: only a hint is kept visible")
+    token: str = Field(min_length=8, max_length=1000, description="shown never again: only a hint is kept visible",
+                       json_schema_extra={"pattern": r"^\S+$"})  # the validator below says why, in words
     name: str = Field(default="", max_length=100)
 
     @field_validator("token")

@@ -75,6 +75,20 @@ EXCLUSIONS = [
         "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "400"]}},
     },
     {
+        # Which field names a model's source depends on its type (huggingface: a repo id as
+        # externalId, model or sourceUri; s3: sourceUri; local_path: path; openai_compatible: an
+        # endpoint's URL and the model it serves), and a repo id's form applies to whichever field
+        # holds it: rules across fields that JSON Schema cannot state (422 saying which).
+        "where": ("POST", r"^/v1/(model-sources/resolve|model-profiles)$"),
+        "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "422"]}},
+    },
+    {
+        # Installing MatrixShell names no resource: schemathesis links it to a DELETE whose id it
+        # cannot place, then calls a 200 from it a deleted resource still available.
+        "where": ("POST", r"^/v1/matrixshell/install$"),
+        "checks": {"use_after_free": {"enabled": False}},
+    },
+    {
         # A listing's `cursor` is opaque: only one the listing handed out is valid, which no schema
         # can state, so a well-formed stranger is refused with 400 (documented) on every paged route.
         "where": "paged",
@@ -106,7 +120,9 @@ def stack(tmp_path_factory, hub):
     a stream of a job that is not over holds its request for that long, and the run reads many."""
     options = StackOptions(data_dir=tmp_path_factory.mktemp("stack"), port=free_port(), moto_port=free_port(),
                            worker=False, sweep_interval=0.5, snapshot_interval=3600,
-                           environment={**FAST_SETTINGS, "BERTH_SSE_WINDOW_SECONDS": "1"})
+                           environment={**FAST_SETTINGS, "BERTH_SSE_WINDOW_SECONDS": "1",
+                                        # No model hub here: search answers from the catalog at once.
+                                        "BERTH_HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
     running = LocalStack(options).start()
     yield running
     running.stop()

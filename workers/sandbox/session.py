@@ -3,7 +3,9 @@
 The SDK's transports and `ClientSession` hold anyio task groups that must be entered and left
 by one task, so a session lives in a runner task of its own: it spawns the server, connects,
 then waits for stop(), the TTL or the server's death, and tears everything down. Callers use
-list_tools()/call_tool() from any task of the same event loop.
+list_tools()/call_tool() from any task of the same event loop. (Past 400 lines: the runner task
+owns the server, the client session and their teardown together; isolation, networking and
+argument checks live in modules of their own.)
 """
 
 import asyncio
