@@ -92,7 +92,7 @@ async def test_the_python_client_lists_by_tier_and_runs_a_sandboxed_servers_tool
         containers = (await session.call_tool("list_containers", {})).structured_content["containers"]
         assert sandbox_id in {container["id"] for container in containers}
         refused = await session.call_tool("sandbox_action", {"sandbox_id": sandbox_id, "action": "delete"})
-        assert refused.is_error is True and "needs a admin-tier key" in refused.content[0].text
+        assert refused.is_error is True and "needs an admin-tier key" in refused.content[0].text
 
     async with _http(workspace["keys"]["admin"]) as http:
         async with Client(streamable_http_client(workspace["url"], http_client=http), mode="2026-07-28") as client:

@@ -15,7 +15,13 @@ from tests.support.lambda_events import http_event
 
 READ_TOOLS = {"list_containers", "inspect_container", "list_shared_tools", "list_sandboxes", "service_status"}
 STANDARD_TOOLS = READ_TOOLS | {"create_sandbox", "call_sandbox_tool"}
-ADMIN_TOOLS = STANDARD_TOOLS | {"container_action", "sandbox_action"}
+# Infra SSH (issue 15): admin-tier only, those that read marked read-only.
+INFRA_SSH_READS = {f"infra_ssh_{name}" for name in (
+    "list_hosts", "get_host", "list_actions", "describe_action", "lease_status", "get_run", "list_runs",
+    "list_forwards")}
+INFRA_SSH_CHANGES = {f"infra_ssh_{name}" for name in (
+    "request_lease", "end_lease", "run_action", "open_forward", "close_forward")}
+ADMIN_TOOLS = STANDARD_TOOLS | {"container_action", "sandbox_action"} | INFRA_SSH_READS | INFRA_SSH_CHANGES
 
 
 @pytest.fixture
@@ -71,7 +77,7 @@ def test_every_tool_states_its_hints_and_answers_a_typed_result(handler, keys):
     for name, entry in listed(handler, keys["admin"]).items():
         hints = entry["annotations"]
         assert {"readOnlyHint", "destructiveHint", "idempotentHint", "title"} <= set(hints), name
-        assert hints["readOnlyHint"] == (name in READ_TOOLS), name
+        assert hints["readOnlyHint"] == (name in READ_TOOLS | INFRA_SSH_READS), name
         assert entry["outputSchema"]["type"] == "object" and entry["description"], name
         assert "\n" not in entry["description"], name
     everything = listed(handler, keys["admin"])
@@ -115,7 +121,7 @@ def test_a_sandbox_made_over_mcp_is_the_one_rest_sees_and_the_tiers_hold(handler
     assert refused["content"][0]["text"].endswith("this action needs a standard-tier key; yours is read")
     created = call(handler, keys["standard"], "create_sandbox",
                    {"start_command": "python3 server.py", "runtime": "python", "env": {"TOKEN": "s3cret-value"},
-                    "labels": {"team": "a"}})
+                    "labels": {"team": "a"}, "wait": True})  # no runtime yet: queued as asked
     assert created["isError"] is False
     started = created["structuredContent"]
     sandbox_id = started["sandbox"]["id"]
@@ -134,7 +140,7 @@ def test_a_sandbox_made_over_mcp_is_the_one_rest_sees_and_the_tiers_hold(handler
     inspected = call(handler, keys["read"], "inspect_container", {"container_id": sandbox_id})["structuredContent"]
     assert inspected["sandbox"]["id"] == sandbox_id and inspected["processes"] is None
     above = call(handler, keys["standard"], "sandbox_action", {"sandbox_id": sandbox_id, "action": "delete"})
-    assert above["isError"] is True and "needs a admin-tier key; yours is standard" in above["content"][0]["text"]
+    assert above["isError"] is True and "needs an admin-tier key; yours is standard" in above["content"][0]["text"]
     deleted = call(handler, keys["admin"], "sandbox_action", {"sandbox_id": sandbox_id, "action": "delete"})
     assert deleted["structuredContent"] == {"success": True, "id": sandbox_id, "action": "delete",
                                             "state": "cancelled"}

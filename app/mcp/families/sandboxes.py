@@ -18,6 +18,7 @@ from app.contract.packages import PackageSpec
 from app.errors import Unprocessable
 from app.mcp.families import SandboxId, WaitSeconds
 from app.mcp.tools import TieredTool, caller_of, changes, reads, tool
+from app.schemas.jobs import RUNTIME_DESCRIPTION, WAIT_DESCRIPTION
 from app.schemas.sandboxes import ActionResponse, SandboxRequest, SandboxView, ToolCallResponse, ToolView
 
 
@@ -54,13 +55,14 @@ async def create_sandbox(
         "policy's command rules apply"))] = "",
     package: Annotated[PackageSpec | None, Field(description=(
         "instead of start_command: a package as the MCP registry's server.json describes one"))] = None,
-    runtime: Literal["node", "python"] = "node",
+    runtime: Annotated[Literal["node", "python"] | None, Field(description=RUNTIME_DESCRIPTION)] = None,
     transport: Literal["stdio", "http"] = "stdio",
     env: Annotated[dict[str, str], Field(max_length=100, description="environment variables for the server; "
                                                                      "sealed, never shown again")] = {},  # noqa: B006
     ttl_seconds: Annotated[int | None, Field(ge=1, description="lifetime in seconds (default and maximum: the "
                                                                 "policy's)")] = None,
     labels: Annotated[dict[str, str], Field(max_length=50, description="metadata")] = {},  # noqa: B006
+    wait: Annotated[bool, Field(description=WAIT_DESCRIPTION)] = False,
     wait_seconds: WaitSeconds = 0,
 ) -> SandboxStarted:
     """Start an MCP server (a start command or a package) in a sandbox on a runtime. Answers at
@@ -69,12 +71,13 @@ async def create_sandbox(
     # The REST body, so the payload is made and checked one way (a test keeps the schemas alike).
     try:
         request = SandboxRequest(start_command=start_command, package=package, runtime=runtime, transport=transport,
-                                 env=env, ttl_seconds=ttl_seconds, labels=labels)
+                                 env=env, ttl_seconds=ttl_seconds, labels=labels, wait=wait)
     except ValidationError as invalid:  # what runs, as a whole: one of command and package, a runnable one
         raise Unprocessable("invalid sandbox: " + "; ".join(error["msg"] for error in invalid.errors())) from invalid
     caller = caller_of(ctx)
     sandboxes = composition.services().sandboxes
-    job = await to_thread.run_sync(lambda: sandboxes.create(caller, request.payload(), request.ttl_seconds))
+    job = await to_thread.run_sync(lambda: sandboxes.create(caller, request.payload(), request.ttl_seconds,
+                                                            wait=request.wait))
     tools = None
     if wait_seconds:
         from app.services.sandboxes import tools_reported_at_start  # loaded with the service, when one is used
