@@ -78,11 +78,15 @@ class Runtime:
     def occupancy(self) -> float:
         return self.active_jobs / max(self.max_concurrent_jobs, 1)
 
+    def takes_type(self, capability: str, workspace_id: str) -> bool:
+        """Whether it runs jobs of this type for this workspace at all (whatever else a job needs)."""
+        return serves_workspace(self.workspace_id, workspace_id) and capability in self.capabilities
+
     def runs(self, job: Job) -> bool:
         """Whether it may run jobs like `job`: of a workspace it serves, of a type it advertises,
         with the labels the job asks for, and (for a job with secrets) holding a runtime key to
         receive them with."""
-        return (serves_workspace(self.workspace_id, job.workspace_id) and job.type.value in self.capabilities
+        return (self.takes_type(job.type.value, job.workspace_id)
                 and all(self.labels.get(name) == value for name, value in (job.runtime_labels or {}).items())
                 and (not job.secrets or self.holds_key))
 
@@ -155,7 +159,7 @@ class JoinToken:
 
 # --- why a job waits -------------------------------------------------------------------------------
 
-WaitReason = Literal["no_runtime_registered", "no_runtime_online", "no_free_slot"]
+WaitReason = Literal["no_runtime_registered", "no_matching_runtime", "no_runtime_online", "no_free_slot"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +174,9 @@ class WaitingFor:
         if self.reason == "no_runtime_registered":
             return (f"no registered runtime offers {self.capability}: register a worker that runs it "
                     "(POST /v1/cloud/join-tokens, then `berth worker`)")
+        if self.reason == "no_matching_runtime":
+            return (f"the registered runtimes that offer {self.capability} lack what the job needs (the runtime "
+                    "labels it asks for, or a runtime key to receive its secrets); the job waits until one has it")
         if self.reason == "no_runtime_online":
             return f"no online runtime offers {self.capability}; the job waits until one comes online"
         return f"every online runtime that offers {self.capability} is busy; the job waits for a free slot"
@@ -177,8 +184,9 @@ class WaitingFor:
 
 def why_waiting(job: Job, pool: list[Runtime], now: float, heartbeat_interval: float) -> WaitingFor:
     """Why no runtime of `pool` (the workspace's and the shared fleet's) takes `job` now."""
-    offering = [runtime for runtime in pool if runtime.runs(job)]
+    offered = [runtime for runtime in pool if runtime.takes_type(job.type.value, job.workspace_id)]
+    offering = [runtime for runtime in offered if runtime.runs(job)]
     online = [r for r in offering if r.effective_status(now, heartbeat_interval) == "online"]
-    reason: WaitReason = ("no_runtime_registered" if not offering else
+    reason: WaitReason = ("no_runtime_registered" if not offered else "no_matching_runtime" if not offering else
                           "no_runtime_online" if not online else "no_free_slot")
     return WaitingFor(capability=job.type.value, reason=reason)

@@ -513,7 +513,7 @@ async def test_the_same_through_mcp_with_the_official_client(ops, mcp_url):
     http, transport = await session_for({"X-API-Key": ops.standard_key, "X-User-Id": PERSON})
     async with http, transport as streams, ClientSession(*streams) as mcp:
         await mcp.initialize()
-        assert not {tool.name for tool in (await mcp.list_tools()).tools} & names
+        assert not {tool.name for tool in (await mcp.list_tools()).tools} & infra
         hidden = await mcp.call_tool("infra_ssh_list_hosts", {})
         assert hidden.is_error and "admin-tier" in hidden.content[0].text
 
