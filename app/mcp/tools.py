@@ -31,11 +31,16 @@ def caller_of(ctx: Context[Any, Any]) -> Principal:
     return caller_in(ctx.request_context.request)
 
 
+def named_user_of(ctx: Context[Any, Any]) -> str | None:
+    """The user the tool call's `X-User-Id` header names, if it names one."""
+    request = ctx.request_context.request
+    return request.headers.get("x-user-id") if request is not None else None
+
+
 def acting_user_of(ctx: Context[Any, Any]) -> str:
     """The user a tool call acts for: the caller's own, or the one its `X-User-Id` header names
     (`Principal.acting_for`, the REST routes' rule)."""
-    request = ctx.request_context.request
-    return caller_of(ctx).acting_for(request.headers.get("x-user-id") if request is not None else None)
+    return caller_of(ctx).acting_for(named_user_of(ctx))
 
 
 class TieredTool(Tool):

@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 
 from app.schemas.installations import InstallationView
 from app.schemas.marketplace import (
-    InputView,
     InstallRequest,
     MarketplaceToolDetail,
     MarketplaceToolList,
@@ -75,10 +74,7 @@ def read_tool(principal: User, entry_id: EntryId, services: ServicesDep) -> Mark
     marketplace = services.marketplace
     entry = marketplace.entry(entry_id)
     document = marketplace.document(entry)
-    summary = MarketplaceToolView.of(entry, document, *installability(document))
-    return MarketplaceToolDetail(**summary.model_dump(), versions=entry.versions,
-                                 inputs=[InputView.of(found) for found in entry_inputs(document)],
-                                 document=entry.document)
+    return MarketplaceToolDetail.detailed(entry, document, *installability(document), entry_inputs(document))
 
 
 @router.post("/api/marketplace/refresh", response_model=RefreshResponse, responses=errors(401, 403, 409))

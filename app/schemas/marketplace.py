@@ -65,6 +65,14 @@ class MarketplaceToolDetail(MarketplaceToolView):
     inputs: list[InputView] = Field(description="what an installation takes (empty when not installable)")
     document: dict[str, Any] = Field(description="its server.json")
 
+    @classmethod
+    def detailed(cls, entry: MarketplaceEntry, document: ServerDocument,
+                 install_kind: Literal["package", "remote"] | None, not_installable: str | None,
+                 inputs: list[ConfigInput]) -> "MarketplaceToolDetail":
+        summary = MarketplaceToolView.of(entry, document, install_kind, not_installable)
+        return cls(**summary.model_dump(), versions=entry.versions, inputs=[InputView.of(found) for found in inputs],
+                   document=entry.document)
+
 
 class MarketplaceToolList(BaseModel):
     success: bool = True

@@ -1,13 +1,16 @@
 """The marketplace and installations end to end: the real local stack reading the local MCP
 registry (tests/support/registry_server.py), a real worker installing real packages from npm and
 PyPI into its cache and running them in bubblewrap, files in the stack's S3, a remote MCP server
-called by the API, and the `berth` CLI."""
+called by the API, the `berth` CLI, and berth's own `/mcp` tools through the official MCP client."""
 
 import json
 import time
 
 import httpx
+import httpx2
 import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
 from app.local.stack import LocalStack, StackOptions, free_port
 from tests.e2e.conftest import FAST_SETTINGS, BerthCli, WorkerProcess, new_account, parse_sse
@@ -258,3 +261,56 @@ def test_the_cli_searches_installs_lists_tools_and_calls_one(owner, stack, tmp_p
     assert "get_current_time" in listed and "Europe/Oslo" in called
     assert installed["id"] in mine and "timezone=Asia/Tokyo" in one
     assert owner.get(f"/api/installations/{installed['id']}").status_code == 404
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _call_once_started(session: ClientSession, arguments: dict):
+    """call_installed_tool until its server is past starting: the first call starts it (a first
+    start installs the package), and each call waits briefly for it, saying so while it starts."""
+    deadline = time.monotonic() + INSTALL_TIMEOUT
+    while True:
+        called = await session.call_tool("call_installed_tool", arguments)
+        if not (called.is_error and "is starting" in called.content[0].text) or time.monotonic() > deadline:
+            return called
+
+
+@pytest.mark.anyio
+async def test_an_agent_searches_installs_and_calls_an_installed_servers_tool_over_mcp(owner, stack):
+    """berth's own `/mcp` through the official Python client: the marketplace and installation
+    tools call the services the routes above do, so the installation is theirs too."""
+    key = owner.post("/api/auth/keys/generate", json={"name": "agent", "tier": "standard"}).json()["key"]
+    async with httpx2.AsyncClient(headers={"X-API-Key": key}, timeout=60) as http, \
+            streamable_http_client(f"{stack.api_url}/mcp", http_client=http) as streams, \
+            ClientSession(*streams) as session:
+        await session.initialize()
+        found = await session.call_tool("search_marketplace", {"query": "time zone"})
+        shown = await session.call_tool("get_tool_details", {"entry_id": TIME})
+        made = await session.call_tool("install_tool", {"entry_id": TIME, "config": {"timezone": "Asia/Tokyo"}})
+        installation_id = made.structured_content["installation"]["id"]
+        called = await _call_once_started(session, {"installation_id": installation_id, "name": "get_current_time",
+                                                     "arguments": {"timezone": "Europe/Oslo"}})
+        listed = await session.call_tool("list_installations", {})
+
+        missing = await session.call_tool("install_tool", {"entry_id": "dev.berth.test/missing-package"})
+        missing_id = missing.structured_content["installation"]["id"]
+        not_started = await _call_once_started(session, {"installation_id": missing_id, "name": "anything"})
+
+    assert TIME in [entry["id"] for entry in found.structured_content["tools"]]
+    assert [each["name"] for each in shown.structured_content["inputs"]] == ["timezone"]
+    assert made.is_error is False and made.structured_content["installation"]["config"] == {"timezone": "Asia/Tokyo"}
+    assert called.is_error is False, called.content
+    assert called.structured_content["ok"] is True and "Europe/Oslo" in json.dumps(called.structured_content["result"])
+    sandbox_id = owner.get(f"/api/installations/{installation_id}").json()["sandbox_id"]
+    assert sandbox_id is not None and owner.job(sandbox_id)["payload"]["package"]["identifier"] == "mcp-server-time"
+    mine = next(each for each in listed.structured_content["installations"] if each["id"] == installation_id)
+    assert mine["sandbox_id"] == sandbox_id
+    # A server that did not start is a tool error in the runtime's words, as REST answers them (502).
+    assert not_started.is_error is True, not_started.content
+    assert "the server did not start: the package did not install: " in not_started.content[0].text
+    assert MISSING_PACKAGE in not_started.content[0].text
+    for made_here in (installation_id, missing_id):
+        assert owner.delete(f"/api/installations/{made_here}").status_code == 200

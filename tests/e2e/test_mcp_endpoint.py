@@ -18,6 +18,7 @@ from app.local.stack import LocalStack, StackOptions, free_port
 from tests.e2e.conftest import FAST_SETTINGS, BerthCli, WorkerProcess, new_account
 from tests.support.lambda_events import http_event
 from tests.support.mcp_demo import node_interop, run_ts_client
+from tests.support.mcp_tiers import ADMIN_TOOLS, READ_TOOLS, STANDARD_TOOLS
 from tests.support.oauth_server import CLIENT_ID, CLIENT_SECRET, running_oauth_server
 from tests.support.sandbox_fixtures import ECHO_SERVER
 
@@ -25,9 +26,6 @@ pytestmark = pytest.mark.e2e
 
 ECHO = f"python3 {ECHO_SERVER}"
 GITHUB = "io.github.github/github-mcp-server"
-READ_TOOLS = {"list_containers", "inspect_container", "list_shared_tools", "list_sandboxes", "service_status"}
-STANDARD_TOOLS = READ_TOOLS | {"create_sandbox", "call_sandbox_tool"}
-ADMIN_TOOLS = STANDARD_TOOLS | {"container_action", "sandbox_action"}
 
 
 @pytest.fixture(scope="module")

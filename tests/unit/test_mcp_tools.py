@@ -12,16 +12,7 @@ import pytest
 from app.mcp.berth import berth_tools
 from app.schemas.sandboxes import SandboxRequest
 from tests.support.lambda_events import http_event
-
-READ_TOOLS = {"list_containers", "inspect_container", "list_shared_tools", "list_sandboxes", "service_status"}
-STANDARD_TOOLS = READ_TOOLS | {"create_sandbox", "call_sandbox_tool"}
-# Infra SSH (issue 15): admin-tier only, those that read marked read-only.
-INFRA_SSH_READS = {f"infra_ssh_{name}" for name in (
-    "list_hosts", "get_host", "list_actions", "describe_action", "lease_status", "get_run", "list_runs",
-    "list_forwards")}
-INFRA_SSH_CHANGES = {f"infra_ssh_{name}" for name in (
-    "request_lease", "end_lease", "run_action", "open_forward", "close_forward")}
-ADMIN_TOOLS = STANDARD_TOOLS | {"container_action", "sandbox_action"} | INFRA_SSH_READS | INFRA_SSH_CHANGES
+from tests.support.mcp_tiers import ADMIN_TOOLS, INFRA_SSH_READS, READ_TOOLS, STANDARD_TOOLS
 
 
 @pytest.fixture
@@ -65,6 +56,8 @@ def listed(handler, key: str) -> dict[str, dict]:
 
 
 def test_each_tier_lists_what_it_may_call(handler, keys):
+    # containers 3, marketplace 2, installations 3, shared tools 1, sandboxes 4, service 1, infra SSH 13
+    assert len(ADMIN_TOOLS) == 27
     assert set(listed(handler, keys["read"])) == READ_TOOLS
     assert set(listed(handler, keys["standard"])) == STANDARD_TOOLS
     assert set(listed(handler, keys["admin"])) == ADMIN_TOOLS
@@ -220,3 +213,88 @@ def test_answering_health_and_the_openapi_document_loads_no_mcp_sdk():
              "print(health['statusCode'], document['statusCode'], 'mcp.server' in sys.modules, '/mcp' in paths, "
              "'/api/shared-tools/{tool_id}/oauth/state' in paths)")
     assert _probe(probe) == "200 200 False False True"
+
+
+TIME = "io.github.modelcontextprotocol/time"  # curated: in the catalog without any registry
+GITHUB = "io.github.github/github-mcp-server"  # curated and per-user
+
+
+def rest(handler, key: str, path: str, query: str = "") -> dict:
+    event = http_event("GET", path, headers={"x-api-key": key})
+    event["rawQueryString"] = query
+    return json.loads(handler(event, None)["body"])
+
+
+def test_search_finds_a_curated_entry_and_its_details_say_what_installing_takes(handler, keys):
+    found = call(handler, keys["read"], "search_marketplace", {"query": "time zone", "registry_type": "pypi"})
+    assert found["isError"] is False
+    page = found["structuredContent"]
+    assert [entry["id"] for entry in page["tools"]] == [TIME] and page["next_cursor"] is None
+    assert (page["tools"][0]["origin"], page["tools"][0]["install_kind"]) == ("curated", "package")
+    assert page == rest(handler, keys["read"], "/api/marketplace/tools", "q=time+zone&registry_type=pypi")
+
+    shown = call(handler, keys["read"], "get_tool_details", {"entry_id": TIME})["structuredContent"]
+    assert [(each["name"], each["kind"], each["required"], each["secret"]) for each in shown["inputs"]] == [
+        ("timezone", "argument", False, False)]
+    assert shown["versions"] == [shown["version"]] and shown["document"]["name"] == TIME
+    assert shown == rest(handler, keys["read"], f"/api/marketplace/tools/{TIME}")
+
+
+def test_a_read_key_cannot_install_and_an_installation_made_over_mcp_is_listed(handler, keys):
+    refused = call(handler, keys["read"], "install_tool", {"entry_id": TIME})
+    assert refused["isError"] is True
+    assert refused["content"][0]["text"].endswith("this action needs a standard-tier key; yours is read")
+
+    made = call(handler, keys["standard"], "install_tool", {"entry_id": TIME, "config": {"timezone": "Europe/Paris"}})
+    assert made["isError"] is False
+    installed = made["structuredContent"]
+    installation = installed["installation"]
+    assert (installation["entry_id"], installation["kind"], installation["scope"], installation["state"]) == (
+        TIME, "package", "workspace", "ready")
+    assert installation["config"] == {"timezone": "Europe/Paris"} and installation["sandbox_id"] is None
+    assert f"call_installed_tool (installation_id {installation['id']})" in installed["next"]
+
+    listing = call(handler, keys["read"], "list_installations")["structuredContent"]
+    assert [found["id"] for found in listing["installations"]] == [installation["id"]]
+    assert listing == rest(handler, keys["read"], "/api/installations")
+
+
+def test_a_per_user_entry_is_installed_for_the_user_the_key_acts_for(handler, keys):
+    made = call(handler, keys["standard"], "install_tool", {"entry_id": GITHUB}, headers={"x-user-id": "user-42"})
+    installed = made["structuredContent"]
+    installation = installed["installation"]
+    assert (installation["scope"], installation["user_id"], installation["state"]) == ("user", "user-42",
+                                                                                        "needs_oauth")
+    assert installation["pending"] == ["token"] and "sign in" in installed["next"]
+
+    # It holds its user's credentials: another user of the workspace cannot call it.
+    other = call(handler, keys["standard"], "call_installed_tool",
+                 {"installation_id": installation["id"], "name": "get_me"}, headers={"x-user-id": "user-7"})
+    assert other["isError"] is True and f"no installation {installation['id']}" in other["content"][0]["text"]
+    waiting = call(handler, keys["standard"], "call_installed_tool",
+                   {"installation_id": installation["id"], "name": "get_me"}, headers={"x-user-id": "user-42"})
+    assert waiting["isError"] is True and "waits for its user's sign-in (OAuth)" in waiting["content"][0]["text"]
+
+
+def test_calling_an_installed_tool_with_no_runtime_to_start_its_server_says_so(handler, keys):
+    made = call(handler, keys["standard"], "install_tool", {"entry_id": TIME})["structuredContent"]
+    answer = call(handler, keys["standard"], "call_installed_tool",
+                  {"installation_id": made["installation"]["id"], "name": "get_current_time"})
+    assert answer["isError"] is True and "no registered runtime offers mcp.run" in answer["content"][0]["text"]
+
+
+@pytest.mark.parametrize(("name", "arguments", "expected"), [
+    ("get_tool_details", {"entry_id": "io.example/none"}, "no marketplace entry io.example/none"),
+    ("get_tool_details", {"entry_id": ""}, "at least 1 character"),
+    ("search_marketplace", {"limit": 101}, "less than or equal to 100"),
+    ("search_marketplace", {"cursor": "not base64!"}, "invalid pagination cursor"),
+    ("install_tool", {"entry_id": "io.example/none"}, "no marketplace entry io.example/none"),
+    ("install_tool", {"entry_id": TIME, "config": {"colour": "red"}}, "unknown setting colour: this server takes"),
+    ("install_tool", {"entry_id": TIME, "kind": "remote"}, "cannot be installed: berth runs a streamable-HTTP remote"),
+    ("call_installed_tool", {"installation_id": "ins_00000000000000000000000", "name": "x"},
+     "no installation ins_00000000000000000000000"),
+    ("call_installed_tool", {"installation_id": "../ins", "name": "x"}, "String should match pattern"),
+])
+def test_marketplace_and_installation_mistakes_are_tool_errors(handler, keys, name, arguments, expected):
+    result = call(handler, keys["admin"], name, arguments)
+    assert result["isError"] is True and expected in result["content"][0]["text"], result

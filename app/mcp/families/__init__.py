@@ -19,3 +19,8 @@ ContainerId = Annotated[str, Field(pattern=JOB_ID_PATTERN, description="a contai
 # A readiness wait on a tool call must leave room in API Gateway's 29 s for the call itself.
 WaitSeconds = Annotated[float, Field(ge=0, le=25, description="wait at most this long (seconds) for a "
                                                               "starting server to come up; 0 answers at once")]
+InstallationId = Annotated[str, Field(pattern=r"^ins_[0-9a-z]{23}$", description=(
+    "an installation id (ins_...), as install_tool or list_installations gives it"))]
+# Entry ids are registry names (`io.github.owner/server`), bounded as the REST routes bound them.
+EntryId = Annotated[str, Field(min_length=1, max_length=200, description=(
+    "a marketplace entry's id, its registry name (e.g. io.github.owner/server), as search_marketplace gives it"))]
