@@ -11,8 +11,15 @@ BIN := $(VENV)/bin
 run: install
 	$(BIN)/berth up
 
+# The suite's two halves run side by side: the end-to-end tests mostly wait on processes they
+# start (stacks, workers, sandboxes), the unit tests mostly compute, so together they fit two
+# cores. The end-to-end half's output follows the unit half's.
 test: install system-packages check
-	$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest tests/e2e > .e2e-output.txt 2>&1 & e2e=$$!; \
+	$(BIN)/python -m pytest tests/unit; unit=$$?; \
+	wait $$e2e; e2e_status=$$?; cat .e2e-output.txt; \
+	echo "unit tests: exit $$unit; end-to-end tests: exit $$e2e_status"; \
+	[ $$unit -eq 0 ] && [ $$e2e_status -eq 0 ]
 
 # Static checks, before any test runs: lint, types (paths in pyproject.toml) and the import contracts (layers).
 check: install

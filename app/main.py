@@ -42,9 +42,18 @@ def _allowed_methods(request: Request) -> list[str]:
     matching = [route for route in api_routes(request.app) if route.path_regex.match(path)]
     # A path the document names literally (`/api/auth/keys/generate`) is that path, not an
     # instance of a template beside it (`/api/auth/keys/{key_id}`).
+    # Likewise `/api/marketplace/tools/{entry_id}/install` is that route, not an entry id ending in
+    # `/install` (ids hold a `/`): of the templates with fewest parameters, the one naming the most.
     fewest = min((len(route.param_convertors) for route in matching), default=0)
-    return sorted({method for route in matching if len(route.param_convertors) == fewest
+    closest = [route for route in matching if len(route.param_convertors) == fewest]
+    most = max((_literal_length(route.path_format) for route in closest), default=0)
+    return sorted({method for route in closest if _literal_length(route.path_format) == most
                    for method in route.methods or ()})
+
+
+def _literal_length(path_format: str | None) -> int:
+    """How much of a path template is fixed text (its parameters left out)."""
+    return len(re.sub(r"\{[^}]*\}", "", path_format or ""))
 
 
 def _describe_validation(error: RequestValidationError) -> tuple[int, str]:

@@ -34,6 +34,7 @@ from app.web.proxying import passed_headers
 router = APIRouter(prefix="/api/infra/ssh", tags=["infra ssh"])
 
 _READ = errors(401, 403, 503)
+_PAGED = errors(400, 401, 403, 503)  # 400: a cursor this listing did not hand out
 _CHANGE = errors(401, 403, 409, 422, 503)
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=2000)]
@@ -119,7 +120,7 @@ async def run_action(caller: SshOperator, name: str, body: RunRequest, services:
     return await run_in_threadpool(lambda: RunView.of(job, operations.outcome(job)))
 
 
-@router.get("/runs", response_model=RunList, responses=_READ)
+@router.get("/runs", response_model=RunList, responses=_PAGED)
 def list_runs(caller: SshOperator, services: ServicesDep, limit: Limit = 50, cursor: Cursor = None) -> RunList:
     """Runs, newest first."""
     operations = services.ssh_operations
@@ -153,7 +154,7 @@ async def open_forward(caller: SshOperator, body: ForwardRequest, services: Serv
     return await run_in_threadpool(_forward_view, services, job)
 
 
-@router.get("/forwards", response_model=ForwardList, responses=_READ)
+@router.get("/forwards", response_model=ForwardList, responses=_PAGED)
 def list_forwards(caller: SshOperator, services: ServicesDep, limit: Limit = 50,
                   cursor: Cursor = None) -> ForwardList:
     """Forwards, newest first."""

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Header, Path, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from app.auth.principal import USER_ID_PATTERN
 from app.schemas.installations import (
     DeletedResponse,
     InstallationChanged,
@@ -21,7 +22,7 @@ from app.web.openapi import errors
 
 router = APIRouter(prefix="/api/installations", tags=["installations"])
 
-UserHeader = Annotated[str | None, Header(alias="X-User-Id", max_length=200,
+UserHeader = Annotated[str | None, Header(alias="X-User-Id", max_length=128, pattern=USER_ID_PATTERN,
                                           description="the user acted for (a per-user installation is theirs)")]
 InstallationId = Annotated[str, Path(max_length=100)]
 # What starting or reaching a server can answer besides the installation's own errors.

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, status
 from starlette.concurrency import run_in_threadpool
 
+from app.auth.principal import USER_ID_PATTERN
 from app.schemas.installations import InstallationView
 from app.schemas.marketplace import (
     InstallRequest,
@@ -33,7 +34,7 @@ router = APIRouter(tags=["marketplace"])
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2000)]
 EntryId = Annotated[str, Path(max_length=200, description="a registry name, e.g. io.github.owner/server")]
-UserHeader = Annotated[str | None, Header(alias="X-User-Id", max_length=200,
+UserHeader = Annotated[str | None, Header(alias="X-User-Id", max_length=128, pattern=USER_ID_PATTERN,
                                           description="the user a per-user entry is installed for")]
 
 

@@ -14,6 +14,7 @@ from app.domain.infra_ssh import LABEL_LEASE, LABEL_USER, LABEL_VIA, LeaseState,
 from app.domain.jobs import Job, JobEvent
 from app.domain.ssh_attempts import AttemptOutcome, shown_parameters
 from app.schemas.jobs import job_events_url
+from app.schemas.limits import policy_limit
 
 MAX_WAIT_SECONDS = 25.0  # under API Gateway's 29 s
 
@@ -52,7 +53,8 @@ class _Body(BaseModel):
 class LeaseRequest(_Body):
     reason: str = Field(min_length=1, max_length=1000, description="why: kept in the audit record")
     ttl_seconds: int = Field(ge=10, le=86400, description="how long the lease is active once approved (at most "
-                                                          "BERTH_SSH_LEASE_MAX_SECONDS)")
+                                                          "BERTH_SSH_LEASE_MAX_SECONDS)",
+                             json_schema_extra=policy_limit("ssh_lease_max_seconds"))
 
 
 class LeaseApproval(_Body):

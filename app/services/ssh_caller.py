@@ -9,12 +9,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from app.auth.principal import Principal, Tier
+from app.auth.principal import USER_ID_PATTERN, Principal, Tier
 from app.errors import BerthError, Forbidden
 
 DENIED = "denied"  # app.contract.ssh.jobs.SshOutcome.denied, without importing the SSH contract here
-# What an X-User-Id may be: opaque to berth (a user of the integrating product), but plain.
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@:+\-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class SshCaller:
         refused = self.why_not_admin()
         if refused is None and not self.user_id:
             refused = "an API key operating infra SSH must say for whom: send the X-User-Id header"
-        elif refused is None and not USER_ID_PATTERN.match(self.user_id):
+        elif refused is None and not re.match(USER_ID_PATTERN, self.user_id):
             refused = "X-User-Id must be 1-128 letters, digits or ._@:+-"
         return refused
 

@@ -13,7 +13,7 @@ from fastapi import Depends, Header, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app import composition
-from app.auth.principal import Principal, Tier, bearer_secret
+from app.auth.principal import USER_ID_PATTERN, Principal, Tier, bearer_secret
 from app.composition import Services
 from app.services.ssh_caller import SshCaller
 from app.web.openapi import answers
@@ -66,7 +66,7 @@ def authenticated_runtime(secret: Annotated[str | None, Depends(_secret)], servi
 
 
 def ssh_caller(secret: Annotated[str | None, Depends(_secret)], services: ServicesDep,
-               x_user_id: Annotated[str | None, Header(max_length=200, description=(
+               x_user_id: Annotated[str | None, Header(max_length=128, pattern=USER_ID_PATTERN, description=(
                    "the person an API key acts for (required to change anything); a session acts for its user"))]
                = None) -> SshCaller:
     return SshCaller.of(services.authenticator.resolve(secret, kinds=_USER_KINDS), x_user_id)
@@ -97,7 +97,8 @@ Paging = Annotated[PageRequest, Depends(page_request)]
 
 
 def acting_user(principal: User, x_user_id: Annotated[str | None, Header(
-        max_length=128, description="the user a workspace API key acts for (a session acts for its own user)")] = None,
+        max_length=128, pattern=USER_ID_PATTERN,
+        description="the user a workspace API key acts for (a session acts for its own user)")] = None,
 ) -> str:
     return principal.acting_for(x_user_id)
 

@@ -93,9 +93,11 @@ def _error_response(status: int, description: str | None = None) -> dict[str, An
 
 
 def _document_errors(document: dict[str, Any], route: RouteContext) -> None:
-    # A route may document an error status with a body of its own (readiness: the report itself).
+    # A route may document an error status with a body of its own (readiness: the report itself;
+    # the OAuth callback: a page for a person's browser).
     own_shape = {int(code) for code, response in route.responses.items()
-                 if response.get("model") not in (None, ErrorBody)}
+                 if response.get("model") not in (None, ErrorBody)
+                 or set(response.get("content", {})) - {"application/json"}}
     declared = {int(code) for code in route.responses if str(code).isdigit() and int(code) >= 400} - own_shape
     for method in route.methods or ():
         operation = document["paths"].get(route.path_format, {}).get(method.lower())

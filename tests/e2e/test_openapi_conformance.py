@@ -70,6 +70,18 @@ EXCLUSIONS = [
         "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "422"]}},
     },
     {
+        # The OAuth callback's state is one berth handed out for a sign-in: a well-formed stranger
+        # is answered 400 (a page saying to start again), which no schema can state.
+        "where": ("GET", r"^/api/auth/callback$"),
+        "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "400"]}},
+    },
+    {
+        # Files arrive as multipart parts; schemathesis sends the form without any file part for an
+        # array of binary strings, which the route answers 422 ("files: Field required").
+        "where": ("POST", r"^/api/installations/[^/]+/files$"),
+        "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "422"]}},
+    },
+    {
         # A key's `expires_at` must lie in the future, which JSON Schema cannot state (400 otherwise).
         "where": ("POST", r"^/api/auth/keys/generate$"),
         "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_EXPECTED, "400"]}},
@@ -114,6 +126,37 @@ def _operation_ids(document: dict, where) -> list[str]:
     return found
 
 
+def _ssh_inventory(tmp_path_factory) -> Path:
+    """An infra SSH inventory, so its routes answer from it (no host behind it: a run is refused or
+    fails; the document's statuses are what is checked)."""
+    import asyncssh
+
+    directory = tmp_path_factory.mktemp("ssh")
+    client_key = directory / "id_ed25519"
+    client_key.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    client_key.chmod(0o600)
+    host_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    inventory = directory / "inventory.yaml"
+    port = free_port()
+    inventory.write_text(f"""
+hosts:
+  - name: lab-1
+    address: 127.0.0.1
+    port: {port}
+    user: operator
+    labels: [lab]
+    host_key: "[127.0.0.1]:{port} {host_key}"
+    client_key: "file:{client_key}"
+actions:
+  - name: uptime
+    command: [uptime]
+    labels: [lab]
+forwards:
+  - {{name: dashboard, target_port: 8265, hosts: [lab-1]}}
+""")
+    return inventory
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, hub):
     """The local stack as the other end-to-end tests have it, but for the event streams' window:
@@ -122,7 +165,11 @@ def stack(tmp_path_factory, hub):
                            worker=False, sweep_interval=0.5, snapshot_interval=3600,
                            environment={**FAST_SETTINGS, "BERTH_SSE_WINDOW_SECONDS": "1",
                                         # No model hub here: search answers from the catalog at once.
-                                        "BERTH_HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
+                                        "BERTH_HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+                                        "BERTH_HUB_TIMEOUT_SECONDS": "1",
+                                        # No registry either: a refresh fails at once, keeping the catalog.
+                                        "BERTH_MCP_REGISTRY_URLS": f"http://127.0.0.1:{free_port()}",
+                                        "BERTH_SSH_INVENTORY": str(_ssh_inventory(tmp_path_factory))})
     running = LocalStack(options).start()
     yield running
     running.stop()
@@ -131,7 +178,7 @@ def stack(tmp_path_factory, hub):
 def _register_runtime(account) -> str:
     """A runtime of the account's workspace, registered through the API as a worker would."""
     body = {"join_token": account.join_token(), "name": "conformance", "queue_mode": "lease",
-            "capabilities": ["mcp.test", "mcp.run", "model.inspect", "tool.run"], "max_concurrent_jobs": 4}
+            "capabilities": ["mcp.test", "model.inspect", "tool.run"], "max_concurrent_jobs": 4}
     response = account.post("/v1/cloud/runtimes/register", json=body)
     assert response.status_code == 201, response.text
     return response.json()["runtime_token"]
@@ -201,14 +248,20 @@ def conformance(stack, tmp_path_factory):
     command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
                f"{stack.api_url}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
                "--generation-database", "none", "--no-shrink", "--workers", "1", "--no-color",
+               # Hypothesis' health checks judge generating the data (its speed on this loaded 2-core
+               # machine, how much a pattern filters out), not the API's answers.
+               "--suppress-health-check", "too_slow,filter_too_much",
                "--report", "junit", "--report-junit-path", str(report), *seed]
     # In a directory of its own, where schemathesis keeps its cache; the hooks import from the repository.
     environment = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(REPOSITORY)}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment, cwd=directory)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment, cwd=directory)
     (directory / "output.txt").write_text(done.stdout + done.stderr)
     return done, report
 
 
+# About five minutes for 131 operations on the 2-core machine: schemathesis' own generation
+# dominates (the stack answers all of it in about 75 s).
+@pytest.mark.timeout(720)
 def test_every_route_answers_as_the_openapi_document_says(conformance):
     done, report = conformance
     assert report.exists(), done.stdout[-4000:] + done.stderr[-4000:]

@@ -168,7 +168,7 @@ def test_a_session_acts_for_its_own_user_only(client, workspace, provider):
     other = client.post(f"{TOOL}/oauth/state", headers={**bearer(token), "X-User-Id": "bob"})
     assert other.status_code == 403 and "another user" in other.json()["error"]
     odd = client.get(f"{TOOL}/oauth/status", headers={"X-API-Key": workspace["keys"]["read"], "X-User-Id": "a b"})
-    assert odd.status_code == 400
+    assert odd.status_code == 422 and "x-user-id" in odd.json()["error"].lower()
 
 
 def test_refresh_before_expiry_rotates_the_users_tokens_and_no_one_elses(client, workspace, provider, clock):
