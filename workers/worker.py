@@ -16,6 +16,7 @@ from enum import Enum
 
 from app.contract.logs import log
 from app.contract.messages import HeartbeatRequest
+from app.contract.packages import MAX_REPORTED_PACKAGES, PackageCacheUsage
 from workers.api_client import ApiError, RuntimeApiClient, Unauthorized
 from workers.concurrency import Slots, TaskSet, wait_first
 from workers.config import WorkerConfig
@@ -166,8 +167,16 @@ class Worker:
             control_url=self.control_url,
             jobs=self.jobs.held(),
             offers=self.offers,
+            package_cache=self._package_cache(),
             exiting=exiting,
         )
+
+    def _package_cache(self) -> PackageCacheUsage | None:
+        packages = self.executors.host.packages
+        if packages is None:
+            return None
+        usage = packages.summary()  # least recently used first: a heartbeat carries the newest
+        return usage.model_copy(update={"entries": usage.entries[-MAX_REPORTED_PACKAGES:]})
 
     async def _last_heartbeat(self) -> None:
         """Tell the API this process is exiting, so it need not wait for missed heartbeats to know."""

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.contract.bodies import JsonBody
-from app.contract.packages import NPM, PYPI, PackageSpec, parse_start_command
+from app.contract.packages import NPM, PYPI, PackageCacheUsage, PackageSpec, parse_start_command
 from app.contract.policy import SandboxPolicy
 from app.contract.sandbox_files import SandboxFile
 
@@ -218,6 +218,8 @@ class HeartbeatRequest(_Strict):
     # missing from two heartbeats in a row is no longer here. None: a worker that does not say.
     jobs: list[RunningJob] | None = Field(default=None, max_length=MAX_REPORTED_JOBS)
     offers: RuntimeOffers | None = None  # as at registration; sent every time, like control_url
+    # The runtime's package cache (what `/v1/system/storage` shows its workspace). None: no cache.
+    package_cache: PackageCacheUsage | None = None
     # The process is exiting and this is its last heartbeat: the runtime is offline from now, not
     # only once its heartbeats are missed.
     exiting: bool = False

@@ -334,10 +334,13 @@ class CachedPackage(BaseModel):
     in_use: bool  # a sandbox runs it now: never evicted while so
 
 
+MAX_REPORTED_PACKAGES = 200  # a heartbeat carries the most recently used this many
+
+
 class PackageCacheUsage(BaseModel):
     """A runtime's package cache, for `/v1/system/storage`."""
 
-    entries: list[CachedPackage] = Field(default_factory=list)
+    entries: list[CachedPackage] = Field(default_factory=list, max_length=MAX_REPORTED_PACKAGES)
     total_bytes: int = Field(default=0, ge=0)
     max_bytes: int = Field(default=0, ge=0)
     free_disk_bytes: int = Field(default=0, ge=0)

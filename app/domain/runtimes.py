@@ -36,6 +36,7 @@ class Runtime:
     reported_active_jobs: int = 0  # as the worker last said
     free_disk_bytes: int = 0
     load: float | None = None
+    package_cache: dict[str, Any] | None = None  # PackageCacheUsage, as its last heartbeat reported it
     software_version: str = ""
     queue_mode: str = "lease"
     jobs_queue_url: str = ""

@@ -27,7 +27,10 @@ def policies(principal: User, services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/system/storage")
 def storage(principal: User, services: ServicesDep) -> dict[str, Any]:
-    return {"success": True, **services.system.storage()}
+    """The API's data directory and disk, and each of the workspace's runtimes with its package
+    cache (versions, sizes, last use, in use, the cap), as its last heartbeat reported them."""
+    system = services.system
+    return {"success": True, **system.storage(), "runtimes": system.runtime_storage(principal.workspace_id)}
 
 
 @router.get("/capabilities")

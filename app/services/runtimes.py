@@ -194,6 +194,8 @@ class RuntimeService:
             changes["free_disk_bytes"] = request.free_disk_bytes
         if request.load is not None:
             changes["load"] = request.load
+        if request.package_cache is not None:
+            changes["package_cache"] = request.package_cache.model_dump()
         lost: list[Job] = []
         if request.jobs is not None and not request.exiting:
             unreported, lost = self._unreported(before, request.jobs)

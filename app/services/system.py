@@ -65,6 +65,13 @@ class SystemService:
             "disk": {"total_bytes": disk.total, "used_bytes": disk.used, "free_bytes": disk.free},
         }
 
+    def runtime_storage(self, workspace_id: str) -> list[dict[str, Any]]:
+        """The package caches of the workspace's own runtimes, as their heartbeats last reported
+        them (the shared fleet's are the platform's)."""
+        return [{"runtime_id": runtime.runtime_id, "name": runtime.name, "free_disk_bytes": runtime.free_disk_bytes,
+                 "package_cache": runtime.package_cache}
+                for runtime in self.runtimes.visible(workspace_id) if runtime.workspace_id == workspace_id]
+
     def core_checks(self) -> dict[str, dict[str, Any]]:
         """The table, the dead-letter queue, the KMS key and local storage, by name."""
         checks = [

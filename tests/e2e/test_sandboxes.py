@@ -173,6 +173,18 @@ def test_a_published_package_starts_from_its_start_command_and_a_second_start_in
     steps = [event["step"] for event in owner.events(second)]
     assert steps.index("package") < steps.index("sandbox")  # installed before the server ran
 
+    # The runtime's heartbeats report its cache, which /v1/system/storage shows the workspace.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        caches = [runtime["package_cache"] for runtime in owner.get("/v1/system/storage").json()["runtimes"]]
+        entries = [entry for cache in caches if cache for entry in cache["entries"]]
+        if any(command.split()[-1].startswith(entry["identifier"]) for entry in entries):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the cache shows no {command}: {caches}")
+    assert all(entry["size_bytes"] > 0 and entry["last_used_at"] >= entry["installed_at"] for entry in entries)
+
 
 def test_a_package_that_does_not_exist_ends_the_session_with_the_installers_message(owner):
     response = owner.post("/v1/sandbox/sessions", json={"start_command": f"npx -y {MISSING_PACKAGE}@1.0.0"})

@@ -81,3 +81,22 @@ def test_status_says_degraded_while_a_companion_needs_a_person(client):
     assert status["companions"] == [failed.view()]
     assert f"local_worker: {failed.detail}" in status["warnings"]
     assert "companions" not in client.get("/status").json()
+
+
+def test_storage_shows_each_own_runtimes_package_cache_as_its_heartbeat_reported_it(client):
+    from tests.support.protocol_runtime import ProtocolRuntime
+
+    token = signup(client)["token"]
+    runtime = ProtocolRuntime.of_workspace(client, token)
+    cache = {"entries": [{"registry_type": "pypi", "identifier": "mcp-server-time", "version": "2026.10.19",
+                          "size_bytes": 4_200_000, "installed_at": 1.0, "last_used_at": 2.0, "in_use": True}],
+             "total_bytes": 4_200_000, "max_bytes": 2_000_000_000, "free_disk_bytes": 9_000_000_000}
+    runtime.heartbeat(package_cache=cache)
+    listed = client.get("/v1/system/storage", headers=bearer(token)).json()["runtimes"]
+    assert listed == [{"runtime_id": runtime.runtime_id, "name": runtime.registration.get("name", "runtime"),
+                       "free_disk_bytes": 0, "package_cache": cache}]
+    other = signup(client, email="bob@example.com", name="Bob")["token"]
+    assert client.get("/v1/system/storage", headers=bearer(other)).json()["runtimes"] == []  # theirs alone
+
+    too_many = {**cache, "entries": cache["entries"] * 201}
+    assert runtime.post("/heartbeat", {"package_cache": too_many}).status_code == 422
