@@ -22,7 +22,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -324,10 +324,10 @@ def _first_message(error: ValidationError) -> str:
 # --- the package cache as a runtime reports it ------------------------------------------------
 
 
-class CachedPackage(BaseModel):
-    registry_type: str
-    identifier: str
-    version: str
+class CachedPackage(JsonBody):  # strict: a runtime reports it in heartbeats
+    registry_type: str = Field(max_length=20)
+    identifier: str = Field(max_length=300)
+    version: str = Field(max_length=200)
     size_bytes: int = Field(ge=0)
     installed_at: float
     last_used_at: float
@@ -337,7 +337,7 @@ class CachedPackage(BaseModel):
 MAX_REPORTED_PACKAGES = 200  # a heartbeat carries the most recently used this many
 
 
-class PackageCacheUsage(BaseModel):
+class PackageCacheUsage(JsonBody):
     """A runtime's package cache, for `/v1/system/storage`."""
 
     entries: list[CachedPackage] = Field(default_factory=list, max_length=MAX_REPORTED_PACKAGES)
