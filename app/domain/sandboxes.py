@@ -18,9 +18,12 @@ SERVER_ACTIONS: dict[str, ControlAction] = {"start": "sandbox.start", "stop": "s
 ACTIONS = tuple(SERVER_ACTIONS)
 # What every sandbox sees of a host without a tool directory (workers/sandbox/isolation.py binds
 # the system directories read-only and makes /proc, /dev, /tmp and /sandbox its own): a path under
-# one of these needs nothing more from the runtime.
+# one of these needs nothing more from the runtime. Its /tmp starts empty, though: a file there is
+# one the server makes (an option's value, `--db=/tmp/x`), while a script or program given as an
+# argument (`python3 /tmp/server.py`) is the host's, and needs a tool directory holding it.
 SANDBOX_BASE_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/proc", "/dev", "/tmp",
                       "/sandbox")
+SANDBOX_EMPTY_PATHS = ("/tmp",)
 
 
 def _under(path: str, directory: str) -> bool:
@@ -36,10 +39,14 @@ def tool_paths(payload: dict[str, Any]) -> list[str]:
         words = shlex.split(str(payload.get("start_command", "")))
     except ValueError:
         words = []  # the policy refuses such a command before it is stored
-    candidates = [word if word.startswith("/") else word.partition("=")[2] for word in words[1:]]
-    candidates += list(payload.get("tool_dirs") or ())
-    paths = [posixpath.normpath(path) for path in candidates if path.startswith("/")]
-    return sorted({path for path in paths if not any(_under(path, base) for base in SANDBOX_BASE_PATHS)})
+    arguments = [posixpath.normpath(word) for word in words[1:] if word.startswith("/")]
+    values = [word.partition("=")[2] for word in words[1:] if not word.startswith("/")]
+    named = [*values, *(payload.get("tool_dirs") or ())]
+    paths = [posixpath.normpath(path) for path in named if path.startswith("/")]
+    needed = {path for path in paths if not any(_under(path, base) for base in SANDBOX_BASE_PATHS)}
+    needed |= {path for path in arguments if not any(_under(path, base) for base in SANDBOX_BASE_PATHS)
+               or any(_under(path, empty) for empty in SANDBOX_EMPTY_PATHS)}
+    return sorted(needed)
 
 
 def uncovered_paths(needed: list[str], tool_dirs: list[str]) -> list[str]:

@@ -58,6 +58,8 @@ def test_an_ended_sandbox_keeps_the_isolation_and_limits_of_its_last_report():
     ({"start_command": "npx -y @modelcontextprotocol/server-memory"}, []),
     ({"start_command": "node /opt/mcp/everything/dist/index.js stdio"}, ["/opt/mcp/everything/dist/index.js"]),
     ({"start_command": "python3 /usr/lib/python3/server.py --db=/tmp/x /sandbox/y"}, []),  # every sandbox sees those
+    # A sandbox's /tmp starts empty: a script there is the host's (a checkout under /tmp, say).
+    ({"start_command": "python3 /tmp/checkout/server.py --db=/tmp/x"}, ["/tmp/checkout/server.py"]),
     ({"start_command": "uv run --directory=/srv/tools/../tools/weather server"}, ["/srv/tools/weather"]),
     ({"start_command": "node index.js", "tool_dirs": ["/opt/mcp/everything"]}, ["/opt/mcp/everything"]),
     ({"start_command": "sh -c 'unterminated"}, []),
