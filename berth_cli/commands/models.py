@@ -1,6 +1,7 @@
 """`berth models search|resolve|attach|list|delete`."""
 
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
@@ -144,23 +145,35 @@ def _new_profile(client: BerthClient, model: str, revision: str | None) -> str:
     return client.models.create_profile({k: v for k, v in body.items() if v})["profile"]["id"]
 
 
+INSTALLATION_CATCH_UP_SECONDS = 5.0
+
+
 def _follow(client: BerthClient, attached: Attached, as_json: bool) -> Installation:
     """The attach job's events until its installation is ready or failed (the job itself runs on,
     serving), then the installation as stored."""
     job_id = attached["job_id"]
+    last: JobEvent | None = None
     if job_id is not None:
         if as_json:
-            for event in client.jobs.events(job_id):
-                output.print_json_line(event)
-                if _ends_following(event):
+            for last in client.jobs.events(job_id):
+                output.print_json_line(last)
+                if _ends_following(last):
                     break
         else:
             with EventView(output.stdout, job_id, "queued") as view:
-                for event in client.jobs.events(job_id):
-                    view.show(event)
-                    if _ends_following(event):
+                for last in client.jobs.events(job_id):
+                    view.show(last)
+                    if _ends_following(last):
                         break
-    return client.models.installation(attached["installation_id"])
+    # The installation record follows its job's events by a moment: read it until it says what
+    # the last event said (a few seconds at most).
+    said = (last["data"] or {}).get("installation_status") if last is not None else None
+    deadline = time.monotonic() + INSTALLATION_CATCH_UP_SECONDS
+    while True:
+        installation = client.models.installation(attached["installation_id"])
+        if said is None or installation["status"] == said or time.monotonic() > deadline:
+            return installation
+        time.sleep(0.1)
 
 
 def _ends_following(event: JobEvent) -> bool:
